@@ -1,0 +1,81 @@
+// Execution providers: open an onnxruntime session on the provider asked for, or on the best one that loads.
+import ort from 'onnxruntime-node';
+
+/** What a caller may ask for. `auto` tries cuda, then webgpu, then cpu. */
+export type DeviceRequest = 'cpu' | 'webgpu' | 'cuda' | 'auto';
+/** A provider a session actually runs on. */
+export type ProviderName = Exclude<DeviceRequest, 'auto'>;
+
+export const deviceRequests: readonly DeviceRequest[] = ['auto', 'cpu', 'webgpu', 'cuda'];
+const autoOrder: readonly ProviderName[] = ['cuda', 'webgpu', 'cpu'];
+
+/** A provider that `auto` passed over, and why. */
+export interface ProviderFallback {
+  provider: ProviderName;
+  reason: string;
+}
+
+export interface OpenedSession {
+  session: ort.InferenceSession;
+  provider: ProviderName;
+  fallbacks: ProviderFallback[];
+}
+
+/** Raised when the provider asked for explicitly cannot load, or when none can. */
+export class ExecutionProviderError extends Error {
+  override name = 'ExecutionProviderError';
+}
+
+const hints: Record<ProviderName, string> = {
+  cuda: "the CUDA execution provider needs onnxruntime-node's CUDA libraries (the project's .npmrc skips their download; " +
+    'see "GPU servers" in the README) and CUDA 12 with cuDNN 9',
+  webgpu: 'the WebGPU execution provider needs a GPU adapter (through Vulkan on Linux: a GPU driver and libvulkan1)',
+  cpu: 'the CPU execution provider is bundled with onnxruntime-node and should always load',
+};
+
+/** Parse a device name from a command line or a request. */
+export function parseDeviceRequest(value: string): DeviceRequest {
+  if ((deviceRequests as readonly string[]).includes(value)) return value as DeviceRequest;
+  throw new ExecutionProviderError(`device "${value}" is not one of ${deviceRequests.join(', ')}`);
+}
+
+/**
+ * Open a session for `model` on the requested device. `externalDataDir` is the folder that the model's external
+ * data locations are relative to (the checkpoint folder). An explicit provider that fails is an error that says
+ * why; `auto` records each provider it passed over in `fallbacks`.
+ */
+export async function openSession(model: Uint8Array, externalDataDir: string, device: DeviceRequest):
+  Promise<OpenedSession> {
+  const candidates = device === 'auto' ? autoOrder : [device];
+  const fallbacks: ProviderFallback[] = [];
+  for (const provider of candidates) {
+    try {
+      const session = await ort.InferenceSession.create(model, sessionOptions(provider, externalDataDir));
+      return { session, provider, fallbacks };
+    } catch (error: unknown) {
+      const reason = `${hints[provider]}; onnxruntime said: ${firstLine(error)}`;
+      if (device !== 'auto') {
+        throw new ExecutionProviderError(`device ${provider} could not be loaded: ${reason}`, { cause: error });
+      }
+      fallbacks.push({ provider, reason });
+    }
+  }
+  throw new ExecutionProviderError(
+    `no execution provider could be loaded: ${fallbacks.map((f) => `${f.provider}: ${f.reason}`).join(' | ')}`);
+}
+
+function sessionOptions(provider: ProviderName, externalDataDir: string): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: [provider],
+    graphOptimizationLevel: 'all',
+    // Errors reach the caller as exceptions with their message; onnxruntime's own log would repeat them on stderr.
+    logSeverityLevel: 4,
+    extra: { session: { model_external_initializers_file_folder_path: externalDataDir } },
+  };
+}
+
+function firstLine(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const lines = message.split('\n').map((l) => l.trim()).filter(Boolean);
+  return lines.find((l) => /fail|error|not|cannot|unable/i.test(l)) ?? lines[0] ?? 'unknown error';
+}

@@ -1,0 +1,383 @@
+// GPT-2 as ONNX graphs built from a checkpoint: the gradient graph (forward + backward to the input embeddings)
+// and the forward-only decode graph. onnxruntime has no autograd, so the backward pass is written here by hand,
+// piece by piece, each backward beside its forward and applied in the reverse order of the forward pass.
+//
+// B = batch, P = prompt vectors, T = target tokens, S = P + T - 1 sequence positions, N = generated tokens,
+// C = channels (768 for gpt2), H = heads, D = C / H, F = MLP width (4C), V = vocab (50257)
+//
+// Rules the graphs keep (see DESIGN.md, "The gradient graph"):
+// - no shape arithmetic (Shape, Range, ConstantOfShape, ...): positions, the causal bias and the selections of
+//   target and prompt positions are fed by the host, so a GPU execution provider never syncs with the CPU;
+// - outputs are small: never the (B, T, V) logits;
+// - weights stay in the checkpoint's safetensors file as external data (no 2 GB protobuf limit).
+import path from 'node:path';
+import type { Checkpoint, CheckpointTensor } from './checkpoint.js';
+import { ElemType, OnnxGraphBuilder } from './onnx-builder.js';
+
+/** Names of the gradient graph's inputs and outputs: the contract with the session code. */
+export const gradientGraphIo = {
+  inputs: {
+    prompt: 'prompt', // (B, P, C) float: the soft prompt after its parameterization
+    targetIds: 'target_ids', // (B, T) int64, padded on the right
+    targetMask: 'target_mask', // (B, T) float: 1 for real target tokens, 0 for padding
+    positionIds: 'position_ids', // (S) int64: 0 .. S-1
+    causalBias: 'causal_bias', // (S, S) float: 0 on and below the diagonal, -1e9 above
+    targetSelect: 'target_select', // (T, S) float: one-hot, row t selects position P-1+t
+    promptPositions: 'prompt_positions', // (P) int64: 0 .. P-1
+  },
+  outputs: {
+    nll: 'nll', // (B, T) float: per-token NLL (natural log), times target_mask
+    gradPrompt: 'grad_prompt', // (B, P, C) float: d(sum_t mask * nll) / d prompt
+    argmaxIds: 'argmax_ids', // (B, T) int64: teacher-forced argmax at each target position
+  },
+} as const;
+
+/** Names of the decode graph's inputs and outputs. */
+export const decodeGraphIo = {
+  inputs: {
+    prompt: 'prompt', // (B, P, C) float
+    tokenIds: 'token_ids', // (B, N) int64: tokens generated so far (N may be 0)
+    positionIds: 'position_ids', // (S) int64 with S = P + N
+    causalBias: 'causal_bias', // (S, S) float
+    lastPosition: 'last_position', // (1) int64: S - 1
+  },
+  outputs: {
+    logprobs: 'logprobs', // (B, V) float: log-softmax of the next-token logits
+  },
+} as const;
+
+/** Value of the causal bias above the diagonal: exp(-1e9 - max) is exactly 0 in float32. */
+export const causalMaskValue = -1e9;
+
+const geluTanhScale = Math.sqrt(2 / Math.PI);
+const geluCubic = 0.044715;
+
+/** Build the gradient graph: forward + backward to the prompt, for the checkpoint's own shapes and weights. */
+export function buildGradientGraph(checkpoint: Checkpoint): OnnxGraphBuilder {
+  const g = new OnnxGraphBuilder(`${checkpoint.name}.gradient`);
+  const { nEmbd: C, vocabSize: V } = checkpoint.config;
+  const io = gradientGraphIo.inputs;
+  const prompt = g.input(io.prompt, ElemType.float, ['B', 'P', C]);
+  const targetIds = g.input(io.targetIds, ElemType.int64, ['B', 'T']);
+  const targetMask = g.input(io.targetMask, ElemType.float, ['B', 'T']);
+  const positionIds = g.input(io.positionIds, ElemType.int64, ['S']);
+  const causalBias = g.input(io.causalBias, ElemType.float, ['S', 'S']);
+  const targetSelect = g.input(io.targetSelect, ElemType.float, ['T', 'S']);
+  const promptPositions = g.input(io.promptPositions, ElemType.int64, ['P']);
+  const w = createWeights(g, checkpoint);
+
+  // The model reads the prompt, then every target token but the last (teacher forcing).
+  const targetInputs = g.op('Slice', [targetIds, g.int64s([0]), g.int64s([-1]), g.int64s([1])], {}, 'target_inputs'); // (B, T-1)
+  const h0 = embed(g, w, prompt, targetInputs, positionIds); // (B, S, C)
+  const forward = transformerForward(g, checkpoint, w, h0, causalBias);
+
+  // ---- head and loss at the T target positions ----
+  const hTarget = g.op('MatMul', [targetSelect, forward.hf], {}, 'head.h_target'); // (B, T, C)
+  const logits = g.op('MatMul', [hTarget, w.headT()], {}, 'head.logits'); // (B, T, V)
+  const loss = crossEntropyForward(g, logits, targetIds, targetMask);
+
+  // ---- backward, in the reverse order of the forward pass ----
+  const dLogits = crossEntropyBackward(g, loss, targetIds, targetMask, V); // (B, T, V)
+  const dHTarget = g.op('MatMul', [dLogits, w.head()], {}, 'head.d_h_target'); // (B, T, C)
+  const dHf = g.op('MatMul', [g.op('Transpose', [targetSelect], { perm: [1, 0] }), dHTarget], {}, 'ln_f.d_out'); // (B, S, C)
+  const dH0 = transformerBackward(g, checkpoint, w, forward, dHf); // (B, S, C)
+  // Only the prompt positions of d h0 belong to a parameter; the rest is the gradient to frozen token embeddings.
+  const gradPrompt = g.op('Gather', [dH0, promptPositions], { axis: 1 }, 'grad_prompt.gather'); // (B, P, C)
+
+  const out = gradientGraphIo.outputs;
+  g.output(loss.nll, out.nll, ElemType.float, ['B', 'T']);
+  g.output(gradPrompt, out.gradPrompt, ElemType.float, ['B', 'P', C]);
+  g.output(loss.argmax, out.argmaxIds, ElemType.int64, ['B', 'T']);
+  return g;
+}
+
+/** Build the forward-only decode graph: next-token log-probabilities after prompt + tokens so far. */
+export function buildDecodeGraph(checkpoint: Checkpoint): OnnxGraphBuilder {
+  const g = new OnnxGraphBuilder(`${checkpoint.name}.decode`);
+  const { nEmbd: C, vocabSize: V } = checkpoint.config;
+  const io = decodeGraphIo.inputs;
+  const prompt = g.input(io.prompt, ElemType.float, ['B', 'P', C]);
+  const tokenIds = g.input(io.tokenIds, ElemType.int64, ['B', 'N']);
+  const positionIds = g.input(io.positionIds, ElemType.int64, ['S']);
+  const causalBias = g.input(io.causalBias, ElemType.float, ['S', 'S']);
+  const lastPosition = g.input(io.lastPosition, ElemType.int64, [1]);
+  const w = createWeights(g, checkpoint);
+
+  const h0 = embed(g, w, prompt, tokenIds, positionIds); // (B, S, C)
+  const { hf } = transformerForward(g, checkpoint, w, h0, causalBias);
+  const hLast = g.op('Gather', [hf, lastPosition], { axis: 1 }, 'head.h_last'); // (B, 1, C)
+  const logits = g.op('MatMul', [hLast, w.headT()], {}, 'head.logits'); // (B, 1, V)
+  const logitsLast = g.op('Squeeze', [logits, g.int64s([1])], {}, 'head.logits_last'); // (B, V)
+  const logprobs = g.op('LogSoftmax', [logitsLast], { axis: -1 }, 'head.logprobs'); // (B, V)
+  g.output(logprobs, decodeGraphIo.outputs.logprobs, ElemType.float, ['B', V]);
+  return g;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Weights
+
+interface Weights {
+  /** The float32 value of a checkpoint tensor (a Cast follows float16 / bfloat16 storage). */
+  get(name: string): string;
+  /** The tensor with its two axes swapped: weights are frozen, so onnxruntime folds this once at load. */
+  transposed(name: string): string;
+  head(): string; // (V, C)
+  headT(): string; // (C, V)
+}
+
+const storageElemType = { F32: ElemType.float, F16: ElemType.float16, BF16: ElemType.bfloat16 } as const;
+
+function createWeights(g: OnnxGraphBuilder, checkpoint: Checkpoint): Weights {
+  const values = new Map<string, string>();
+  const transposes = new Map<string, string>();
+  const get = (name: string): string => {
+    const cached = values.get(name);
+    if (cached) return cached;
+    const tensor = checkpoint.tensors.get(name);
+    if (!tensor) throw new Error(`checkpoint ${checkpoint.dir}: the graph needs tensor ${name}, which it lacks`);
+    const stored = g.external(externalOf(checkpoint, tensor));
+    const value = tensor.dtype === 'F32' ? stored : g.op('Cast', [stored], { to: ElemType.float }, `${name}.f32`);
+    values.set(name, value);
+    return value;
+  };
+  const transposed = (name: string): string => {
+    const cached = transposes.get(name);
+    if (cached) return cached;
+    const value = g.op('Transpose', [get(name)], { perm: [1, 0] }, `${name}.T`);
+    transposes.set(name, value);
+    return value;
+  };
+  return { get, transposed, head: () => get(checkpoint.headName), headT: () => transposed(checkpoint.headName) };
+}
+
+function externalOf(checkpoint: Checkpoint, tensor: CheckpointTensor) {
+  return {
+    name: tensor.name,
+    elemType: storageElemType[tensor.dtype],
+    dims: tensor.shape,
+    location: path.relative(checkpoint.dir, tensor.file),
+    offset: tensor.byteOffset,
+    length: tensor.byteLength,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Embedding
+
+function embed(g: OnnxGraphBuilder, w: Weights, prompt: string, tokenIds: string, positionIds: string): string {
+  const tokens = g.op('Gather', [w.get('wte.weight'), tokenIds], { axis: 0 }, 'wte.lookup'); // (B, S-P, C)
+  const x = g.op('Concat', [prompt, tokens], { axis: 1 }, 'embed.x'); // (B, S, C)
+  const positions = g.op('Gather', [w.get('wpe.weight'), positionIds], { axis: 0 }, 'wpe.lookup'); // (S, C)
+  return g.op('Add', [x, positions], {}, 'h0'); // (B, S, C)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Transformer blocks
+
+interface LayerNormSaved {
+  xhat: string; // (B, S, C) normalized input
+  rstd: string; // (B, S, 1) 1 / sqrt(var + eps)
+  gamma: string; // (C)
+}
+
+interface AttentionSaved {
+  qh: string; // (B, H, S, D)
+  kh: string; // (B, H, S, D)
+  vh: string; // (B, H, S, D)
+  probs: string; // (B, H, S, S) softmax of the scaled, masked scores
+}
+
+interface MlpSaved {
+  fc: string; // (B, S, F) c_fc output, the GELU's input
+  tanh: string; // (B, S, F) tanh(sqrt(2/pi) (fc + 0.044715 fc^3))
+}
+
+interface BlockSaved {
+  ln1: LayerNormSaved;
+  attn: AttentionSaved;
+  ln2: LayerNormSaved;
+  mlp: MlpSaved;
+}
+
+interface ForwardResult {
+  blocks: BlockSaved[];
+  lnF: LayerNormSaved;
+  hf: string; // (B, S, C) after ln_f
+}
+
+function transformerForward(g: OnnxGraphBuilder, checkpoint: Checkpoint, w: Weights, h0: string,
+  causalBias: string): ForwardResult {
+  const { nLayer, layerNormEpsilon: eps } = checkpoint.config;
+  const blocks: BlockSaved[] = [];
+  let h = h0; // (B, S, C) residual stream
+  for (let l = 0; l < nLayer; l++) {
+    const p = `h.${l}`;
+    const ln1 = layernormForward(g, w, `${p}.ln_1`, h, eps);
+    const attn = attentionForward(g, checkpoint, w, `${p}.attn`, ln1.y, causalBias);
+    h = g.op('Add', [h, attn.out], {}, `${p}.residual_attn`); // (B, S, C)
+    const ln2 = layernormForward(g, w, `${p}.ln_2`, h, eps);
+    const mlp = mlpForward(g, w, `${p}.mlp`, ln2.y);
+    h = g.op('Add', [h, mlp.out], {}, `${p}.residual_mlp`); // (B, S, C)
+    blocks.push({ ln1: ln1.saved, attn: attn.saved, ln2: ln2.saved, mlp: mlp.saved });
+  }
+  const lnF = layernormForward(g, w, 'ln_f', h, eps);
+  return { blocks, lnF: lnF.saved, hf: lnF.y };
+}
+
+function transformerBackward(g: OnnxGraphBuilder, checkpoint: Checkpoint, w: Weights, forward: ForwardResult,
+  dHf: string): string {
+  const { nLayer } = checkpoint.config;
+  let dH = layernormBackward(g, 'ln_f', forward.lnF, dHf); // (B, S, C)
+  for (let l = nLayer - 1; l >= 0; l--) {
+    const p = `h.${l}`;
+    const saved = forward.blocks[l]!;
+    // h_out = h_mid + mlp(ln_2(h_mid)): the residual passes dH through unchanged and adds the branch's gradient.
+    const dLn2 = mlpBackward(g, w, `${p}.mlp`, saved.mlp, dH);
+    dH = g.op('Add', [dH, layernormBackward(g, `${p}.ln_2`, saved.ln2, dLn2)], {}, `${p}.d_residual_mlp`);
+    // h_mid = h_in + attn(ln_1(h_in))
+    const dLn1 = attentionBackward(g, checkpoint, w, `${p}.attn`, saved.attn, dH);
+    dH = g.op('Add', [dH, layernormBackward(g, `${p}.ln_1`, saved.ln1, dLn1)], {}, `${p}.d_residual_attn`);
+  }
+  return dH;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// LayerNorm: y = xhat * gamma + beta, xhat = (x - mean) * rstd, over the last axis (biased variance, as torch)
+
+function layernormForward(g: OnnxGraphBuilder, w: Weights, name: string, x: string, eps: number) {
+  const gamma = w.get(`${name}.weight`); // (C)
+  const beta = w.get(`${name}.bias`); // (C)
+  const mean = g.op('ReduceMean', [x], { axes: [-1], keepdims: 1 }, `${name}.mean`); // (B, S, 1)
+  const centered = g.op('Sub', [x, mean], {}, `${name}.centered`); // (B, S, C)
+  const variance = g.op('ReduceMean', [g.op('Mul', [centered, centered])], { axes: [-1], keepdims: 1 }, `${name}.var`); // (B, S, 1)
+  const rstd = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [variance, g.scalar(eps)])])], {}, `${name}.rstd`); // (B, S, 1)
+  const xhat = g.op('Mul', [centered, rstd], {}, `${name}.xhat`); // (B, S, C)
+  const y = g.op('Add', [g.op('Mul', [xhat, gamma]), beta], {}, name); // (B, S, C)
+  return { y, saved: { xhat, rstd, gamma } satisfies LayerNormSaved };
+}
+
+// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = gamma * dy
+function layernormBackward(g: OnnxGraphBuilder, name: string, saved: LayerNormSaved, dY: string): string {
+  const gy = g.op('Mul', [dY, saved.gamma], {}, `${name}.d_xhat`); // (B, S, C)
+  const meanG = g.op('ReduceMean', [gy], { axes: [-1], keepdims: 1 }); // (B, S, 1)
+  const meanGX = g.op('ReduceMean', [g.op('Mul', [gy, saved.xhat])], { axes: [-1], keepdims: 1 }); // (B, S, 1)
+  const inner = g.op('Sub', [g.op('Sub', [gy, meanG]), g.op('Mul', [saved.xhat, meanGX])]); // (B, S, C)
+  return g.op('Mul', [inner, saved.rstd], {}, `${name}.d_in`); // (B, S, C)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Causal self-attention. HF's Conv1D stores W as (in, out): y = x W + b, so dx = dy W^T.
+
+function attentionForward(g: OnnxGraphBuilder, checkpoint: Checkpoint, w: Weights, name: string, x: string,
+  causalBias: string) {
+  const { nEmbd: C, nHead: H, scaleAttnWeights } = checkpoint.config;
+  const D = C / H;
+  const qkv = g.op('Add', [g.op('MatMul', [x, w.get(`${name}.c_attn.weight`)]), w.get(`${name}.c_attn.bias`)], {},
+    `${name}.c_attn`); // (B, S, 3C)
+  const [q, k, v] = g.ops('Split', [qkv, g.int64s([C, C, C])], 3, { axis: 2 }, `${name}.qkv`); // 3 x (B, S, C)
+  const splitHeads = (t: string, label: string) =>
+    g.op('Transpose', [g.op('Reshape', [t, g.int64s([0, 0, H, D])])], { perm: [0, 2, 1, 3] }, label); // (B, H, S, D)
+  const qh = splitHeads(q!, `${name}.q`);
+  const kh = splitHeads(k!, `${name}.k`);
+  const vh = splitHeads(v!, `${name}.v`);
+  const kT = g.op('Transpose', [kh], { perm: [0, 1, 3, 2] }, `${name}.kT`); // (B, H, D, S)
+  let scores = g.op('MatMul', [qh, kT], {}, `${name}.scores`); // (B, H, S, S)
+  if (scaleAttnWeights) scores = g.op('Mul', [scores, g.scalar(1 / Math.sqrt(D))], {}, `${name}.scores_scaled`);
+  const masked = g.op('Add', [scores, causalBias], {}, `${name}.scores_masked`); // (B, H, S, S)
+  const probs = g.op('Softmax', [masked], { axis: -1 }, `${name}.probs`); // (B, H, S, S)
+  const yh = g.op('MatMul', [probs, vh], {}, `${name}.yh`); // (B, H, S, D)
+  const y = mergeHeads(g, yh, C, `${name}.y`); // (B, S, C)
+  const out = g.op('Add', [g.op('MatMul', [y, w.get(`${name}.c_proj.weight`)]), w.get(`${name}.c_proj.bias`)], {},
+    `${name}.c_proj`); // (B, S, C)
+  return { out, saved: { qh, kh, vh, probs } satisfies AttentionSaved };
+}
+
+function attentionBackward(g: OnnxGraphBuilder, checkpoint: Checkpoint, w: Weights, name: string,
+  saved: AttentionSaved, dOut: string): string {
+  const { nEmbd: C, nHead: H, scaleAttnWeights } = checkpoint.config;
+  const D = C / H;
+  const dY = g.op('MatMul', [dOut, w.transposed(`${name}.c_proj.weight`)], {}, `${name}.d_y`); // (B, S, C)
+  const dYh = g.op('Transpose', [g.op('Reshape', [dY, g.int64s([0, 0, H, D])])], { perm: [0, 2, 1, 3] },
+    `${name}.d_yh`); // (B, H, S, D)
+  const swapLast = (t: string) => g.op('Transpose', [t], { perm: [0, 1, 3, 2] }); // (..., S, X) -> (..., X, S)
+  const dProbs = g.op('MatMul', [dYh, swapLast(saved.vh)], {}, `${name}.d_probs`); // (B, H, S, S)
+  const dVh = g.op('MatMul', [swapLast(saved.probs), dYh], {}, `${name}.d_vh`); // (B, H, S, D)
+  // softmax: dx = y * (dy - sum(dy * y)); the causal bias is a constant, so d scores_masked = d scores
+  const rowDot = g.op('ReduceSum', [g.op('Mul', [dProbs, saved.probs]), g.int64s([-1])], { keepdims: 1 }); // (B, H, S, 1)
+  let dScores = g.op('Mul', [saved.probs, g.op('Sub', [dProbs, rowDot])], {}, `${name}.d_scores`); // (B, H, S, S)
+  if (scaleAttnWeights) dScores = g.op('Mul', [dScores, g.scalar(1 / Math.sqrt(D))]);
+  const dQh = g.op('MatMul', [dScores, saved.kh], {}, `${name}.d_qh`); // (B, H, S, D)
+  const dKh = g.op('MatMul', [swapLast(dScores), saved.qh], {}, `${name}.d_kh`); // (B, H, S, D)
+  const dQkv = g.op('Concat', [mergeHeads(g, dQh, C, `${name}.d_q`), mergeHeads(g, dKh, C, `${name}.d_k`),
+    mergeHeads(g, dVh, C, `${name}.d_v`)], { axis: 2 }, `${name}.d_qkv`); // (B, S, 3C)
+  return g.op('MatMul', [dQkv, w.transposed(`${name}.c_attn.weight`)], {}, `${name}.d_in`); // (B, S, C)
+}
+
+// (B, H, S, D) -> (B, S, C)
+function mergeHeads(g: OnnxGraphBuilder, t: string, C: number, label: string): string {
+  const bshd = g.op('Transpose', [t], { perm: [0, 2, 1, 3] }); // (B, S, H, D)
+  return g.op('Reshape', [bshd, g.int64s([0, 0, C])], {}, label); // (B, S, C)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// MLP with gelu_new: gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+
+function mlpForward(g: OnnxGraphBuilder, w: Weights, name: string, x: string) {
+  const fc = g.op('Add', [g.op('MatMul', [x, w.get(`${name}.c_fc.weight`)]), w.get(`${name}.c_fc.bias`)], {},
+    `${name}.c_fc`); // (B, S, F)
+  const cube = g.op('Mul', [g.op('Mul', [fc, fc]), fc]); // (B, S, F)
+  const inner = g.op('Mul', [g.op('Add', [fc, g.op('Mul', [cube, g.scalar(geluCubic)])]), g.scalar(geluTanhScale)]);
+  const tanh = g.op('Tanh', [inner], {}, `${name}.tanh`); // (B, S, F)
+  const gelu = g.op('Mul', [g.op('Mul', [fc, g.scalar(0.5)]), g.op('Add', [tanh, g.scalar(1)])], {}, `${name}.gelu`); // (B, S, F)
+  const out = g.op('Add', [g.op('MatMul', [gelu, w.get(`${name}.c_proj.weight`)]), w.get(`${name}.c_proj.bias`)], {},
+    `${name}.c_proj`); // (B, S, C)
+  return { out, saved: { fc, tanh } satisfies MlpSaved };
+}
+
+// d gelu / dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+function mlpBackward(g: OnnxGraphBuilder, w: Weights, name: string, saved: MlpSaved, dOut: string): string {
+  const dGelu = g.op('MatMul', [dOut, w.transposed(`${name}.c_proj.weight`)], {}, `${name}.d_gelu`); // (B, S, F)
+  const { fc, tanh } = saved;
+  const halfOnePlusT = g.op('Mul', [g.op('Add', [tanh, g.scalar(1)]), g.scalar(0.5)]);
+  const sech2 = g.op('Sub', [g.scalar(1), g.op('Mul', [tanh, tanh])]);
+  const dInner = g.op('Mul', [g.op('Add', [g.op('Mul', [g.op('Mul', [fc, fc]), g.scalar(3 * geluCubic)]), g.scalar(1)]),
+    g.scalar(geluTanhScale)]);
+  const slope = g.op('Add', [halfOnePlusT, g.op('Mul', [g.op('Mul', [g.op('Mul', [fc, g.scalar(0.5)]), sech2]), dInner])],
+    {}, `${name}.gelu_slope`); // (B, S, F)
+  const dFc = g.op('Mul', [dGelu, slope], {}, `${name}.d_fc`); // (B, S, F)
+  return g.op('MatMul', [dFc, w.transposed(`${name}.c_fc.weight`)], {}, `${name}.d_in`); // (B, S, C)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Cross-entropy over the vocabulary, masked: nll = (logsumexp(logits) - logits[target]) * mask
+
+interface LossSaved {
+  shifted: string; // (B, T, V) logits - max
+  logSumExp: string; // (B, T, 1) of the shifted logits
+  nll: string; // (B, T)
+  argmax: string; // (B, T) int64
+}
+
+function crossEntropyForward(g: OnnxGraphBuilder, logits: string, targetIds: string, targetMask: string): LossSaved {
+  const max = g.op('ReduceMax', [logits], { axes: [-1], keepdims: 1 }, 'loss.max'); // (B, T, 1)
+  const shifted = g.op('Sub', [logits, max], {}, 'loss.shifted'); // (B, T, V)
+  const logSumExp = g.op('Log', [g.op('ReduceSum', [g.op('Exp', [shifted]), g.int64s([-1])], { keepdims: 1 })], {},
+    'loss.logsumexp'); // (B, T, 1)
+  const targetColumn = g.op('Unsqueeze', [targetIds, g.int64s([2])], {}, 'loss.target_column'); // (B, T, 1)
+  const targetLogit = g.op('GatherElements', [shifted, targetColumn], { axis: 2 }, 'loss.target_logit'); // (B, T, 1)
+  const perToken = g.op('Squeeze', [g.op('Sub', [logSumExp, targetLogit]), g.int64s([2])], {}, 'loss.nll_unmasked'); // (B, T)
+  const nll = g.op('Mul', [perToken, targetMask], {}, 'loss.nll'); // (B, T)
+  const argmax = g.op('ArgMax', [logits], { axis: 2, keepdims: 0 }, 'loss.argmax'); // (B, T) int64
+  return { shifted, logSumExp, nll, argmax };
+}
+
+// d nll / d logits = (softmax - onehot(target)) * mask
+function crossEntropyBackward(g: OnnxGraphBuilder, loss: LossSaved, targetIds: string, targetMask: string,
+  V: number): string {
+  const probs = g.op('Exp', [g.op('Sub', [loss.shifted, loss.logSumExp])], {}, 'loss.probs'); // (B, T, V)
+  const vocabIds = g.int64s(Array.from({ length: V }, (_, i) => i), [V]); // (V)
+  const targetColumn = g.op('Unsqueeze', [targetIds, g.int64s([2])]); // (B, T, 1)
+  const oneHot = g.op('Cast', [g.op('Equal', [vocabIds, targetColumn])], { to: ElemType.float }, 'loss.onehot'); // (B, T, V)
+  const maskColumn = g.op('Unsqueeze', [targetMask, g.int64s([2])]); // (B, T, 1)
+  return g.op('Mul', [g.op('Sub', [probs, oneHot]), maskColumn], {}, 'loss.d_logits'); // (B, T, V)
+}

@@ -1,0 +1,201 @@
+// Run GPT-2's gradient and decode graphs: pad and mask a batch, make the host-side helpers, read the outputs.
+//
+// B = batch, P = prompt vectors, T = target tokens (longest in the batch), S = P + T - 1, N = tokens so far,
+// C = channels, V = vocab
+import ort from 'onnxruntime-node';
+import type { Checkpoint } from './checkpoint.js';
+import { loadCheckpoint } from './checkpoint.js';
+import { openSession } from './execution-provider.js';
+import type { DeviceRequest, ProviderFallback, ProviderName } from './execution-provider.js';
+import { buildDecodeGraph, buildGradientGraph, causalMaskValue, decodeGraphIo, gradientGraphIo } from './gpt2-graph.js';
+
+/** One graph run's worth of jobs: B prompts of P vectors each and B targets of any lengths ≥ 1. */
+export interface GradientBatch {
+  prompt: Float32Array; // (B, P, C), row-major
+  promptVectors: number; // P
+  targets: readonly (readonly number[])[]; // B token-id lists
+}
+
+export interface GradientResult {
+  batch: number; // B
+  promptVectors: number; // P
+  targetLength: number; // T, the longest target; shorter rows are padded
+  targetLengths: number[]; // (B) real lengths
+  nll: Float32Array; // (B, T) per-token NLL, 0 at padding
+  gradPrompt: Float32Array; // (B, P, C) d(sum of the row's NLL) / d prompt
+  argmaxIds: Int32Array; // (B, T) teacher-forced argmax (meaningless at padding)
+}
+
+/** Raised for inputs the model cannot take; the message names the field, the value and the limit. */
+export class ModelInputError extends Error {
+  override name = 'ModelInputError';
+}
+
+/** The forward + backward graph of one checkpoint, open on one execution provider. */
+export class GradientSession {
+  constructor(readonly checkpoint: Checkpoint, private readonly session: ort.InferenceSession,
+    readonly provider: ProviderName) {}
+
+  /** Compute per-token NLL, the gradient to the prompt and the teacher-forced argmax for a batch. */
+  async run(batch: GradientBatch): Promise<GradientResult> {
+    const { nEmbd: C } = this.checkpoint.config;
+    const P = batch.promptVectors;
+    const B = batch.targets.length;
+    checkBatch(this.checkpoint, batch.prompt.length, B, P, batch.targets.map((t) => t.length), 'targets');
+    batch.targets.forEach((t, b) => checkTokenIds(this.checkpoint, t, `targets[${b}]`));
+    const targetLengths = batch.targets.map((t) => t.length);
+    const T = Math.max(...targetLengths);
+    const S = P + T - 1;
+    const ids = new BigInt64Array(B * T);
+    const mask = new Float32Array(B * T);
+    batch.targets.forEach((target, b) => target.forEach((id, t) => {
+      ids[b * T + t] = BigInt(id);
+      mask[b * T + t] = 1;
+    }));
+    const helpers = sequenceHelpers(S);
+    const targetSelect = new Float32Array(T * S); // (T, S) one-hot: row t picks position P-1+t
+    for (let t = 0; t < T; t++) targetSelect[t * S + P - 1 + t] = 1;
+    const io = gradientGraphIo.inputs;
+    const feeds: Record<string, ort.Tensor> = {
+      [io.prompt]: new ort.Tensor('float32', batch.prompt, [B, P, C]),
+      [io.targetIds]: new ort.Tensor('int64', ids, [B, T]),
+      [io.targetMask]: new ort.Tensor('float32', mask, [B, T]),
+      [io.positionIds]: helpers.positionIds,
+      [io.causalBias]: helpers.causalBias,
+      [io.targetSelect]: new ort.Tensor('float32', targetSelect, [T, S]),
+      [io.promptPositions]: new ort.Tensor('int64', BigInt64Array.from({ length: P }, (_, i) => BigInt(i)), [P]),
+    };
+    const out = await this.session.run(feeds);
+    const names = gradientGraphIo.outputs;
+    return {
+      batch: B,
+      promptVectors: P,
+      targetLength: T,
+      targetLengths,
+      nll: out[names.nll]!.data as Float32Array,
+      gradPrompt: out[names.gradPrompt]!.data as Float32Array,
+      argmaxIds: Int32Array.from(out[names.argmaxIds]!.data as BigInt64Array, Number),
+    };
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/** The forward-only graph: next-token log-probabilities, for greedy and beam decoding. */
+export class DecodeSession {
+  constructor(readonly checkpoint: Checkpoint, private readonly session: ort.InferenceSession,
+    readonly provider: ProviderName) {}
+
+  /** Return log-probabilities (B, V) of the token after prompt + tokens, for B rows of equal length N. */
+  async nextLogprobs(prompt: Float32Array, promptVectors: number, tokens: readonly (readonly number[])[]):
+    Promise<Float32Array> {
+    const { nEmbd: C } = this.checkpoint.config;
+    const P = promptVectors;
+    const B = tokens.length;
+    const N = tokens[0]?.length ?? 0;
+    if (tokens.some((row) => row.length !== N)) throw new ModelInputError('decode: all rows need the same token count');
+    // S = P + N positions; the limit check counts N + 1 "target" tokens as the gradient graph would.
+    checkBatch(this.checkpoint, prompt.length, B, P, [N + 1], 'tokens');
+    const S = P + N;
+    const ids = new BigInt64Array(B * N);
+    tokens.forEach((row, b) => row.forEach((id, n) => { ids[b * N + n] = BigInt(id); }));
+    const helpers = sequenceHelpers(S);
+    const io = decodeGraphIo.inputs;
+    const out = await this.session.run({
+      [io.prompt]: new ort.Tensor('float32', prompt, [B, P, C]),
+      [io.tokenIds]: new ort.Tensor('int64', ids, [B, N]),
+      [io.positionIds]: helpers.positionIds,
+      [io.causalBias]: helpers.causalBias,
+      [io.lastPosition]: new ort.Tensor('int64', BigInt64Array.of(BigInt(S - 1)), [1]),
+    });
+    return out[decodeGraphIo.outputs.logprobs]!.data as Float32Array;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/** A checkpoint with its two graphs open on one execution provider. */
+export interface Gpt2Model {
+  checkpoint: Checkpoint;
+  gradient: GradientSession;
+  decode: DecodeSession;
+  provider: ProviderName;
+  fallbacks: ProviderFallback[];
+  release(): Promise<void>;
+}
+
+/** Load a checkpoint folder (or use a loaded checkpoint), build both graphs and open them on `device`. */
+export async function loadGpt2(source: string | Checkpoint, device: DeviceRequest = 'auto'): Promise<Gpt2Model> {
+  const checkpoint = typeof source === 'string' ? loadCheckpoint(source) : source;
+  const gradientOpened = await openSession(buildGradientGraph(checkpoint).toBytes(), checkpoint.dir, device);
+  // The decode graph goes where the gradient graph went: one model, one provider.
+  const decodeOpened = await openSession(buildDecodeGraph(checkpoint).toBytes(), checkpoint.dir,
+    gradientOpened.provider);
+  const gradient = new GradientSession(checkpoint, gradientOpened.session, gradientOpened.provider);
+  const decode = new DecodeSession(checkpoint, decodeOpened.session, decodeOpened.provider);
+  return {
+    checkpoint,
+    gradient,
+    decode,
+    provider: gradientOpened.provider,
+    fallbacks: gradientOpened.fallbacks,
+    release: async () => {
+      await gradient.release();
+      await decode.release();
+    },
+  };
+}
+
+function checkBatch(checkpoint: Checkpoint, promptLength: number, B: number, P: number, lengths: number[],
+  field: string): void {
+  const { nEmbd: C, nPositions } = checkpoint.config;
+  if (B < 1) throw new ModelInputError(`${field}: a batch needs at least 1 row, got 0`);
+  if (!Number.isInteger(P) || P < 1) throw new ModelInputError(`prompt vectors: ${P} is not an integer ≥ 1`);
+  if (promptLength !== B * P * C) {
+    throw new ModelInputError(`prompt: ${promptLength} floats for B=${B}, P=${P}, C=${C}; expected ${B * P * C}`);
+  }
+  lengths.forEach((T, b) => {
+    if (T < 1) throw new ModelInputError(`${field}[${b}]: empty; at least 1 token is needed`);
+    if (P + T - 1 > nPositions) {
+      throw new ModelInputError(`${field}[${b}]: ${T} tokens with ${P} prompt vectors need ${P + T - 1} positions; ` +
+        `the model's context allows ${nPositions} (at most ${nPositions - P + 1} tokens)`);
+    }
+  });
+}
+
+function checkTokenIds(checkpoint: Checkpoint, ids: readonly number[], field: string): void {
+  const V = checkpoint.config.vocabSize;
+  ids.forEach((id, t) => {
+    if (!Number.isInteger(id) || id < 0 || id >= V) {
+      throw new ModelInputError(`${field}[${t}]: token id ${id} is outside the vocabulary 0..${V - 1}`);
+    }
+  });
+}
+
+interface SequenceHelpers {
+  positionIds: ort.Tensor; // (S) int64
+  causalBias: ort.Tensor; // (S, S) float
+}
+
+// The helpers depend only on S; a job's iterations reuse the same S, so a small cache saves their (S, S) fill.
+const helperCache = new Map<number, SequenceHelpers>();
+const helperCacheSize = 64;
+
+function sequenceHelpers(S: number): SequenceHelpers {
+  const cached = helperCache.get(S);
+  if (cached) return cached;
+  const positions = BigInt64Array.from({ length: S }, (_, i) => BigInt(i));
+  const bias = new Float32Array(S * S);
+  for (let i = 0; i < S; i++) for (let j = i + 1; j < S; j++) bias[i * S + j] = causalMaskValue;
+  const helpers = {
+    positionIds: new ort.Tensor('int64', positions, [S]),
+    causalBias: new ort.Tensor('float32', bias, [S, S]),
+  };
+  if (helperCache.size >= helperCacheSize) helperCache.delete(helperCache.keys().next().value!);
+  helperCache.set(S, helpers);
+  return helpers;
+}
