@@ -7,15 +7,18 @@
 // here do the same: every op is computed in float64 and rounded with `Math.fround` (exact for +, −, ×, ÷ and √:
 // float64 has more than 2·24+2 significand bits, so the double rounding is innocuous), in the order of the
 // per-element lambdas of PyTorch's CPU kernels (`self + value * t1 * t2` for addcmul, `self + value * t1 / t2` for
-// addcdiv, `self + alpha * other` for add, `self + w * (end - self)` for lerp with w < 0.5). That is bit-identical to
-// torch's CPU scalar path, which CPU tensors shorter than two SIMD vectors (16 floats on AVX2) always take. Two
-// known sources of last-bit differences, each at most 1 ulp per op and never above the tests' 1e-6 relative bound
-// over a few steps:
-// - PyTorch's vectorized CPU `add(…, alpha)` and `lerp` use a fused multiply-add, and CUDA kernels are contracted
-//   to FMA by nvcc; here the product is rounded before the sum.
-// - CUDA divides by a host scalar as a multiply by its reciprocal (Adam's `/ bias_correction2_sqrt`).
-// Across hundreds of iterations such ulps make trajectories drift apart (the loss surface is chaotic), which is
-// why the tests compare short, hand-checkable runs and checkpoint/resume bit-identity, not long runs.
+// addcdiv, `self + alpha * other` for add, `self + w * (end - self)` for lerp with w < 0.5) as called by the
+// single-tensor (for-loop) implementations, PyTorch's default for CPU tensors. Known differences, each at most
+// 1 ulp per op, well inside the tests' 1e-6 relative bound over a few steps (measured against float64: 1e-7..1e-6):
+// - a product rounded before the sum, where PyTorch's compiled kernel fuses it: the vectorized CPU `add(…, alpha)`
+//   and `lerp` use FMA, as do CUDA kernels (nvcc contracts by default) and possibly the compiler's scalar path;
+// - CUDA divides by a host scalar as a multiply by its reciprocal (Adam's `/ bias_correction2_sqrt`), and CUDA
+//   tensors default to the foreach implementation, which orders a few ops differently;
+// - `beta ** step` comes from V8's libm port rather than the C library (an ulp in float64 at most, gone after the
+//   cast to float32 in all but rare ties).
+// Not compared with PyTorch bit for bit here (no PyTorch on the build machine). Across hundreds of iterations such
+// ulps make trajectories drift apart (the loss surface is chaotic), which is why the tests compare short,
+// hand-checkable runs and checkpoint/resume bit-identity, not long runs.
 
 /** Name an optimizer by what the job settings call it. */
 export type OptimizerKind = 'rmsprop' | 'adam' | 'sgd';
@@ -59,6 +62,18 @@ function checkUnitInterval(op: string, name: string, value: number): void {
   }
 }
 
+/** Merge `partial` over `defaults`, skipping undefined values and rejecting names the optimizer does not have. */
+function mergeOptions<T extends object>(op: string, defaults: Readonly<T>, partial: Partial<T>): Readonly<T> {
+  const merged: Record<string, unknown> = { ...defaults };
+  for (const [key, value] of Object.entries(partial)) {
+    if (!Object.hasOwn(defaults, key)) {
+      throw new RangeError(`${op}: unknown option ${key}; known options are ${Object.keys(defaults).join(', ')}`);
+    }
+    if (value !== undefined) merged[key] = value;
+  }
+  return Object.freeze(merged) as Readonly<T>;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // RMSProp — torch.optim.RMSprop, `_single_tensor_rmsprop`
 
@@ -93,7 +108,7 @@ export const rmspropDefaults: Readonly<RmspropOptions> = Object.freeze({
 
 /** Merge partial RMSProp options over the defaults and check their ranges as torch.optim.RMSprop does. */
 export function makeRmspropOptions(partial: Partial<RmspropOptions> = {}): RmspropOptions {
-  const options = Object.freeze({ ...rmspropDefaults, ...partial });
+  const options = mergeOptions('RMSProp', rmspropDefaults, partial);
   checkNonNegative('RMSProp', 'lr', options.lr);
   checkNonNegative('RMSProp', 'alpha', options.alpha);
   checkNonNegative('RMSProp', 'eps', options.eps);
@@ -217,7 +232,7 @@ export const adamDefaults: Readonly<AdamOptions> = Object.freeze({
 
 /** Merge partial Adam options over the defaults and check their ranges as torch.optim.Adam does. */
 export function makeAdamOptions(partial: Partial<AdamOptions> = {}): AdamOptions {
-  const options = Object.freeze({ ...adamDefaults, ...partial });
+  const options = mergeOptions('Adam', adamDefaults, partial);
   checkNonNegative('Adam', 'lr', options.lr);
   checkUnitInterval('Adam', 'beta1', options.beta1);
   checkUnitInterval('Adam', 'beta2', options.beta2);
@@ -336,7 +351,7 @@ export const sgdDefaults: Readonly<SgdOptions> = Object.freeze({
 
 /** Merge partial SGD options over the defaults and check them as torch.optim.SGD does. */
 export function makeSgdOptions(partial: Partial<SgdOptions> = {}): SgdOptions {
-  const options = Object.freeze({ ...sgdDefaults, ...partial });
+  const options = mergeOptions('SGD', sgdDefaults, partial);
   checkNonNegative('SGD', 'lr', options.lr);
   checkNonNegative('SGD', 'momentum', options.momentum);
   checkNonNegative('SGD', 'weightDecay', options.weightDecay);
@@ -426,3 +441,204 @@ export interface OptimizerStateByKind {
   sgd: SgdState;
 }
 
+
+/**
+ * Snapshot RMSProp state for a checkpoint. `A` is Float32Array for exported snapshots; imports also take plain
+ * number arrays (e.g. parsed from JSON: finite float32 values survive JSON exactly, non-finite ones do not).
+ */
+export interface RmspropSnapshot<A extends ArrayLike<number> = Float32Array> {
+  readonly kind: 'rmsprop';
+  readonly step: number;
+  readonly squareAvg: A;
+  readonly gradAvg: A | null;
+  readonly momentumBuffer: A | null;
+}
+
+/** Snapshot Adam state for a checkpoint (see RmspropSnapshot for `A`). */
+export interface AdamSnapshot<A extends ArrayLike<number> = Float32Array> {
+  readonly kind: 'adam';
+  readonly step: number;
+  readonly expAvg: A;
+  readonly expAvgSq: A;
+  readonly maxExpAvgSq: A | null;
+}
+
+/** Snapshot SGD state for a checkpoint (see RmspropSnapshot for `A`). */
+export interface SgdSnapshot<A extends ArrayLike<number> = Float32Array> {
+  readonly kind: 'sgd';
+  readonly step: number;
+  readonly momentumBuffer: A | null;
+}
+
+/** Snapshot any optimizer's state; exported buffers are independent copies, so a resume is bit-identical. */
+export type OptimizerSnapshot<A extends ArrayLike<number> = Float32Array> =
+  | RmspropSnapshot<A>
+  | AdamSnapshot<A>
+  | SgdSnapshot<A>;
+
+/** Map each optimizer kind to its exported snapshot. */
+export interface OptimizerSnapshotByKind {
+  rmsprop: RmspropSnapshot;
+  adam: AdamSnapshot;
+  sgd: SgdSnapshot;
+}
+
+/** Step one parameter vector with one optimizer, its state bound, the lr supplied per step by a schedule. */
+export interface Optimizer<K extends OptimizerKind = OptimizerKind> {
+  readonly kind: K;
+  /** Number of parameters this optimizer updates. */
+  readonly size: number;
+  /** The resolved options; `options.lr` is the base lr a schedule starts from. */
+  readonly options: OptimizerOptionsByKind[K];
+  /** The live state (moments and step count), mutated by `step`. */
+  readonly state: OptimizerStateByKind[K];
+  /** Update `param` in place from `grad` with learning rate `lr` (default `options.lr`). */
+  step(param: Float32Array, grad: Float32Array, lr?: number): void;
+  /** Copy the state out for a checkpoint. */
+  exportState(): OptimizerSnapshotByKind[K];
+  /** Replace the state with a checkpoint's, checking kind, step, sizes and buffers against the options. */
+  importState(snapshot: OptimizerSnapshot<ArrayLike<number>>): void;
+}
+
+function copyOut(buffer: Float32Array | null): Float32Array | null {
+  return buffer === null ? null : buffer.slice();
+}
+
+function checkSnapshot<K extends OptimizerKind>(
+  kind: K,
+  snapshot: OptimizerSnapshot<ArrayLike<number>>,
+): asserts snapshot is Extract<OptimizerSnapshot<ArrayLike<number>>, { kind: K }> {
+  if (snapshot.kind !== kind) throw new Error(`importState: snapshot is for ${snapshot.kind}; this optimizer is ${kind}`);
+  if (!Number.isInteger(snapshot.step) || snapshot.step < 0) {
+    throw new RangeError(`importState: step is ${snapshot.step}; it must be an integer >= 0`);
+  }
+}
+
+/** Copy a snapshot buffer into a state buffer, both present or both absent, of equal length. */
+function importBuffer(label: string, source: ArrayLike<number> | null, target: Float32Array | null): void {
+  if ((source === null) !== (target === null)) {
+    throw new Error(
+      `importState: ${label} is ${source === null ? 'missing' : 'present'}, but the options ${target === null ? 'do not use' : 'need'} it`,
+    );
+  }
+  if (source === null || target === null) return;
+  if (source.length !== target.length) {
+    throw new RangeError(`importState: ${label} has ${source.length} elements; the optimizer holds ${target.length}`);
+  }
+  target.set(source);
+}
+
+function checkSize(size: number): void {
+  if (!Number.isInteger(size) || size < 0) throw new RangeError(`createOptimizer: size is ${size}; it must be an integer >= 0`);
+}
+
+function createRmsprop(size: number, partial: Partial<RmspropOptions>): Optimizer<'rmsprop'> {
+  const options = makeRmspropOptions(partial);
+  const state = createRmspropState(size, options);
+  return {
+    kind: 'rmsprop',
+    size,
+    options,
+    state,
+    step: (param, grad, lr = options.lr) => rmspropStep(param, grad, state, lr, options),
+    exportState: () => ({
+      kind: 'rmsprop',
+      step: state.step,
+      squareAvg: state.squareAvg.slice(),
+      gradAvg: copyOut(state.gradAvg),
+      momentumBuffer: copyOut(state.momentumBuffer),
+    }),
+    importState: (snapshot) => {
+      checkSnapshot('rmsprop', snapshot);
+      importBuffer('squareAvg', snapshot.squareAvg, state.squareAvg);
+      importBuffer('gradAvg', snapshot.gradAvg, state.gradAvg);
+      importBuffer('momentumBuffer', snapshot.momentumBuffer, state.momentumBuffer);
+      state.step = snapshot.step;
+    },
+  };
+}
+
+function createAdam(size: number, partial: Partial<AdamOptions>): Optimizer<'adam'> {
+  const options = makeAdamOptions(partial);
+  const state = createAdamState(size, options);
+  return {
+    kind: 'adam',
+    size,
+    options,
+    state,
+    step: (param, grad, lr = options.lr) => adamStep(param, grad, state, lr, options),
+    exportState: () => ({
+      kind: 'adam',
+      step: state.step,
+      expAvg: state.expAvg.slice(),
+      expAvgSq: state.expAvgSq.slice(),
+      maxExpAvgSq: copyOut(state.maxExpAvgSq),
+    }),
+    importState: (snapshot) => {
+      checkSnapshot('adam', snapshot);
+      importBuffer('expAvg', snapshot.expAvg, state.expAvg);
+      importBuffer('expAvgSq', snapshot.expAvgSq, state.expAvgSq);
+      importBuffer('maxExpAvgSq', snapshot.maxExpAvgSq, state.maxExpAvgSq);
+      state.step = snapshot.step;
+    },
+  };
+}
+
+function createSgd(size: number, partial: Partial<SgdOptions>): Optimizer<'sgd'> {
+  const options = makeSgdOptions(partial);
+  const state = createSgdState();
+  return {
+    kind: 'sgd',
+    size,
+    options,
+    state,
+    step: (param, grad, lr = options.lr) => {
+      checkLengths('SGD step', size, param, grad);
+      sgdStep(param, grad, state, lr, options);
+    },
+    exportState: () => ({ kind: 'sgd', step: state.step, momentumBuffer: copyOut(state.momentumBuffer) }),
+    importState: (snapshot) => {
+      checkSnapshot('sgd', snapshot);
+      // A missing buffer is legal with momentum (no step taken yet: the next step clones the gradient, as in torch).
+      if (snapshot.momentumBuffer !== null && options.momentum === 0) {
+        throw new Error('importState: momentumBuffer is present, but the options do not use it');
+      }
+      let buffer: Float32Array | null = null;
+      if (snapshot.momentumBuffer !== null) {
+        buffer = new Float32Array(size);
+        importBuffer('momentumBuffer', snapshot.momentumBuffer, buffer);
+      }
+      state.momentumBuffer = buffer;
+      state.step = snapshot.step;
+    },
+  };
+}
+
+/** Create an optimizer of `kind` for a parameter vector of `size` elements, options merged over its defaults. */
+export function createOptimizer(kind: 'rmsprop', size: number, options?: Partial<RmspropOptions>): Optimizer<'rmsprop'>;
+export function createOptimizer(kind: 'adam', size: number, options?: Partial<AdamOptions>): Optimizer<'adam'>;
+export function createOptimizer(kind: 'sgd', size: number, options?: Partial<SgdOptions>): Optimizer<'sgd'>;
+export function createOptimizer(
+  kind: OptimizerKind,
+  size: number,
+  options?: Partial<RmspropOptions> | Partial<AdamOptions> | Partial<SgdOptions>,
+): Optimizer;
+export function createOptimizer(
+  kind: OptimizerKind,
+  size: number,
+  options: Partial<RmspropOptions> | Partial<AdamOptions> | Partial<SgdOptions> = {},
+): Optimizer {
+  checkSize(size);
+  switch (kind) {
+    case 'rmsprop':
+      return createRmsprop(size, options as Partial<RmspropOptions>);
+    case 'adam':
+      return createAdam(size, options as Partial<AdamOptions>);
+    case 'sgd':
+      return createSgd(size, options as Partial<SgdOptions>);
+    default: {
+      const unknown: never = kind;
+      throw new RangeError(`createOptimizer: kind is ${String(unknown)}; it must be rmsprop, adam or sgd`);
+    }
+  }
+}

@@ -299,15 +299,20 @@ function collectTensors(
           `n_inner ${config.nInner}) expects [${shape.join(', ')}]`,
       );
     }
-    if (tensor.dtype !== 'F32' && tensor.dtype !== 'F16' && tensor.dtype !== 'BF16') {
+    const dtype = tensor.dtype;
+    if (!isTensorDtype(dtype)) {
       throw new CheckpointError(
         `load checkpoint from ${tensor.file}: tensor ${tensor.name} has dtype ${tensor.dtype}; ` +
           `weights must be F32, F16 or BF16`,
       );
     }
-    tensors.set(name, { ...tensor, name, dtype: tensor.dtype, shape: [...tensor.shape] });
+    tensors.set(name, { ...tensor, name, dtype, shape: [...tensor.shape] });
   }
   return tensors;
+}
+
+function isTensorDtype(dtype: string): dtype is TensorDtype {
+  return dtype === 'F32' || dtype === 'F16' || dtype === 'BF16';
 }
 
 function isString(value: unknown): value is string {

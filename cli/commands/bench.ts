@@ -1,0 +1,131 @@
+// `recite bench`: time the gradient graph against the same-run MatMul peak; progress on stderr, the table (or the
+// JSON with `--json -`) on stdout.
+import fs from 'node:fs';
+import Table from 'cli-table3';
+import type { Command } from 'commander';
+import { InvalidArgumentError } from 'commander';
+import type { BenchModelName, GraphBenchEvent, GraphBenchResult } from '../../server/bench/graph-bench.js';
+import { benchModelNames, graphBenchDefaults, runGraphBench } from '../../server/bench/graph-bench.js';
+import { defaultRandomGpt2Dir } from '../../server/bench/random-gpt2.js';
+import { parseDeviceRequest } from '../../server/model/execution-provider.js';
+
+interface BenchCommandOptions {
+  device: string;
+  models: BenchModelName[];
+  batches: number[];
+  lengths: number[];
+  minRuns: number;
+  minSeconds: number;
+  json?: string;
+  cacheDir?: string;
+}
+
+export function registerBenchCommand(program: Command): void {
+  program.command('bench')
+    .description('time forward + backward runs of the gradient graph and compare with one large MatMul on the same ' +
+      'execution provider')
+    .option('--device <device>', 'cpu | webgpu | cuda | auto', graphBenchDefaults.device)
+    .option('--models <list>', `comma-separated: ${benchModelNames.join(', ')}`, parseModels, [...graphBenchDefaults.models])
+    .option('--batches <list>', 'batch sizes B, comma-separated', parseIntegers('--batches'), [...graphBenchDefaults.batches])
+    .option('--lengths <list>', 'target lengths T in tokens, comma-separated', parseIntegers('--lengths'),
+      [...graphBenchDefaults.targetLengths])
+    .option('--min-runs <n>', 'timed runs per point at least, after one warm-up run', parseNumber('--min-runs'),
+      graphBenchDefaults.minRuns)
+    .option('--min-seconds <s>', 'seconds of timed runs per point at least', parseNumber('--min-seconds'),
+      graphBenchDefaults.minSeconds)
+    .option('--json <file>', 'also write every figure as JSON to <file>; "-" writes it to stdout instead of the table')
+    .option('--cache-dir <dir>', `folder of the generated GPT-2 124M random checkpoint (default ${defaultRandomGpt2Dir()})`)
+    .action(async (options: BenchCommandOptions) => {
+      const result = await runGraphBench({
+        device: parseDeviceRequest(options.device),
+        models: options.models,
+        batches: options.batches,
+        targetLengths: options.lengths,
+        minRuns: options.minRuns,
+        minSeconds: options.minSeconds,
+        ...(options.cacheDir === undefined ? {} : { cacheDir: options.cacheDir }),
+        onProgress: (event) => process.stderr.write(`recite bench: ${describeEvent(event)}\n`),
+      });
+      const json = `${JSON.stringify(result, null, 2)}\n`;
+      if (options.json === '-') {
+        process.stdout.write(json);
+        return;
+      }
+      process.stdout.write(`${formatBenchReport(result)}\n`);
+      if (options.json !== undefined) {
+        fs.writeFileSync(options.json, json);
+        process.stderr.write(`recite bench: figures written to ${options.json}\n`);
+      }
+    });
+}
+
+/** Render the header line and the table of a bench result. */
+export function formatBenchReport(result: GraphBenchResult): string {
+  const peak = result.matmulPeak;
+  const passedOver = result.fallbacks.length === 0 ? '' : `; passed over ${result.fallbacks.map((f) => f.provider).join(', ')}`;
+  const header = `provider ${result.provider} (asked ${result.device}${passedOver}) | ` +
+    `matmul peak ${peak.gflopPerSecond.toFixed(1)} GFLOP/s ((${peak.shape.m}, ${peak.shape.k}) x (${peak.shape.k}, ` +
+    `${peak.shape.n}) float32) | peak RSS ${result.peakRssMiB.toFixed(0)} MiB | ` +
+    `${result.host.cpus} CPUs, ${result.host.cpuModel} | ${result.wallSeconds.toFixed(0)} s`;
+  const table = new Table({
+    head: ['model', 'B', 'T', 'ms/run', 'GFLOP/s', '% of matmul peak', 'job-it/s'],
+    colAligns: ['left', 'right', 'right', 'right', 'right', 'right', 'right'],
+    style: { head: [], border: [] }, // no colour codes: the table is pasted into the README
+    chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' }, // no rule between rows
+  });
+  for (const p of result.points) {
+    table.push([p.model, p.batch, p.targetLength, p.times.medianMs.toFixed(1), p.gflopPerSecond.toFixed(1),
+      (100 * p.fractionOfPeak).toFixed(1), p.jobIterationsPerSecond.toFixed(1)]);
+  }
+  return `${header}\n${table.toString()}`;
+}
+
+function describeEvent(event: GraphBenchEvent): string {
+  switch (event.kind) {
+    case 'matmul': {
+      const m = event.measurement;
+      return `matmul peak (${event.when}) on ${m.provider}: ${m.gflopPerSecond.toFixed(1)} GFLOP/s, ` +
+        `${m.times.medianMs.toFixed(1)} ms/run over ${m.times.runs} runs`;
+    }
+    case 'generate':
+      return `${event.model}: writing a random GPT-2 124M checkpoint (~500 MB, once) to ${event.dir}`;
+    case 'model':
+      return `${event.model}: graphs open on ${event.provider} in ${event.loadSeconds.toFixed(1)} s (${event.dir})`;
+    case 'point': {
+      const m = event.measurement;
+      return `${m.model} B=${m.batch} T=${m.targetLength}: ${m.times.medianMs.toFixed(1)} ms/run over ` +
+        `${m.times.runs} runs, ${m.gflopPerSecond.toFixed(1)} GFLOP/s, ${m.jobIterationsPerSecond.toFixed(1)} job-it/s`;
+    }
+  }
+}
+
+function parseModels(value: string): BenchModelName[] {
+  const names = splitList(value);
+  const unknown = names.find((n) => !(benchModelNames as readonly string[]).includes(n));
+  if (unknown !== undefined) {
+    throw new InvalidArgumentError(`"${unknown}" is not one of ${benchModelNames.join(', ')}.`);
+  }
+  return names as BenchModelName[];
+}
+
+function parseIntegers(flag: string): (value: string) => number[] {
+  return (value) => splitList(value).map((item) => {
+    const n = Number(item);
+    if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${flag}: "${item}" is not an integer ≥ 1.`);
+    return n;
+  });
+}
+
+function parseNumber(flag: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < 0) {
+      throw new InvalidArgumentError(`${flag}: "${value}" is not a number ≥ 0.`);
+    }
+    return n;
+  };
+}
+
+function splitList(value: string): string[] {
+  return value.split(',').map((s) => s.trim()).filter(Boolean);
+}

@@ -1,0 +1,35 @@
+// `recite eval`: run fixed cases through the gradient and decode graphs and write every number, for comparison
+// with a reference (the fixture's reference.json has the same shape).
+import fs from 'node:fs';
+import type { Command } from 'commander';
+import { evaluateCases, parseEvalCases } from '../../server/engine/evaluate.js';
+import { resolveModelDir } from '../../server/model/builtin-models.js';
+import { parseDeviceRequest } from '../../server/model/execution-provider.js';
+import { loadGpt2 } from '../../server/model/gpt2-session.js';
+
+export function registerEvalCommand(program: Command): void {
+  program.command('eval')
+    .description('compute NLL, gradient, argmax, greedy and beam-4 ids for the cases of a reference-shaped JSON file')
+    .requiredOption('--model <dir>', 'GPT-2 folder (config.json + model.safetensors) or a built-in name (tiny)')
+    .requiredOption('--cases <file>', 'JSON with cases[] of {name, prompt (B,P,C), target_ids (B,T)}')
+    .requiredOption('--out <file>', 'where to write the results (JSON)')
+    .option('--device <device>', 'cpu | webgpu | cuda | auto', 'auto')
+    .action(async (options: { model: string; cases: string; out: string; device: string }) => {
+      const device = parseDeviceRequest(options.device);
+      const model = await loadGpt2(resolveModelDir(options.model), device);
+      try {
+        const cases = parseEvalCases(JSON.parse(fs.readFileSync(options.cases, 'utf8')), model.checkpoint.config.nEmbd);
+        const results = await evaluateCases(model, cases);
+        const out = {
+          model: model.checkpoint.dir,
+          provider: model.provider,
+          provider_fallbacks: model.fallbacks,
+          cases: results,
+        };
+        fs.writeFileSync(options.out, `${JSON.stringify(out)}\n`);
+        process.stderr.write(`recite eval: ${results.length} cases on ${model.provider} -> ${options.out}\n`);
+      } finally {
+        await model.release();
+      }
+    });
+}
