@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import Table from 'cli-table3';
 import type { Command } from 'commander';
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import type { BenchModelName, GraphBenchEvent, GraphBenchResult } from '../../server/bench/graph-bench.js';
 import { benchModelNames, graphBenchDefaults, runGraphBench } from '../../server/bench/graph-bench.js';
 import { defaultRandomGpt2Dir } from '../../server/bench/random-gpt2.js';
@@ -25,10 +25,13 @@ export function registerBenchCommand(program: Command): void {
     .description('time forward + backward runs of the gradient graph and compare with one large MatMul on the same ' +
       'execution provider')
     .option('--device <device>', 'cpu | webgpu | cuda | auto', graphBenchDefaults.device)
-    .option('--models <list>', `comma-separated: ${benchModelNames.join(', ')}`, parseModels, [...graphBenchDefaults.models])
-    .option('--batches <list>', 'batch sizes B, comma-separated', parseIntegers('--batches'), [...graphBenchDefaults.batches])
-    .option('--lengths <list>', 'target lengths T in tokens, comma-separated', parseIntegers('--lengths'),
-      [...graphBenchDefaults.targetLengths])
+    .addOption(new Option('--models <list>', `comma-separated: ${benchModelNames.join(', ')}`).argParser(parseModels)
+      .default([...graphBenchDefaults.models], graphBenchDefaults.models.join(',')))
+    .addOption(new Option('--batches <list>', 'batch sizes B, comma-separated').argParser(parseIntegers('--batches'))
+      .default([...graphBenchDefaults.batches], graphBenchDefaults.batches.join(',')))
+    .addOption(new Option('--lengths <list>', 'target lengths T in tokens, comma-separated')
+      .argParser(parseIntegers('--lengths'))
+      .default([...graphBenchDefaults.targetLengths], graphBenchDefaults.targetLengths.join(',')))
     .option('--min-runs <n>', 'timed runs per point at least, after one warm-up run', parseNumber('--min-runs'),
       graphBenchDefaults.minRuns)
     .option('--min-seconds <s>', 'seconds of timed runs per point at least', parseNumber('--min-seconds'),

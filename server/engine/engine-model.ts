@@ -1,0 +1,35 @@
+// A model as the inversion engine sees it: the two graphs, the tokenizer and the token-embedding statistics.
+import type { Checkpoint } from '../model/checkpoint.js';
+import type { DeviceRequest } from '../model/execution-provider.js';
+import type { GradientBatch, GradientResult } from '../model/gpt2-session.js';
+import { loadGpt2 } from '../model/gpt2-session.js';
+import type { Gpt2Tokenizer } from '../model/tokenizer.js';
+import { createGpt2Tokenizer } from '../model/tokenizer.js';
+import type { NextTokenModel } from './decoders.js';
+import { TokenEmbeddings } from './token-embeddings.js';
+
+export interface EngineModel {
+  name: string;
+  checkpoint: Checkpoint;
+  gradient: { run(batch: GradientBatch): Promise<GradientResult> };
+  decode: NextTokenModel;
+  provider: string;
+  tokenizer: Gpt2Tokenizer;
+  embeddings: TokenEmbeddings;
+  release(): Promise<void>;
+}
+
+/** Load a checkpoint folder for the engine on `device`, under the display name `name`. */
+export async function loadEngineModel(name: string, dir: string, device: DeviceRequest = 'auto'): Promise<EngineModel> {
+  const model = await loadGpt2(dir, device);
+  return {
+    name,
+    checkpoint: model.checkpoint,
+    gradient: model.gradient,
+    decode: model.decode,
+    provider: model.provider,
+    tokenizer: createGpt2Tokenizer(),
+    embeddings: TokenEmbeddings.fromCheckpoint(model.checkpoint),
+    release: () => model.release(),
+  };
+}

@@ -1,0 +1,294 @@
+// One restart of an inversion: theta, its optimizer and schedule, the best prompt so far and the stop rules.
+// The batcher runs the graph; a run only says what to feed it (`graphTargets`, `prompt`) and digests the row of
+// outputs that belongs to it (`consume`), so its trajectory cannot depend on who shared the batch.
+//
+// P = prompt vectors, C = channels, T = target tokens, T' = tokens optimized now (T, or a curriculum prefix)
+import { beamDecode, greedyDecode } from './decoders.js';
+import type { EngineModel } from './engine-model.js';
+import type { NearestTokenReport, ProgressReport, RunResult, RunStatus } from './events.js';
+import { initialTheta } from './initialization.js';
+import type { LrSchedule, LrScheduleSnapshot } from './lr-schedule.js';
+import { createLrSchedule } from './lr-schedule.js';
+import type { Optimizer, OptimizerSnapshot } from './optimizers.js';
+import { createOptimizer } from './optimizers.js';
+import type { Parameterization } from './parameterization.js';
+import { createParameterization } from './parameterization.js';
+import type { InversionSettings } from './settings.js';
+
+/** The outputs of one graph run that belong to one run. */
+export interface RunGraphRow {
+  nll: Float32Array; // (T') per-token NLL
+  gradPrompt: Float32Array; // (P, C)
+  argmaxIds: Int32Array; // (T')
+  ms: number;
+}
+
+/** Everything needed to resume a run exactly where it stopped (the service checkpoints this). */
+export interface RunSnapshot {
+  iteration: number;
+  theta: Float32Array;
+  optimizer: OptimizerSnapshot;
+  schedule: LrScheduleSnapshot;
+  optimizedTokens: number;
+  best: { nll: number; optimizedTokens: number; iteration: number; theta: Float32Array; hit: boolean };
+  sinceImprovement: number;
+  elapsedMs: number;
+}
+
+const nearestTokensPerVector = 5;
+const log2e = Math.LOG2E;
+// An NLL improvement smaller than this (relative) does not reset patience: float noise is not progress.
+const improvementTolerance = 1e-6;
+
+export class InversionRun {
+  iteration = 0;
+  status: RunStatus | undefined;
+  error: string | undefined;
+  private readonly prompt: Float32Array; // (P, C)
+  private readonly gradTheta: Float32Array;
+  private optimizedTokens: number;
+  private best: RunSnapshot['best'];
+  private sinceImprovement = 0;
+  private elapsedMs = 0;
+  private cancelRequested = false;
+
+  private constructor(
+    readonly model: EngineModel,
+    readonly settings: InversionSettings,
+    readonly targetIds: readonly number[],
+    readonly restart: number,
+    readonly seed: number,
+    readonly parameterization: Parameterization,
+    private readonly theta: Float32Array,
+    private readonly optimizer: Optimizer,
+    private readonly schedule: LrSchedule,
+  ) {
+    this.prompt = new Float32Array(parameterization.promptVectors * model.checkpoint.config.nEmbd);
+    this.gradTheta = new Float32Array(parameterization.size);
+    this.optimizedTokens = settings.curriculum ? 1 : targetIds.length;
+    this.best = { nll: Infinity, optimizedTokens: 0, iteration: 0, theta: Float32Array.from(theta), hit: false };
+  }
+
+  /** Build a run: parameterization, initial theta, optimizer and schedule, all from the settings and the seed. */
+  static async create(model: EngineModel, settings: InversionSettings, targetIds: readonly number[], restart: number,
+    seed: number): Promise<InversionRun> {
+    const C = model.checkpoint.config.nEmbd;
+    const parameterization = await createParameterization(settings.parameterization, C, targetIds.length,
+      model.embeddings, seed);
+    const theta = initialTheta(settings.init, parameterization, model.embeddings, model.tokenizer, seed);
+    const optimizer = settings.optimizer === 'sgd'
+      ? createOptimizer('sgd', theta.length, { lr: settings.lr, momentum: settings.momentum })
+      : createOptimizer(settings.optimizer, theta.length, { lr: settings.lr });
+    const schedule = createLrSchedule(settings.lr, {
+      kind: settings.schedule,
+      relativeToNorm: settings.lrRelativeToNorm,
+      totalIterations: settings.maxIterations,
+    }, model.embeddings.meanNorm);
+    return new InversionRun(model, settings, targetIds, restart, seed, parameterization, theta, optimizer, schedule);
+  }
+
+  get promptVectors(): number {
+    return this.parameterization.promptVectors;
+  }
+
+  get finished(): boolean {
+    return this.status !== undefined;
+  }
+
+  /** The target tokens the next graph run optimizes (T'). */
+  graphTargets(): readonly number[] {
+    return this.targetIds.slice(0, this.optimizedTokens);
+  }
+
+  /** The prompt (P, C) for the current theta. */
+  currentPrompt(): Float32Array {
+    this.parameterization.toPrompt(this.theta, this.prompt);
+    return this.prompt;
+  }
+
+  /** Ask the run to stop before its next iteration. */
+  cancel(): void {
+    this.cancelRequested = true;
+  }
+
+  /** Stop with CANCELLED if a cancel was requested; return whether the run is finished. */
+  checkCancelled(): boolean {
+    if (this.cancelRequested && !this.finished) this.status = 'CANCELLED';
+    return this.finished;
+  }
+
+  /** End the run with FAILED and a reason (a graph run that threw). */
+  fail(reason: string): void {
+    this.status = 'FAILED';
+    this.error = reason;
+  }
+
+  /**
+   * Digest this run's row of a graph run: report, check for a hit and the stop rules, then take an optimizer step.
+   * Returns the progress report, or undefined on iterations that `reportEvery` skips.
+   */
+  async consume(row: RunGraphRow): Promise<ProgressReport | undefined> {
+    const started = performance.now();
+    const s = this.settings;
+    const T = this.targetIds.length;
+    const optimized = this.optimizedTokens;
+    const tokenNll = Array.from(row.nll.subarray(0, optimized));
+    const nllSum = tokenNll.reduce((a, v) => a + v, 0);
+    const argmaxIds = Array.from(row.argmaxIds.subarray(0, optimized));
+    let correctPrefix = 0;
+    while (correctPrefix < optimized && argmaxIds[correctPrefix] === this.targetIds[correctPrefix]) correctPrefix++;
+
+    // Hit: teacher-forced argmax equal to the whole target is exactly free-running greedy reproduction.
+    let hit = optimized === T && correctPrefix === T;
+    let decoded: { ids: number[]; text: string } | undefined;
+    if (s.decode.kind === 'beam' && optimized === T && this.iteration % s.decode.every === 0) {
+      decoded = await this.decodeWith(this.currentPrompt());
+      hit = decoded.ids.every((id, t) => id === this.targetIds[t]);
+    } else if (s.decode.kind === 'beam') {
+      hit = false; // a beam hit is only known when the beam decoder runs
+    }
+
+    this.parameterization.gradientToTheta(row.gradPrompt, this.gradTheta);
+    const grad = vectorStats(this.gradTheta);
+    const lr = this.schedule.lr;
+    const progress: ProgressReport = {
+      restart: this.restart,
+      iteration: this.iteration,
+      nllSum,
+      nllPerToken: nllSum / optimized,
+      bitsPerToken: (nllSum / optimized) * log2e,
+      tokenNll,
+      optimizedTokens: optimized,
+      argmaxIds,
+      argmaxText: this.model.tokenizer.decode(argmaxIds),
+      correctPrefix,
+      gradMeanAbs: grad.meanAbs,
+      gradL2: grad.l2,
+      gradMaxAbs: grad.maxAbs,
+      promptNorm: vectorStats(this.currentPrompt()).l2,
+      lr,
+      ms: 0,
+      ...(decoded ? { decodedIds: decoded.ids, decodedText: decoded.text } : {}),
+    };
+
+    this.recordBest(nllSum, optimized, hit);
+    this.status = this.stopRule(hit, nllSum, optimized);
+    if (!this.status) {
+      if (s.curriculum && correctPrefix === optimized && optimized < T) this.optimizedTokens++;
+      this.optimizer.step(this.theta, this.gradTheta, lr);
+      this.schedule.step(nllSum);
+    }
+    progress.ms = row.ms + (performance.now() - started);
+    this.elapsedMs += progress.ms;
+    const report = this.iteration % s.reportEvery === 0 || this.finished;
+    this.iteration++;
+    return report ? progress : undefined;
+  }
+
+  /** Summarize the finished run: the best prompt, decoded, with its nearest tokens. */
+  async result(): Promise<RunResult> {
+    const P = this.promptVectors;
+    const C = this.model.checkpoint.config.nEmbd;
+    const embedding = new Float32Array(P * C);
+    this.parameterization.toPrompt(this.best.theta, embedding);
+    const decoded = await this.decodeWith(embedding);
+    const nearestTokens: NearestTokenReport[][] = [];
+    for (let p = 0; p < P; p++) {
+      nearestTokens.push(this.model.embeddings.nearest(embedding.subarray(p * C, (p + 1) * C), nearestTokensPerVector)
+        .map(({ id, cosine }) => ({ id, text: this.model.tokenizer.tokenText(id), cosine })));
+    }
+    return {
+      restart: this.restart,
+      seed: this.seed,
+      status: this.status ?? 'FAILED',
+      iterations: this.iteration,
+      iterationsToHit: this.best.hit ? this.best.iteration : null,
+      bestNll: this.best.nll,
+      bestIteration: this.best.iteration,
+      embedding: { shape: [P, C], values: embedding },
+      theta: Float32Array.from(this.best.theta),
+      decodedIds: decoded.ids,
+      decodedText: decoded.text,
+      nearestTokens,
+      elapsedMs: this.elapsedMs,
+      ...(this.error ? { error: this.error } : {}),
+    };
+  }
+
+  /** Copy out everything needed to resume. */
+  snapshot(): RunSnapshot {
+    return {
+      iteration: this.iteration,
+      theta: Float32Array.from(this.theta),
+      optimizer: this.optimizer.exportState(),
+      schedule: this.schedule.exportState(),
+      optimizedTokens: this.optimizedTokens,
+      best: { ...this.best, theta: Float32Array.from(this.best.theta) },
+      sinceImprovement: this.sinceImprovement,
+      elapsedMs: this.elapsedMs,
+    };
+  }
+
+  /** Continue from a snapshot taken of a run with the same settings, target and seed. */
+  restore(snapshot: RunSnapshot): void {
+    if (snapshot.theta.length !== this.theta.length) {
+      throw new RangeError(`restore: snapshot theta has ${snapshot.theta.length} numbers; this run has ${this.theta.length}`);
+    }
+    this.iteration = snapshot.iteration;
+    this.theta.set(snapshot.theta);
+    this.optimizer.importState(snapshot.optimizer);
+    this.schedule.importState(snapshot.schedule);
+    this.optimizedTokens = snapshot.optimizedTokens;
+    this.best = { ...snapshot.best, theta: Float32Array.from(snapshot.best.theta) };
+    this.sinceImprovement = snapshot.sinceImprovement;
+    this.elapsedMs = snapshot.elapsedMs;
+  }
+
+  // Best = a hit, else the most tokens optimized (curriculum), then the lowest NLL.
+  private recordBest(nllSum: number, optimized: number, hit: boolean): void {
+    const b = this.best;
+    const better = !b.hit && (hit || optimized > b.optimizedTokens ||
+      (optimized === b.optimizedTokens && nllSum < b.nll * (1 - improvementTolerance)));
+    if (better) {
+      this.best = { nll: nllSum, optimizedTokens: optimized, iteration: this.iteration, theta: Float32Array.from(this.theta), hit };
+      this.sinceImprovement = 0;
+    } else {
+      this.sinceImprovement++;
+    }
+  }
+
+  private stopRule(hit: boolean, nllSum: number, optimized: number): RunStatus | undefined {
+    const s = this.settings;
+    if (hit && s.stopOnHit) return 'HIT';
+    if (this.cancelRequested) return 'CANCELLED';
+    if (s.nllThreshold > 0 && optimized === this.targetIds.length && nllSum <= s.nllThreshold) {
+      return this.best.hit ? 'HIT' : 'THRESHOLD';
+    }
+    if (s.patience > 0 && this.sinceImprovement >= s.patience) return this.best.hit ? 'HIT' : 'PATIENCE';
+    if (this.iteration + 1 >= s.maxIterations) return this.best.hit ? 'HIT' : 'MAX_ITERATIONS';
+    return undefined;
+  }
+
+  private async decodeWith(prompt: Float32Array): Promise<{ ids: number[]; text: string }> {
+    const d = this.settings.decode;
+    const P = this.promptVectors;
+    const T = this.targetIds.length;
+    const ids = d.kind === 'beam'
+      ? (await beamDecode(this.model.decode, prompt, P, T, d.beams)).ids
+      : await greedyDecode(this.model.decode, prompt, P, T);
+    return { ids, text: this.model.tokenizer.decode(ids) };
+  }
+}
+
+function vectorStats(values: Float32Array): { meanAbs: number; l2: number; maxAbs: number } {
+  let sumAbs = 0;
+  let sumSq = 0;
+  let maxAbs = 0;
+  for (const v of values) {
+    const a = Math.abs(v);
+    sumAbs += a;
+    sumSq += v * v;
+    if (a > maxAbs) maxAbs = a;
+  }
+  return { meanAbs: sumAbs / (values.length || 1), l2: Math.sqrt(sumSq), maxAbs };
+}
