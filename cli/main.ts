@@ -3,13 +3,21 @@
 import { Command } from 'commander';
 import { registerBenchCommand } from './commands/bench.js';
 import { registerEvalCommand } from './commands/eval.js';
+import { registerInvertCommand } from './commands/invert.js';
 
 const program = new Command('recite')
   .description('Find input embeddings that make a frozen GPT-2 recite a given text exactly.')
   .showHelpAfterError();
 
+registerInvertCommand(program);
 registerEvalCommand(program);
 registerBenchCommand(program);
+
+// `recite invert --json | head` closes the pipe early: that is the reader's choice, not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw error;
+});
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   const e = error instanceof Error ? error : new Error(String(error));

@@ -1,4 +1,6 @@
 // Execution providers: open an onnxruntime session on the provider asked for, or on the best one that loads.
+import fs from 'node:fs';
+import path from 'node:path';
 import ort from 'onnxruntime-node';
 
 /** What a caller may ask for. `auto` tries cuda, then webgpu, then cpu. */
@@ -8,6 +10,10 @@ export type ProviderName = Exclude<DeviceRequest, 'auto'>;
 
 export const deviceRequests: readonly DeviceRequest[] = ['auto', 'cpu', 'webgpu', 'cuda'];
 const autoOrder: readonly ProviderName[] = ['cuda', 'webgpu', 'cpu'];
+
+// A provider that fails to load is reported through ExecutionProviderError and the fallbacks list; onnxruntime's
+// process-wide log would print the same failure again on stderr, on every `auto` start of a CPU-only machine.
+ort.env.logLevel = 'fatal';
 
 /** A provider that `auto` passed over, and why. */
 export interface ProviderFallback {
@@ -49,6 +55,11 @@ export async function openSession(model: Uint8Array, externalDataDir: string, de
   const candidates = device === 'auto' ? autoOrder : [device];
   const fallbacks: ProviderFallback[] = [];
   for (const provider of candidates) {
+    const missing = device === 'auto' ? missingPrerequisite(provider) : undefined;
+    if (missing) {
+      fallbacks.push({ provider, reason: `${hints[provider]}; ${missing}` });
+      continue;
+    }
     try {
       const session = await ort.InferenceSession.create(model, sessionOptions(provider, externalDataDir));
       return { session, provider, fallbacks };
@@ -62,6 +73,18 @@ export async function openSession(model: Uint8Array, externalDataDir: string, de
   }
   throw new ExecutionProviderError(
     `no execution provider could be loaded: ${fallbacks.map((f) => `${f.provider}: ${f.reason}`).join(' | ')}`);
+}
+
+// WebGPU reaches a Linux GPU through Vulkan. Without the Vulkan loader, trying costs a start-up delay and a warning
+// that the WebGPU library prints itself, so `auto` looks for the loader first.
+const libraryDirs = ['/usr/lib/x86_64-linux-gnu', '/lib/x86_64-linux-gnu', '/usr/lib64', '/usr/lib', '/lib64', '/lib',
+  '/usr/local/lib'];
+
+function missingPrerequisite(provider: ProviderName): string | undefined {
+  if (provider !== 'webgpu' || process.platform !== 'linux') return undefined;
+  const dirs = [...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean), ...libraryDirs];
+  return dirs.some((dir) => fs.existsSync(path.join(dir, 'libvulkan.so.1'))) ? undefined
+    : 'libvulkan.so.1 (the Vulkan loader) was not found, so auto did not try it';
 }
 
 function sessionOptions(provider: ProviderName, externalDataDir: string): ort.InferenceSession.SessionOptions {

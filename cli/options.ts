@@ -1,0 +1,58 @@
+// Parsing of command-line values into engine settings; errors name the option, the value and what is allowed.
+import { InvalidArgumentError } from 'commander';
+import type { DecodeSettings, InitSettings, ParameterizationSettings } from '../server/engine/settings.js';
+
+/** Parse an integer ≥ min. */
+export function positiveInteger(option: string, value: string, min = 1): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${option} ${value}: expected an integer ≥ ${min}`);
+  return n;
+}
+
+/** Parse a finite number > 0. */
+export function positiveNumber(option: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${option} ${value}: expected a number > 0`);
+  return n;
+}
+
+/** Parse "1,2,3" into token ids. */
+export function parseIdList(option: string, value: string): number[] {
+  const ids = value.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  if (ids.length === 0 || !ids.every((id) => Number.isInteger(id) && id >= 0)) {
+    throw new InvalidArgumentError(`${option} ${value}: expected comma-separated token ids`);
+  }
+  return ids;
+}
+
+/** Parse flat | full[:P] | projected:K[:random|pca]. */
+export function parseParameterization(value: string): ParameterizationSettings {
+  const [kind, a, b] = value.split(':');
+  if (kind === 'flat' && a === undefined) return { kind: 'flat' };
+  if (kind === 'full') return a === undefined ? { kind: 'full' } : { kind: 'full', promptVectors: positiveInteger('--param full:P', a) };
+  if (kind === 'projected' && a !== undefined && (b === undefined || b === 'random' || b === 'pca')) {
+    return { kind: 'projected', dims: positiveInteger('--param projected:K', a), basis: b ?? 'random' };
+  }
+  throw new InvalidArgumentError(`--param ${value}: expected flat, full, full:P or projected:K[:random|pca]`);
+}
+
+/** Parse random[:STD] | zeros | mean | text:TEXT. */
+export function parseInit(value: string): InitSettings {
+  const colon = value.indexOf(':');
+  const kind = colon < 0 ? value : value.slice(0, colon);
+  const arg = colon < 0 ? undefined : value.slice(colon + 1);
+  if (kind === 'random') return arg === undefined ? { kind: 'random' } : { kind: 'random', std: positiveNumber('--init random:STD', arg) };
+  if ((kind === 'zeros' || kind === 'mean') && arg === undefined) return { kind };
+  if (kind === 'text' && arg) return { kind: 'text', text: arg };
+  throw new InvalidArgumentError(`--init ${value}: expected random[:STD], zeros, mean or text:TEXT`);
+}
+
+/** Parse greedy | beam:N[:EVERY]. */
+export function parseDecode(value: string): DecodeSettings {
+  const [kind, n, every] = value.split(':');
+  if (kind === 'greedy' && n === undefined) return { kind: 'greedy' };
+  if (kind === 'beam' && n !== undefined) {
+    return { kind: 'beam', beams: positiveInteger('--decode beam:N', n), every: every === undefined ? 10 : positiveInteger('--decode beam:N:EVERY', every) };
+  }
+  throw new InvalidArgumentError(`--decode ${value}: expected greedy or beam:N[:EVERY]`);
+}
