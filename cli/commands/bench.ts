@@ -20,6 +20,7 @@ interface BenchCommandOptions {
   cacheDir?: string;
 }
 
+/** Register `recite bench`: parse the flags, run runGraphBench, print the table or the JSON. */
 export function registerBenchCommand(program: Command): void {
   program.command('bench')
     .description('time forward + backward runs of the gradient graph and compare with one large MatMul on the same ' +
@@ -67,37 +68,43 @@ export function formatBenchReport(result: GraphBenchResult): string {
   const peak = result.matmulPeak;
   const passedOver = result.fallbacks.length === 0 ? '' : `; passed over ${result.fallbacks.map((f) => f.provider).join(', ')}`;
   const header = `provider ${result.provider} (asked ${result.device}${passedOver}) | ` +
-    `matmul peak ${peak.gflopPerSecond.toFixed(1)} GFLOP/s ((${peak.shape.m}, ${peak.shape.k}) x (${peak.shape.k}, ` +
-    `${peak.shape.n}) float32) | peak RSS ${result.peakRssMiB.toFixed(0)} MiB | ` +
-    `${result.host.cpus} CPUs, ${result.host.cpuModel} | ${result.wallSeconds.toFixed(0)} s`;
+    `matmul peak (${peak.shape.m}, ${peak.shape.k}) x (${peak.shape.k}, ${peak.shape.n}) float32: ` +
+    `${peak.worstGflopPerSecond.toFixed(1)} to ${peak.bestGflopPerSecond.toFixed(1)} GFLOP/s over the points ` +
+    `(fastest run ${peak.bestRunGflopPerSecond.toFixed(1)}) | ` +
+    `peak RSS ${result.peakRssMiB.toFixed(0)} MiB | ${result.host.cpus} CPUs, ${result.host.cpuModel} | ` +
+    `${result.wallSeconds.toFixed(0)} s`;
   const table = new Table({
-    head: ['model', 'B', 'T', 'ms/run', 'GFLOP/s', '% of matmul peak', 'job-it/s'],
-    colAligns: ['left', 'right', 'right', 'right', 'right', 'right', 'right'],
+    head: ['model', 'B', 'T', 'ms/run', 'GFLOP/s', 'matmul GFLOP/s', '% of matmul peak', '% fastest runs', 'job-it/s'],
+    colAligns: ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
     style: { head: [], border: [] }, // no colour codes: the table is pasted into the README
     chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' }, // no rule between rows
   });
   for (const p of result.points) {
     table.push([p.model, p.batch, p.targetLength, p.times.medianMs.toFixed(1), p.gflopPerSecond.toFixed(1),
-      (100 * p.fractionOfPeak).toFixed(1), p.jobIterationsPerSecond.toFixed(1)]);
+      p.matmulGflopPerSecond.toFixed(1), (100 * p.fractionOfPeak).toFixed(1), (100 * p.bestFractionOfPeak).toFixed(1),
+      p.jobIterationsPerSecond.toFixed(1)]);
   }
-  return `${header}\n${table.toString()}`;
+  const note = 'ms/run, GFLOP/s, job-it/s: median run. matmul GFLOP/s: the peak MatMul timed between the same point\'s ' +
+    'graph runs (median over the runs of the MatMul times just before and after each). % of matmul peak = GFLOP/s / ' +
+    'matmul GFLOP/s; % fastest runs = the same ratio from the fastest graph run and the fastest MatMul run of the point.';
+  return `${header}\n${table.toString()}\n${note}`;
 }
 
 function describeEvent(event: GraphBenchEvent): string {
   switch (event.kind) {
     case 'matmul': {
-      const m = event.measurement;
-      return `matmul peak (${event.when}) on ${m.provider}: ${m.gflopPerSecond.toFixed(1)} GFLOP/s, ` +
-        `${m.times.medianMs.toFixed(1)} ms/run over ${m.times.runs} runs`;
+      const passedOver = event.fallbacks.map((f) => `${f.provider} (${f.reason})`).join('; ');
+      return `peak MatMul open on ${event.provider}${passedOver ? `; passed over ${passedOver}` : ''}`;
     }
     case 'generate':
       return `${event.model}: writing a random GPT-2 124M checkpoint (~500 MB, once) to ${event.dir}`;
     case 'model':
       return `${event.model}: graphs open on ${event.provider} in ${event.loadSeconds.toFixed(1)} s (${event.dir})`;
     case 'point': {
-      const m = event.measurement;
-      return `${m.model} B=${m.batch} T=${m.targetLength}: ${m.times.medianMs.toFixed(1)} ms/run over ` +
-        `${m.times.runs} runs, ${m.gflopPerSecond.toFixed(1)} GFLOP/s, ${m.jobIterationsPerSecond.toFixed(1)} job-it/s`;
+      const p = event.point;
+      return `${p.model} B=${p.batch} T=${p.targetLength}: ${p.times.medianMs.toFixed(1)} ms/run over ` +
+        `${p.times.runs} runs, ${p.gflopPerSecond.toFixed(1)} GFLOP/s, matmul ${p.matmulGflopPerSecond.toFixed(1)} ` +
+        `GFLOP/s (${(100 * p.fractionOfPeak).toFixed(1)}%), ${p.jobIterationsPerSecond.toFixed(1)} job-it/s`;
     }
   }
 }

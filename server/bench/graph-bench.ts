@@ -2,6 +2,10 @@
 // sizes and target lengths, on the tiny fixture and on a GPT-2-124M-shaped random checkpoint, against the
 // throughput of one large MatMul on the same execution provider in the same process (the practical peak).
 //
+// The MatMul is timed between each point's graph runs (timeInterleaved), not once for the whole run: on a shared
+// machine the speed of both drifts by 2x over tens of seconds, and a ratio of figures taken at different moments
+// would measure the neighbours rather than the graph.
+//
 // B = batch, P = prompt vectors, T = target tokens, S = P + T - 1, C = channels, V = vocab
 import os from 'node:os';
 import ort from 'onnxruntime-node';
@@ -10,12 +14,12 @@ import { resolveModelDir } from '../model/builtin-models.js';
 import type { DeviceRequest, ProviderFallback, ProviderName } from '../model/execution-provider.js';
 import { loadGpt2 } from '../model/gpt2-session.js';
 import { countGradientRunFlops } from './flops.js';
-import type { MatmulPeakMeasurement, MatmulShape } from './matmul-peak.js';
-import { matmulFlops, matmulShapeDefaults, measureMatmulPeak } from './matmul-peak.js';
+import type { MatmulPeak, MatmulShape } from './matmul-peak.js';
+import { matmulFlops, matmulShapeDefaults, openMatmulPeak } from './matmul-peak.js';
 import { defaultRandomGpt2Dir, ensureRandomGpt2, randomGpt2Seed } from './random-gpt2.js';
 import { createSeededRandom, deriveSeed } from './seeded-random.js';
-import type { RunTimes } from './timing.js';
-import { timeRuns } from './timing.js';
+import type { ProbeOptions, RunTimes, TimingOptions } from './timing.js';
+import { timeInterleaved } from './timing.js';
 
 /** Name a model the bench can time: the tiny fixture, or the generated GPT-2 124M shape with random weights. */
 export type BenchModelName = 'tiny' | 'gpt2-random';
@@ -23,10 +27,10 @@ export const benchModelNames: readonly BenchModelName[] = Object.freeze(['tiny',
 
 /** Describe a progress event, for a command line to print while the bench runs. */
 export type GraphBenchEvent =
-  | { kind: 'matmul'; when: MatmulPeakWhen; measurement: MatmulPeakMeasurement }
+  | { kind: 'matmul'; provider: ProviderName; fallbacks: ProviderFallback[] }
   | { kind: 'generate'; model: BenchModelName; dir: string }
   | { kind: 'model'; model: BenchModelName; dir: string; provider: ProviderName; loadSeconds: number }
-  | { kind: 'point'; measurement: GraphBenchMeasurement };
+  | { kind: 'point'; point: GraphBenchPoint };
 
 /** Configure runGraphBench. */
 export interface GraphBenchOptions {
@@ -50,7 +54,9 @@ export interface GraphBenchOptions {
   seed: number;
   /** Shape of the peak MatMul. */
   matmul: Readonly<MatmulShape>;
-  /** Called as the bench goes; the figures of a point are final except for its fraction of the peak. */
+  /** Seconds the MatMul is timed each time it is timed, and the most seconds of graph runs between two such times. */
+  probe: Readonly<ProbeOptions>;
+  /** Called after each step, with figures that are final. */
   onProgress?: (event: GraphBenchEvent) => void;
 }
 
@@ -65,6 +71,8 @@ export const graphBenchDefaults: Readonly<Omit<GraphBenchOptions, 'cacheDir' | '
   minSeconds: 2,
   seed: 0,
   matmul: matmulShapeDefaults,
+  // A quarter second of MatMul per second of graph runs: enough runs for a median, a bounded share of the wall time.
+  probe: Object.freeze({ probeSeconds: 0.25, probeEverySeconds: 1 }),
 });
 
 /** Raised for options the bench cannot run; the message names the option, the value and the limit. */
@@ -80,14 +88,17 @@ export function makeGraphBenchOptions(partial: Partial<GraphBenchOptions> = {}):
     const bad = values.find((v) => !Number.isSafeInteger(v) || v < 1);
     if (bad !== undefined) throw new GraphBenchOptionsError(`${field}: ${bad} is not an integer ≥ 1`);
   };
+  const nonNegative = (field: string, value: number): void => {
+    if (!Number.isFinite(value) || value < 0) throw new GraphBenchOptionsError(`${field}: ${value} is not a number ≥ 0`);
+  };
   positiveIntegers('batches', options.batches);
   positiveIntegers('targetLengths', options.targetLengths);
   positiveIntegers('promptVectors', [options.promptVectors]);
   positiveIntegers('minRuns', [options.minRuns]);
   positiveIntegers('matmul', [options.matmul.m, options.matmul.k, options.matmul.n]);
-  if (!Number.isFinite(options.minSeconds) || options.minSeconds < 0) {
-    throw new GraphBenchOptionsError(`minSeconds: ${options.minSeconds} is not a number ≥ 0`);
-  }
+  nonNegative('minSeconds', options.minSeconds);
+  nonNegative('probe.probeSeconds', options.probe.probeSeconds);
+  nonNegative('probe.probeEverySeconds', options.probe.probeEverySeconds);
   if (options.models.length === 0) throw new GraphBenchOptionsError('models: empty; give at least one model');
   const unknown = options.models.find((m) => !benchModelNames.includes(m));
   if (unknown !== undefined) {
@@ -96,34 +107,39 @@ export function makeGraphBenchOptions(partial: Partial<GraphBenchOptions> = {}):
   return options;
 }
 
-/** Hold the figures of one (model, B, T) point, known as soon as it is timed. */
-export interface GraphBenchMeasurement {
+/** Hold the figures of one (model, B, T) point and of the MatMul timed between its runs. */
+export interface GraphBenchPoint {
   model: BenchModelName;
   batch: number; // B
   promptVectors: number; // P
   targetLength: number; // T
   sequenceLength: number; // S = P + T - 1
-  times: RunTimes;
+  times: RunTimes; // of the graph runs
   flopsPerRun: number; // MatMul FLOPs of one forward + backward run (flops.ts)
   gflopPerSecond: number; // flopsPerRun / median seconds per run / 1e9
   jobIterationsPerSecond: number; // B / median seconds per run: optimizer steps per second summed over the jobs
+  matmulTimes: RunTimes; // of every run of the peak MatMul timed between this point's graph runs
+  matmulProbes: number; // times the MatMul was timed during the point
+  matmulBesideRunMs: number; // the MatMul's time beside the graph runs (InterleavedTimes.probeBesideRunMs)
+  matmulGflopPerSecond: number; // the MatMul's FLOPs / matmulBesideRunMs in seconds / 1e9
+  fractionOfPeak: number; // gflopPerSecond / matmulGflopPerSecond
+  // The same from the fastest run of each: when other processes take the cores for seconds at a time, a median
+  // can land in a slow stretch for one and not the other, while the fastest runs are the least disturbed.
+  bestGflopPerSecond: number; // flopsPerRun / times.minMs in seconds / 1e9
+  matmulBestGflopPerSecond: number; // the MatMul's FLOPs / matmulTimes.minMs in seconds / 1e9
+  bestFractionOfPeak: number; // bestGflopPerSecond / matmulBestGflopPerSecond
 }
 
-/** Hold one point's figures with its share of the same-run MatMul peak. */
-export interface GraphBenchPoint extends GraphBenchMeasurement {
-  fractionOfPeak: number; // gflopPerSecond / matmulPeak.gflopPerSecond
-}
-
-/** Say when the peak was measured: before the first model and after the last, the higher of the two counting. */
-export type MatmulPeakWhen = 'before' | 'after';
-
-/** Hold the peak MatMul's figures. */
+/** Hold the peak MatMul's description and the spread of its figures over the points. */
 export interface MatmulPeakReport {
   shape: MatmulShape;
   flopsPerRun: number;
-  /** The higher of the two measurements: the ratio is never flattered by a slow moment of a shared machine. */
-  gflopPerSecond: number;
-  measurements: (MatmulPeakMeasurement & { when: MatmulPeakWhen })[];
+  provider: ProviderName;
+  /** The best and the worst of the points' MatMul figures: how far the machine's speed drifted during the run. */
+  bestGflopPerSecond: number;
+  worstGflopPerSecond: number;
+  /** The fastest single MatMul run of the whole bench. */
+  bestRunGflopPerSecond: number;
 }
 
 /** Hold one model's part of the bench. */
@@ -166,6 +182,7 @@ export interface GraphBenchResult {
     minSeconds: number;
     seed: number;
     randomCheckpointSeed: number;
+    probe: ProbeOptions;
   };
   matmulPeak: MatmulPeakReport;
   models: GraphBenchModelReport[];
@@ -176,39 +193,30 @@ export interface GraphBenchResult {
 
 const promptStd = 0.1; // soft prompts start near the scale of GPT-2's token embeddings
 
-/** Run the bench: the peak MatMul, each model's grid of points, the peak again; return every figure. */
+/** Run the bench: open the peak MatMul, then time each model's grid of points with the MatMul between the runs. */
 export async function runGraphBench(partial: Partial<GraphBenchOptions> = {}): Promise<GraphBenchResult> {
   const options = makeGraphBenchOptions(partial);
   const startedAt = new Date();
   const start = performance.now();
-  const timing = { minRuns: options.minRuns, minSeconds: options.minSeconds };
   const progress = options.onProgress ?? (() => {});
 
-  const measurePeak = async (when: MatmulPeakWhen, device: DeviceRequest) => {
-    const measurement = await measureMatmulPeak(device, options.matmul, timing, options.seed);
-    progress({ kind: 'matmul', when, measurement });
-    return { ...measurement, when };
-  };
-  const before = await measurePeak('before', options.device);
-  // Every later graph opens on the provider the peak landed on: a ratio across two providers would mean nothing.
-  const provider = before.provider;
-
+  const peak = await openMatmulPeak(options.device, options.matmul, options.seed);
+  progress({ kind: 'matmul', provider: peak.provider, fallbacks: peak.fallbacks });
   const models: GraphBenchModelReport[] = [];
-  for (const name of options.models) {
-    models.push(await benchModel(name, provider, options, timing, progress));
+  try {
+    for (const name of options.models) models.push(await benchModel(name, peak, options, progress));
+  } finally {
+    await peak.release();
   }
-  const after = await measurePeak('after', provider);
 
-  const peak = Math.max(before.gflopPerSecond, after.gflopPerSecond);
-  for (const model of models) {
-    for (const point of model.points) point.fractionOfPeak = point.gflopPerSecond / peak;
-  }
+  const points = models.flatMap((m) => m.points);
+  const matmulFigures = points.map((p) => p.matmulGflopPerSecond);
   return {
     startedAt: startedAt.toISOString(),
     wallSeconds: (performance.now() - start) / 1000,
     device: options.device,
-    provider,
-    fallbacks: before.fallbacks,
+    provider: peak.provider,
+    fallbacks: peak.fallbacks,
     host: {
       platform: os.platform(),
       arch: os.arch(),
@@ -226,22 +234,24 @@ export async function runGraphBench(partial: Partial<GraphBenchOptions> = {}): P
       minSeconds: options.minSeconds,
       seed: options.seed,
       randomCheckpointSeed: randomGpt2Seed,
+      probe: { ...options.probe },
     },
     matmulPeak: {
       shape: { ...options.matmul },
       flopsPerRun: matmulFlops(options.matmul),
-      gflopPerSecond: peak,
-      measurements: [before, after],
+      provider: peak.provider,
+      bestGflopPerSecond: Math.max(...matmulFigures),
+      worstGflopPerSecond: Math.min(...matmulFigures),
+      bestRunGflopPerSecond: Math.max(...points.map((p) => p.matmulBestGflopPerSecond)),
     },
     models,
-    points: models.flatMap((m) => m.points),
+    points,
     peakRssMiB: peakRssMiB(),
   };
 }
 
-async function benchModel(name: BenchModelName, provider: ProviderName, options: GraphBenchOptions,
-  timing: { minRuns: number; minSeconds: number }, progress: (event: GraphBenchEvent) => void):
-  Promise<GraphBenchModelReport> {
+async function benchModel(name: BenchModelName, peak: MatmulPeak, options: GraphBenchOptions,
+  progress: (event: GraphBenchEvent) => void): Promise<GraphBenchModelReport> {
   let dir: string;
   let generated = false;
   let generateSeconds = 0;
@@ -255,35 +265,56 @@ async function benchModel(name: BenchModelName, provider: ProviderName, options:
   }
 
   const loadStart = performance.now();
-  const model = await loadGpt2(dir, provider);
+  // The provider the MatMul landed on, asked for explicitly: a ratio across two providers would mean nothing.
+  const model = await loadGpt2(dir, peak.provider);
   const loadSeconds = (performance.now() - loadStart) / 1000;
   progress({ kind: 'model', model: name, dir, provider: model.provider, loadSeconds });
   try {
     const { config } = model.checkpoint;
     const C = config.nEmbd;
     const P = options.promptVectors;
+    const longest = Math.max(...options.targetLengths);
+    if (P + longest - 1 > config.nPositions) {
+      throw new GraphBenchOptionsError(`targetLengths: ${longest} tokens with ${P} prompt vectors need ` +
+        `${P + longest - 1} positions; ${name} has ${config.nPositions}`);
+    }
+    const timing: TimingOptions & ProbeOptions = { minRuns: options.minRuns, minSeconds: options.minSeconds, ...options.probe };
+    const matmulGflop = matmulFlops(peak.shape) / 1e9;
     const points: GraphBenchPoint[] = [];
     for (const T of options.targetLengths) {
       for (const B of options.batches) {
         const random = createSeededRandom(deriveSeed(options.seed, benchModelNames.indexOf(name), B, T));
         const prompt = random.fillNormal(new Float32Array(B * P * C), promptStd); // (B, P, C)
         const targets = Array.from({ length: B }, () => Array.from({ length: T }, () => random.int(config.vocabSize))); // (B, T)
-        const times = await timeRuns(() => model.gradient.run({ prompt, promptVectors: P, targets }), timing);
+        const timed = await timeInterleaved(() => model.gradient.run({ prompt, promptVectors: P, targets }), peak.run,
+          timing);
         const flopsPerRun = countGradientRunFlops(config, { batch: B, promptVectors: P, targetLength: T }).total;
-        const seconds = times.medianMs / 1000;
-        const measurement: GraphBenchMeasurement = {
+        const seconds = timed.run.medianMs / 1000;
+        const gflopPerSecond = flopsPerRun / seconds / 1e9;
+        const matmulGflopPerSecond = matmulGflop / (timed.probeBesideRunMs / 1000);
+        const bestGflopPerSecond = flopsPerRun / (timed.run.minMs / 1000) / 1e9;
+        const matmulBestGflopPerSecond = matmulGflop / (timed.probe.minMs / 1000);
+        const point: GraphBenchPoint = {
           model: name,
           batch: B,
           promptVectors: P,
           targetLength: T,
           sequenceLength: P + T - 1,
-          times,
+          times: timed.run,
           flopsPerRun,
-          gflopPerSecond: flopsPerRun / seconds / 1e9,
+          gflopPerSecond,
           jobIterationsPerSecond: B / seconds,
+          matmulTimes: timed.probe,
+          matmulProbes: timed.probes,
+          matmulBesideRunMs: timed.probeBesideRunMs,
+          matmulGflopPerSecond,
+          fractionOfPeak: gflopPerSecond / matmulGflopPerSecond,
+          bestGflopPerSecond,
+          matmulBestGflopPerSecond,
+          bestFractionOfPeak: bestGflopPerSecond / matmulBestGflopPerSecond,
         };
-        progress({ kind: 'point', measurement });
-        points.push({ ...measurement, fractionOfPeak: Number.NaN });
+        progress({ kind: 'point', point });
+        points.push(point);
       }
     }
     return {

@@ -1,5 +1,5 @@
-// Measure the practical peak of an execution provider: the throughput of one large float32 MatMul, opened and
-// timed the way the gradient graph is, so that the graph's GFLOP/s can be stated as a fraction of it.
+// The practical peak of an execution provider: one large float32 MatMul, opened the way the gradient graph is and
+// timed beside it, so that the graph's GFLOP/s can be stated as a fraction of what the provider reaches.
 //
 // M, K, N = the MatMul's (M, K) x (K, N) shape; the default is a GPT-2 124M c_fc product at B·S = 4096.
 import os from 'node:os';
@@ -8,8 +8,6 @@ import type { DeviceRequest, ProviderFallback, ProviderName } from '../model/exe
 import { openSession } from '../model/execution-provider.js';
 import { ElemType, OnnxGraphBuilder } from '../model/onnx-builder.js';
 import { createSeededRandom } from './seeded-random.js';
-import type { RunTimes, TimingOptions } from './timing.js';
-import { timeRuns } from './timing.js';
 
 /** Give the shape of the peak MatMul: (m, k) x (k, n). */
 export interface MatmulShape {
@@ -21,12 +19,14 @@ export interface MatmulShape {
 /** Use (4096, 768) x (768, 3072): large enough to keep every core or SM busy, small enough for a 2-core box. */
 export const matmulShapeDefaults: Readonly<MatmulShape> = Object.freeze({ m: 4096, k: 768, n: 3072 });
 
-/** Hold one peak measurement. */
-export interface MatmulPeakMeasurement {
+/** Hold the peak graph open on one provider, ready to be run between the gradient graph's runs. */
+export interface MatmulPeak {
+  shape: MatmulShape;
   provider: ProviderName;
   fallbacks: ProviderFallback[];
-  times: RunTimes;
-  gflopPerSecond: number; // 2·m·k·n / median seconds per run / 1e9
+  /** Run the MatMul once. */
+  run(): Promise<void>;
+  release(): Promise<void>;
 }
 
 const weightStd = 0.02; // the scale of GPT-2's weights, so the values are ordinary floats (no denormals)
@@ -55,22 +55,21 @@ export function matmulFlops(shape: MatmulShape): number {
   return 2 * shape.m * shape.k * shape.n;
 }
 
-/** Open the peak graph on `device`, time it, release it, and return its throughput. */
-export async function measureMatmulPeak(device: DeviceRequest, shape: MatmulShape, timing: TimingOptions,
-  seed = 0): Promise<MatmulPeakMeasurement> {
+/** Open the peak graph on `device` and run it once, so first-run costs stay out of later timings. */
+export async function openMatmulPeak(device: DeviceRequest, shape: MatmulShape, seed = 0): Promise<MatmulPeak> {
   // The graph has no external data; the folder argument is only required by openSession's signature.
   const opened = await openSession(buildMatmulPeakGraph(shape, seed).toBytes(), os.tmpdir(), device);
-  try {
-    const row = createSeededRandom(seed + 1).fillNormal(new Float32Array(shape.k), 1);
-    const feeds = { [inputName]: new ort.Tensor('float32', row, [1, shape.k]) };
-    const times = await timeRuns(() => opened.session.run(feeds), timing);
-    return {
-      provider: opened.provider,
-      fallbacks: opened.fallbacks,
-      times,
-      gflopPerSecond: matmulFlops(shape) / (times.medianMs / 1000) / 1e9,
-    };
-  } finally {
-    await opened.session.release();
-  }
+  const row = createSeededRandom(seed + 1).fillNormal(new Float32Array(shape.k), 1);
+  const feeds = { [inputName]: new ort.Tensor('float32', row, [1, shape.k]) };
+  const run = async (): Promise<void> => {
+    await opened.session.run(feeds);
+  };
+  await run();
+  return {
+    shape: { ...shape },
+    provider: opened.provider,
+    fallbacks: opened.fallbacks,
+    run,
+    release: () => opened.session.release(),
+  };
 }

@@ -171,6 +171,7 @@ export class InversionRun {
       ...(decoded ? { decodedIds: decoded.ids, decodedText: decoded.text } : {}),
     };
 
+    const firstHit = hit && !this.best.hit; // reported whatever reportEvery says (the settings promise it)
     this.recordBest(nllSum, optimized, hit);
     this.status = this.stopRule(hit, nllSum, optimized);
     if (!this.status) {
@@ -180,7 +181,7 @@ export class InversionRun {
     }
     progress.ms = row.ms + (performance.now() - started);
     this.elapsedMs += progress.ms;
-    const report = this.iteration % s.reportEvery === 0 || this.finished;
+    const report = this.iteration % s.reportEvery === 0 || this.finished || firstHit;
     this.iteration++;
     return report ? progress : undefined;
   }

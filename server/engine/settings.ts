@@ -44,10 +44,11 @@ export interface InversionSettings {
   decode: DecodeSettings;
   /** Stop as soon as the model recites the target. */
   stopOnHit: boolean;
-  /** Independent searches from seeds seed, seed+1, ...; the best is the result. */
+  /** Independent searches from seeds restartSeed(seed, r) (the seed itself, then seeds mixed from it); the best is
+   * the result. */
   restarts: number;
   seed: number;
-  /** Report every k-th iteration (the first, the last and any hit are always reported). */
+  /** Report every k-th iteration (the first, the last and the first hit are always reported). */
   reportEvery: number;
 }
 

@@ -185,6 +185,7 @@ interface AttentionSaved {
   kh: string; // (B, H, S, D)
   vh: string; // (B, H, S, D)
   probs: string; // (B, H, S, S) softmax of the scaled, masked scores
+  yh: string; // (B, H, S, D) probs · vh
 }
 
 interface MlpSaved {
@@ -289,7 +290,7 @@ function attentionForward(g: OnnxGraphBuilder, checkpoint: Checkpoint, w: Weight
   const y = mergeHeads(g, yh, C, `${name}.y`); // (B, S, C)
   const out = g.op('Add', [g.op('MatMul', [y, w.get(`${name}.c_proj.weight`)]), w.get(`${name}.c_proj.bias`)], {},
     `${name}.c_proj`); // (B, S, C)
-  return { out, saved: { qh, kh, vh, probs } satisfies AttentionSaved };
+  return { out, saved: { qh, kh, vh, probs, yh } satisfies AttentionSaved };
 }
 
 function attentionBackward(g: OnnxGraphBuilder, checkpoint: Checkpoint, w: Weights, name: string,
@@ -302,8 +303,10 @@ function attentionBackward(g: OnnxGraphBuilder, checkpoint: Checkpoint, w: Weigh
   const swapLast = (t: string) => g.op('Transpose', [t], { perm: [0, 1, 3, 2] }); // (..., S, X) -> (..., X, S)
   const dProbs = g.op('MatMul', [dYh, swapLast(saved.vh)], {}, `${name}.d_probs`); // (B, H, S, S)
   const dVh = g.op('MatMul', [swapLast(saved.probs), dYh], {}, `${name}.d_vh`); // (B, H, S, D)
-  // softmax: dx = y * (dy - sum(dy * y)); the causal bias is a constant, so d scores_masked = d scores
-  const rowDot = g.op('ReduceSum', [g.op('Mul', [dProbs, saved.probs]), g.int64s([-1])], { keepdims: 1 }); // (B, H, S, 1)
+  // softmax: dx = y * (dy - sum_j(dy_j * y_j)); the causal bias is a constant, so d scores_masked = d scores.
+  // sum_j dProbs_ij probs_ij = sum_j (dYh_i · vh_j) probs_ij = dYh_i · yh_i: a sum over D instead of over the S keys,
+  // cheaper, and independent of how many padded keys a batch adds, so a job's gradient does not depend on its batch.
+  const rowDot = g.op('ReduceSum', [g.op('Mul', [dYh, saved.yh]), g.int64s([-1])], { keepdims: 1 }); // (B, H, S, 1)
   let dScores = g.op('Mul', [saved.probs, g.op('Sub', [dProbs, rowDot])], {}, `${name}.d_scores`); // (B, H, S, S)
   if (scaleAttnWeights) dScores = g.op('Mul', [dScores, g.scalar(1 / Math.sqrt(D))]);
   const dQh = g.op('MatMul', [dScores, saved.kh], {}, `${name}.d_qh`); // (B, H, S, D)
@@ -349,32 +352,31 @@ function mlpBackward(g: OnnxGraphBuilder, w: Weights, name: string, saved: MlpSa
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Cross-entropy over the vocabulary, masked: nll = (logsumexp(logits) - logits[target]) * mask
+// Cross-entropy over the vocabulary, masked: nll = -log_softmax(logits)[target] * mask.
+// Softmax and LogSoftmax work row by row (one row = one position's V logits). Elementwise Exp and Log over the
+// flattened (B, T, V) tensor would not: their vectorized loops treat the tensor's tail differently from its body,
+// so a job's last logits would round differently depending on how many rows its batch has.
 
 interface LossSaved {
-  shifted: string; // (B, T, V) logits - max
-  logSumExp: string; // (B, T, 1) of the shifted logits
   nll: string; // (B, T)
   argmax: string; // (B, T) int64
+  logits: string; // (B, T, V)
 }
 
 function crossEntropyForward(g: OnnxGraphBuilder, logits: string, targetIds: string, targetMask: string): LossSaved {
-  const max = g.op('ReduceMax', [logits], { axes: [-1], keepdims: 1 }, 'loss.max'); // (B, T, 1)
-  const shifted = g.op('Sub', [logits, max], {}, 'loss.shifted'); // (B, T, V)
-  const logSumExp = g.op('Log', [g.op('ReduceSum', [g.op('Exp', [shifted]), g.int64s([-1])], { keepdims: 1 })], {},
-    'loss.logsumexp'); // (B, T, 1)
+  const logprobs = g.op('LogSoftmax', [logits], { axis: -1 }, 'loss.logprobs'); // (B, T, V)
   const targetColumn = g.op('Unsqueeze', [targetIds, g.int64s([2])], {}, 'loss.target_column'); // (B, T, 1)
-  const targetLogit = g.op('GatherElements', [shifted, targetColumn], { axis: 2 }, 'loss.target_logit'); // (B, T, 1)
-  const perToken = g.op('Squeeze', [g.op('Sub', [logSumExp, targetLogit]), g.int64s([2])], {}, 'loss.nll_unmasked'); // (B, T)
+  const targetLogprob = g.op('GatherElements', [logprobs, targetColumn], { axis: 2 }, 'loss.target_logprob'); // (B, T, 1)
+  const perToken = g.op('Neg', [g.op('Squeeze', [targetLogprob, g.int64s([2])])], {}, 'loss.nll_unmasked'); // (B, T)
   const nll = g.op('Mul', [perToken, targetMask], {}, 'loss.nll'); // (B, T)
   const argmax = g.op('ArgMax', [logits], { axis: 2, keepdims: 0 }, 'loss.argmax'); // (B, T) int64
-  return { shifted, logSumExp, nll, argmax };
+  return { nll, argmax, logits };
 }
 
 // d nll / d logits = (softmax - onehot(target)) * mask
 function crossEntropyBackward(g: OnnxGraphBuilder, loss: LossSaved, targetIds: string, targetMask: string,
   V: number): string {
-  const probs = g.op('Exp', [g.op('Sub', [loss.shifted, loss.logSumExp])], {}, 'loss.probs'); // (B, T, V)
+  const probs = g.op('Softmax', [loss.logits], { axis: -1 }, 'loss.probs'); // (B, T, V)
   const vocabIds = g.int64s(Array.from({ length: V }, (_, i) => i), [V]); // (V)
   const targetColumn = g.op('Unsqueeze', [targetIds, g.int64s([2])]); // (B, T, 1)
   const oneHot = g.op('Cast', [g.op('Equal', [vocabIds, targetColumn])], { to: ElemType.float }, 'loss.onehot'); // (B, T, V)
