@@ -17,7 +17,7 @@ import { countGradientRunFlops } from './flops.js';
 import type { MatmulPeak, MatmulShape } from './matmul-peak.js';
 import { matmulFlops, matmulShapeDefaults, openMatmulPeak } from './matmul-peak.js';
 import { defaultRandomGpt2Dir, ensureRandomGpt2, randomGpt2Seed } from './random-gpt2.js';
-import { createSeededRandom, deriveSeed } from './seeded-random.js';
+import { createSeededRandom, deriveSeed } from '../util/seeded-random.js';
 import type { ProbeOptions, RunTimes, TimingOptions } from './timing.js';
 import { timeInterleaved } from './timing.js';
 

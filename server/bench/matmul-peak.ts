@@ -7,7 +7,7 @@ import ort from 'onnxruntime-node';
 import type { DeviceRequest, ProviderFallback, ProviderName } from '../model/execution-provider.js';
 import { openSession } from '../model/execution-provider.js';
 import { ElemType, OnnxGraphBuilder } from '../model/onnx-builder.js';
-import { createSeededRandom } from './seeded-random.js';
+import { createSeededRandom } from '../util/seeded-random.js';
 
 /** Give the shape of the peak MatMul: (m, k) x (k, n). */
 export interface MatmulShape {

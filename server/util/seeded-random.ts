@@ -1,7 +1,7 @@
 // Seeded random numbers: a run started with the same seed draws the same numbers on every machine, so an
-// initialization or a random basis is reproducible bit for bit.
+// initialization, a random basis, a random checkpoint or a benchmark's inputs are reproducible bit for bit.
 
-/** Return a uniform generator on [0, 1) (mulberry32: tiny, fast, ample for initial values and test inputs). */
+/** Return a uniform generator on [0, 1) (mulberry32: tiny, fast, ample for values that only need to look random). */
 export function seededUniform(seed: number): () => number {
   let state = seed >>> 0;
   return () => {
@@ -13,17 +13,38 @@ export function seededUniform(seed: number): () => number {
   };
 }
 
-/** Fill `out` with normal samples of standard deviation `std` (Box-Muller over seededUniform). */
-export function fillNormal(out: Float32Array, std: number, seed: number): Float32Array {
+/** Draw uniform, integer and normal samples from one seeded stream. */
+export interface SeededRandom {
+  /** Return a uniform sample in [0, 1). */
+  uniform(): number;
+  /** Return an integer in [0, limit). */
+  int(limit: number): number;
+  /** Fill `out` with normal samples of mean 0 and standard deviation `std`; returns `out`. */
+  fillNormal(out: Float32Array, std: number): Float32Array;
+}
+
+/** Create one seeded stream. */
+export function createSeededRandom(seed: number): SeededRandom {
   const uniform = seededUniform(seed);
-  for (let i = 0; i < out.length; i += 2) {
-    const u1 = 1 - uniform(); // in (0, 1], so the log is finite
-    const u2 = uniform();
-    const radius = std * Math.sqrt(-2 * Math.log(u1));
-    out[i] = radius * Math.cos(2 * Math.PI * u2);
-    if (i + 1 < out.length) out[i + 1] = radius * Math.sin(2 * Math.PI * u2);
-  }
-  return out;
+  return {
+    uniform,
+    int: (limit) => Math.floor(uniform() * limit),
+    fillNormal(out, std) {
+      // Box-Muller: two uniforms give two independent normals.
+      for (let i = 0; i < out.length; i += 2) {
+        const radius = std * Math.sqrt(-2 * Math.log(1 - uniform())); // 1 - u is in (0, 1]: the log is finite
+        const angle = 2 * Math.PI * uniform();
+        out[i] = radius * Math.cos(angle);
+        if (i + 1 < out.length) out[i + 1] = radius * Math.sin(angle);
+      }
+      return out;
+    },
+  };
+}
+
+/** Fill `out` with normal samples of standard deviation `std` from a fresh stream seeded with `seed`. */
+export function fillNormal(out: Float32Array, std: number, seed: number): Float32Array {
+  return createSeededRandom(seed).fillNormal(out, std);
 }
 
 /** Return `length` normal samples of standard deviation `std`. */
@@ -37,4 +58,9 @@ export function mixSeeds(a: number, b: number): number {
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
   return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** Derive a seed for one part of a run from the run's seed and the part's coordinates. */
+export function deriveSeed(seed: number, ...parts: readonly number[]): number {
+  return parts.reduce(mixSeeds, seed >>> 0);
 }
