@@ -4,12 +4,14 @@ import { Command } from 'commander';
 import { registerBenchCommand } from './commands/bench.js';
 import { registerEvalCommand } from './commands/eval.js';
 import { registerInvertCommand } from './commands/invert.js';
+import { registerServeCommand } from './commands/serve.js';
 
 const program = new Command('recite')
   .description('Find input embeddings that make a frozen GPT-2 recite a given text exactly.')
   .showHelpAfterError();
 
 registerInvertCommand(program);
+registerServeCommand(program);
 registerEvalCommand(program);
 registerBenchCommand(program);
 

@@ -13,3 +13,6 @@ protoc --descriptor_set_in="$work/deps.binpb" -Iproto -Inode_modules/grpc-health
   proto/recite/v1/*.proto health/v1/health.proto
 trap 'rm -rf "$work" proto/image.binpb' EXIT
 npx buf generate
+# The compiled descriptor set, imports included, for clients that load the API at run time (grpc-js with
+# @grpc/proto-loader, grpcurl): they need buf/validate/validate.proto too, which it carries.
+cp proto/image.binpb sdk/gen/recite.binpb

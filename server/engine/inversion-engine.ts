@@ -28,6 +28,8 @@ export interface InversionRequest {
   onEvent?: (event: InversionEvent) => void;
   /** Resume restarts from checkpoints, by restart index. */
   resumeFrom?: ReadonlyMap<number, RunSnapshot>;
+  /** Restarts that had already ended before a resume, by restart index: they are not run again. */
+  completed?: ReadonlyMap<number, RunResult>;
 }
 
 export interface InversionHandle {
@@ -35,7 +37,7 @@ export interface InversionHandle {
   /** Resolves with the result once every restart has ended (never rejects: failures are a FAILED status). */
   readonly result: Promise<InversionResult>;
   cancel(): void;
-  /** Snapshots of the restarts still running (for checkpoints). */
+  /** Snapshots of the restarts whose result is not yet reported (for checkpoints). */
   snapshots(): Map<number, RunSnapshot>;
 }
 
@@ -85,6 +87,11 @@ export class InversionEngine {
     const inversion = new Inversion(this.model, settings, targetIds, request.onEvent ?? (() => {}));
     const runs: InversionRun[] = [];
     for (let r = 0; r < settings.restarts; r++) {
+      const completed = request.completed?.get(r);
+      if (completed) {
+        inversion.recordCompleted(completed);
+        continue;
+      }
       const run = await InversionRun.create(this.model, settings, targetIds, r, restartSeed(settings.seed, r));
       const snapshot = request.resumeFrom?.get(r);
       if (snapshot) run.restore(snapshot);
@@ -92,6 +99,7 @@ export class InversionEngine {
     }
     inversion.runs = runs;
     inversion.emit({ type: 'queued', position: this.pending.length });
+    if (runs.length === 0) void inversion.finishIfComplete();
     for (const run of runs) {
       this.owners.set(run, inversion);
       this.pending.push({ run, inversion });
@@ -101,7 +109,7 @@ export class InversionEngine {
       settings,
       result: inversion.done,
       cancel: () => this.cancel(inversion),
-      snapshots: () => new Map(runs.filter((r) => !r.finished).map((r) => [r.restart, r.snapshot()])),
+      snapshots: () => new Map(runs.filter((r) => !inversion.hasResult(r.restart)).map((r) => [r.restart, r.snapshot()])),
     };
   }
 
@@ -165,6 +173,7 @@ export class InversionEngine {
 class Inversion {
   runs: InversionRun[] = [];
   private readonly results = new Map<number, RunResult>();
+  private finished = false;
   private readonly started = performance.now();
   private resolve!: (result: InversionResult) => void;
   readonly done = new Promise<InversionResult>((resolve) => { this.resolve = resolve; });
@@ -180,11 +189,26 @@ class Inversion {
     }
   }
 
+  hasResult(restart: number): boolean {
+    return this.results.has(restart);
+  }
+
+  /** Count a restart that ended before a resume. */
+  recordCompleted(result: RunResult): void {
+    this.results.set(result.restart, result);
+  }
+
   async finishRun(run: InversionRun): Promise<void> {
     const result = await run.result();
     this.results.set(run.restart, result);
     this.emit({ type: 'restart_result', result });
-    if (this.results.size < this.runs.length) return;
+    await this.finishIfComplete();
+  }
+
+  /** Emit the result once every restart has one. */
+  async finishIfComplete(): Promise<void> {
+    if (this.results.size < this.settings.restarts || this.finished) return;
+    this.finished = true;
     const restarts = [...this.results.values()].sort((a, b) => a.restart - b.restart);
     const best = bestRestart(restarts);
     const final: InversionResult = {

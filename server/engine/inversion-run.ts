@@ -25,6 +25,8 @@ export interface RunGraphRow {
 
 /** Everything needed to resume a run exactly where it stopped (the service checkpoints this). */
 export interface RunSnapshot {
+  /** Set when the run had ended but its result was not yet reported. */
+  status?: RunStatus;
   iteration: number;
   theta: Float32Array;
   optimizer: OptimizerSnapshot;
@@ -219,6 +221,7 @@ export class InversionRun {
   /** Copy out everything needed to resume. */
   snapshot(): RunSnapshot {
     return {
+      ...(this.status ? { status: this.status } : {}),
       iteration: this.iteration,
       theta: Float32Array.from(this.theta),
       optimizer: this.optimizer.exportState(),
@@ -235,6 +238,7 @@ export class InversionRun {
     if (snapshot.theta.length !== this.theta.length) {
       throw new RangeError(`restore: snapshot theta has ${snapshot.theta.length} numbers; this run has ${this.theta.length}`);
     }
+    this.status = snapshot.status;
     this.iteration = snapshot.iteration;
     this.theta.set(snapshot.theta);
     this.optimizer.importState(snapshot.optimizer);

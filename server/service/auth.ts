@@ -1,0 +1,95 @@
+// Bearer-token authentication: each token names a client; a client sees and cancels only its own jobs.
+// Tokens come from a file ("TOKEN CLIENT" per line, # comments) or RECITE_TOKENS ("TOKEN=CLIENT,TOKEN=CLIENT").
+import { timingSafeEqual } from 'node:crypto';
+import fs from 'node:fs';
+import type { HandlerContext, Interceptor } from '@connectrpc/connect';
+import { Code, ConnectError, createContextKey } from '@connectrpc/connect';
+
+/** The authenticated client of a request (set by the auth interceptor). */
+export const clientIdKey = createContextKey<string>('', { description: 'authenticated client id' });
+
+/** Services that need no token (load balancers probe health without credentials). */
+const publicServices = new Set(['grpc.health.v1.Health']);
+
+export class TokenTable {
+  private readonly entries: { token: Buffer; clientId: string }[];
+
+  constructor(tokens: ReadonlyMap<string, string>) {
+    this.entries = [...tokens].map(([token, clientId]) => ({ token: Buffer.from(token), clientId }));
+  }
+
+  get size(): number {
+    return this.entries.length;
+  }
+
+  /** Return the client of a token, comparing in constant time. */
+  clientOf(token: string): string | undefined {
+    const presented = Buffer.from(token);
+    let found: string | undefined;
+    for (const entry of this.entries) {
+      if (entry.token.length === presented.length && timingSafeEqual(entry.token, presented)) found = entry.clientId;
+    }
+    return found;
+  }
+
+  /** Read "TOKEN CLIENT" lines. */
+  static parseFile(text: string, file = 'tokens file'): Map<string, string> {
+    const tokens = new Map<string, string>();
+    text.split('\n').forEach((raw, i) => {
+      const line = raw.replace(/#.*/, '').trim();
+      if (!line) return;
+      const [token, clientId, extra] = line.split(/\s+/);
+      if (!token || !clientId || extra !== undefined) {
+        throw new Error(`${file}:${i + 1}: expected "TOKEN CLIENT", got ${JSON.stringify(raw)}`);
+      }
+      if (token.length < 16) throw new Error(`${file}:${i + 1}: token of ${token.length} characters; at least 16 are needed`);
+      tokens.set(token, clientId);
+    });
+    return tokens;
+  }
+
+  /** Read "TOKEN=CLIENT,TOKEN=CLIENT". */
+  static parseEnv(text: string): Map<string, string> {
+    const tokens = new Map<string, string>();
+    for (const pair of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+      const at = pair.indexOf('=');
+      if (at <= 0 || at === pair.length - 1) throw new Error(`RECITE_TOKENS: expected TOKEN=CLIENT, got ${JSON.stringify(pair)}`);
+      tokens.set(pair.slice(0, at), pair.slice(at + 1));
+    }
+    return tokens;
+  }
+
+  /** Load the tokens of a file and of RECITE_TOKENS together. */
+  static load(file: string | undefined, env: string | undefined): TokenTable {
+    const tokens = new Map<string, string>();
+    if (file) for (const [t, c] of TokenTable.parseFile(fs.readFileSync(file, 'utf8'), file)) tokens.set(t, c);
+    if (env) for (const [t, c] of TokenTable.parseEnv(env)) tokens.set(t, c);
+    return new TokenTable(tokens);
+  }
+}
+
+/** Return the bearer token of an Authorization header value, or undefined. */
+export function bearerToken(header: string | null | undefined): string | undefined {
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
+  return match?.[1];
+}
+
+/** Return an interceptor that refuses requests without a valid token and records the client for the handlers. */
+export function createAuthInterceptor(tokens: TokenTable): Interceptor {
+  return (next) => async (req) => {
+    if (publicServices.has(req.service.typeName)) return next(req);
+    const token = bearerToken(req.header.get('authorization'));
+    if (!token) throw new ConnectError('missing bearer token: send "authorization: Bearer <token>"', Code.Unauthenticated);
+    const clientId = tokens.clientOf(token);
+    if (!clientId) throw new ConnectError('the bearer token is not valid on this server', Code.Unauthenticated);
+    req.contextValues.set(clientIdKey, clientId);
+    return next(req);
+  };
+}
+
+/** Return the client a handler runs for. */
+export function clientOf(ctx: HandlerContext): string {
+  const clientId = ctx.values.get(clientIdKey);
+  if (!clientId) throw new ConnectError('unauthenticated request reached a handler', Code.Unauthenticated);
+  return clientId;
+}

@@ -1,0 +1,47 @@
+// grpc.health.v1.Health: SERVING once every model is ready, NOT_SERVING while one loads or the server drains.
+import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import { Code, ConnectError } from '@connectrpc/connect';
+import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from '../../sdk/gen/health/v1/health_pb.js';
+import type { HealthCheckRequest, HealthCheckResponse, HealthListResponse } from '../../sdk/gen/health/v1/health_pb.js';
+import { ReciteService } from '../../sdk/gen/recite/v1/recite_pb.js';
+import type { ModelRegistry } from './model-registry.js';
+
+const watchIntervalMs = 1000;
+
+export class HealthServiceImpl implements ServiceImpl<typeof Health> {
+  private draining = false;
+
+  constructor(private readonly models: ModelRegistry) {}
+
+  /** Report NOT_SERVING from now on (graceful shutdown). */
+  drain(): void {
+    this.draining = true;
+  }
+
+  async check(req: HealthCheckRequest) {
+    return { status: this.statusOf(req.service) };
+  }
+
+  async *watch(req: HealthCheckRequest, ctx: HandlerContext) {
+    let last: ServingStatus | undefined;
+    while (!ctx.signal.aborted) {
+      const status = this.statusOf(req.service);
+      if (status !== last) yield { status };
+      last = status;
+      await new Promise((resolve) => setTimeout(resolve, watchIntervalMs));
+    }
+  }
+
+  async list() {
+    const status = { status: this.statusOf('') };
+    return { statuses: { '': status, [ReciteService.typeName]: status } };
+  }
+
+  private statusOf(service: string): ServingStatus {
+    if (service !== '' && service !== ReciteService.typeName) {
+      throw new ConnectError(`service: "${service}" is not served here`, Code.NotFound);
+    }
+    if (this.draining) return ServingStatus.NOT_SERVING;
+    return this.models.list().every((m) => m.state === 'READY') ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
+  }
+}

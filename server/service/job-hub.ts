@@ -1,0 +1,389 @@
+// The job hub: every job goes request → validation → store → engine → events → store + subscribers.
+// It numbers each job's events (1, 2, 3, … without gaps), writes them to the store in one transaction per engine
+// round together with checkpoints, fans them out to live subscribers, and after a restart resumes unfinished jobs
+// from their last checkpoint so that a job's history stays one contiguous sequence.
+import { randomUUID } from 'node:crypto';
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { timestampFromMs } from '@bufbuild/protobuf/wkt';
+import { Code, ConnectError } from '@connectrpc/connect';
+import type { Logger } from 'pino';
+import type { InversionEvent, RunResult } from '../engine/events.js';
+import type { InversionHandle } from '../engine/inversion-engine.js';
+import type { RunSnapshot } from '../engine/inversion-run.js';
+import type { InversionLimits } from '../engine/settings.js';
+import { inversionLimits, makeInversionSettings, SettingsError } from '../engine/settings.js';
+import type { EventRecord, JobRecord, JobStore } from '../store/job-store.js';
+import {
+  JobSchema, JobSpecSchema, JobState, ProgressSchema,
+} from '../../sdk/gen/recite/v1/recite_pb.js';
+import type { Job, JobEvent, JobSpec, Progress } from '../../sdk/gen/recite/v1/recite_pb.js';
+import type { ModelRegistry } from './model-registry.js';
+import {
+  decodeEvent, decodeSnapshots, encodeEvent, encodeSnapshots, eventToProto, restartResultFromProto, settingsFromProto,
+  settingsToProto,
+} from './proto-convert.js';
+import { EventSubscriber } from './event-subscriber.js';
+import { settingsFieldPath } from './validation.js';
+
+export interface JobHubOptions {
+  /** Unfinished jobs (queued or running, all clients) beyond which a submission is refused. */
+  maxQueue: number;
+  /** Iterations (summed over a job's restarts) between two checkpoints of a running job. */
+  checkpointEvery: number;
+  /** Progress events a subscriber may have waiting before older ones are coalesced. */
+  subscriberBuffer: number;
+  limits: InversionLimits;
+  /** Told of every finished job (metrics). */
+  onJobFinished?: (model: string, status: string) => void;
+}
+
+export const jobHubDefaults: Readonly<JobHubOptions> = Object.freeze({
+  maxQueue: 1000,
+  checkpointEvery: 50,
+  subscriberBuffer: 256,
+  limits: inversionLimits,
+});
+
+/** A job the engine is working on. */
+interface LiveJob {
+  record: JobRecord;
+  handle?: InversionHandle;
+  nextSequence: number;
+  subscribers: Set<EventSubscriber>;
+  iterationsSinceCheckpoint: number;
+  /** Restart → iteration it resumed from (for the started event after a server restart). */
+  resumedFrom: Map<number, number>;
+  suppressQueued: boolean;
+}
+
+const eventKinds = { queued: 'queued', started: 'started', progress: 'progress', restartResult: 'restart_result', result: 'result' } as const;
+
+export class JobHub {
+  private readonly live = new Map<string, LiveJob>();
+  private pendingEvents: EventRecord[] = [];
+  private readonly pendingSummaries = new Map<string, Progress>();
+  private readonly pendingStates = new Map<string, { state: JobRecord['state']; status?: string; finishedAtMs?: number }>();
+  private flushScheduled = false;
+  private accepting = true;
+  private closed = false;
+  readonly options: JobHubOptions;
+
+  constructor(private readonly store: JobStore, private readonly registry: ModelRegistry, options: Partial<JobHubOptions>,
+    private readonly log: Logger) {
+    this.options = { ...jobHubDefaults, ...options };
+  }
+
+  /** Jobs the engine is working on (queued or running). */
+  get liveJobs(): number {
+    return this.live.size;
+  }
+
+  /** Check a job request, store it and hand it to the model's engine; returns its id and queue position. */
+  async submit(clientId: string, spec: JobSpec): Promise<{ jobId: string; queuePosition: number }> {
+    if (!this.accepting) throw new ConnectError('the server is shutting down; retry on another server or later', Code.Unavailable);
+    if (this.live.size >= this.options.maxQueue) {
+      throw new ConnectError(`queue is full: ${this.live.size} jobs are queued or running; the limit is ` +
+        `${this.options.maxQueue}`, Code.ResourceExhausted);
+    }
+    const entry = this.registry.require(spec.model);
+    const targetIds = this.targetIdsOf(spec, entry.model.tokenizer.encode, entry.model.checkpoint.config.vocabSize);
+    const settings = this.checkSettings(spec);
+    const record: JobRecord = {
+      id: randomUUID(),
+      clientId,
+      model: entry.name,
+      label: spec.label,
+      spec: toBinary(JobSpecSchema, spec),
+      targetIds,
+      targetText: entry.model.tokenizer.decode(targetIds),
+      state: 'QUEUED',
+      status: null,
+      cancelRequested: false,
+      createdAtMs: Date.now(),
+      finishedAtMs: null,
+      lastSequence: 0,
+      summary: null,
+    };
+    const { lastSequence: _l, summary: _s, ...insertable } = record;
+    this.store.insertJob(insertable);
+    const live = this.addLive(record, 1, new Map(), false);
+    const queuePosition = entry.engine.queued;
+    try {
+      live.handle = await entry.engine.submit({ targetIds, settings, onEvent: (event) => this.onEvent(live, event) });
+    } catch (error: unknown) {
+      this.live.delete(record.id);
+      this.store.deleteJob(record.id);
+      throw toConnectError(error);
+    }
+    this.log.info({ jobId: record.id, clientId, model: entry.name, tokens: targetIds.length }, 'job submitted');
+    return { jobId: record.id, queuePosition };
+  }
+
+  /**
+   * Stream a job's events after `afterSequence`: the stored history first, then live events until the result.
+   * A slow reader gets coalesced progress (see EventSubscriber); the result always arrives.
+   */
+  async *watch(clientId: string, jobId: string, afterSequence: number, signal: AbortSignal): AsyncGenerator<JobEvent> {
+    this.ownedJob(clientId, jobId);
+    this.flush(); // events emitted but not yet stored are in neither the store nor a new subscriber's queue
+    const live = this.live.get(jobId);
+    const subscriber = new EventSubscriber(this.options.subscriberBuffer);
+    live?.subscribers.add(subscriber);
+    const onAbort = () => subscriber.close();
+    signal.addEventListener('abort', onAbort);
+    try {
+      let last = afterSequence;
+      const pageSize = 500;
+      for (;;) {
+        const page = this.store.events(jobId, last, pageSize);
+        for (const stored of page) {
+          const event = decodeEvent(stored.payload);
+          last = event.sequence;
+          yield event;
+          if (event.kind.case === 'result') return;
+          if (signal.aborted) return;
+        }
+        if (page.length < pageSize) break;
+      }
+      if (!live) return; // a finished job: its history is complete
+      for await (const event of subscriber) {
+        if (event.sequence <= last) continue;
+        last = event.sequence;
+        yield event;
+        if (event.kind.case === 'result') return;
+      }
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      live?.subscribers.delete(subscriber);
+    }
+  }
+
+  /** Return a job's summary: state, latest progress and, once finished, its result. */
+  getJob(clientId: string, jobId: string): Job {
+    this.flush();
+    return this.toJob(this.ownedJob(clientId, jobId));
+  }
+
+  /** List a client's jobs, newest first. */
+  listJobs(clientId: string, pageSize: number, beforeJobId: string): Job[] {
+    this.flush();
+    const limit = pageSize || 50;
+    return this.store.listJobs(clientId, { limit, ...(beforeJobId ? { beforeId: beforeJobId } : {}) }).map((r) => this.toJob(r));
+  }
+
+  /** Ask a job to stop; returns its state now. */
+  cancel(clientId: string, jobId: string): JobState {
+    const record = this.ownedJob(clientId, jobId);
+    const live = this.live.get(jobId);
+    if (!live) return JobState.FINISHED;
+    this.store.requestCancel(jobId);
+    live.handle?.cancel();
+    this.log.info({ jobId, clientId }, 'job cancel requested');
+    return record.state === 'RUNNING' ? JobState.RUNNING : JobState.QUEUED;
+  }
+
+  /**
+   * Resume every job the store holds as unfinished (after a crash or a restart): from its latest checkpoint, with
+   * the events stored after that checkpoint removed, so the history continues without gap or duplicate.
+   */
+  async resumeUnfinished(): Promise<number> {
+    await this.registry.ready();
+    let resumed = 0;
+    for (const record of this.store.unfinishedJobs()) {
+      try {
+        await this.resume(record);
+        resumed++;
+      } catch (error: unknown) {
+        this.log.error({ jobId: record.id, err: error }, 'job could not be resumed');
+        this.failStored(record, error instanceof Error ? error.message : String(error));
+      }
+    }
+    return resumed;
+  }
+
+  /** Stop accepting jobs and checkpoint every running one, so a restart resumes them. */
+  shutdown(): void {
+    this.accepting = false;
+    this.flush();
+    this.store.transaction(() => {
+      for (const live of this.live.values()) this.checkpoint(live);
+    });
+    // From here on the store is left as it is: the engines stop, and their last events are not written.
+    this.closed = true;
+    for (const live of this.live.values()) {
+      for (const s of live.subscribers) s.close();
+      live.handle?.cancel();
+    }
+    this.log.info({ jobs: this.live.size }, 'jobs checkpointed for shutdown');
+  }
+
+  private async resume(record: JobRecord): Promise<void> {
+    const entry = this.registry.require(record.model);
+    const spec = fromBinary(JobSpecSchema, record.spec);
+    const settings = this.checkSettings(spec);
+    const checkpoint = this.store.latestCheckpoint(record.id);
+    const keep = checkpoint?.sequence ?? 0;
+    this.store.truncateEventsAfter(record.id, keep);
+    const snapshots: Map<number, RunSnapshot> = checkpoint ? decodeSnapshots(checkpoint.payload) : new Map();
+    const completed = new Map<number, RunResult>();
+    for (const stored of this.store.events(record.id, 0)) {
+      const event = decodeEvent(stored.payload);
+      if (event.kind.case === 'restartResult') completed.set(event.kind.value.restart, restartResultFromProto(event.kind.value));
+    }
+    const resumedFrom = new Map([...snapshots].map(([restart, s]) => [restart, s.iteration]));
+    const live = this.addLive({ ...record, lastSequence: keep }, keep + 1, resumedFrom, keep > 0);
+    live.handle = await entry.engine.submit({
+      targetIds: record.targetIds, settings, resumeFrom: snapshots, completed,
+      onEvent: (event) => this.onEvent(live, event),
+    });
+    if (record.cancelRequested) live.handle.cancel();
+    this.log.info({ jobId: record.id, fromSequence: keep, restarts: [...resumedFrom] }, 'job resumed');
+  }
+
+  private addLive(record: JobRecord, nextSequence: number, resumedFrom: Map<number, number>, suppressQueued: boolean): LiveJob {
+    const live: LiveJob = {
+      record, nextSequence, subscribers: new Set(), iterationsSinceCheckpoint: 0, resumedFrom, suppressQueued,
+    };
+    this.live.set(record.id, live);
+    return live;
+  }
+
+  private onEvent(live: LiveJob, event: InversionEvent): void {
+    if (this.closed || (event.type === 'queued' && live.suppressQueued)) return;
+    const now = Date.now();
+    const resumedFrom = event.type === 'started' ? live.resumedFrom.get(event.restart) ?? 0 : 0;
+    const proto = eventToProto(event, live.nextSequence++, now, resumedFrom);
+    const kind = proto.kind.case!;
+    this.pendingEvents.push({
+      jobId: live.record.id,
+      sequence: proto.sequence,
+      timeMs: now,
+      kind: eventKinds[kind],
+      restart: event.type === 'progress' ? event.progress.restart : event.type === 'started' ? event.restart
+        : event.type === 'restart_result' ? event.result.restart : null,
+      iteration: event.type === 'progress' ? event.progress.iteration : null,
+      payload: encodeEvent(proto),
+    });
+    if (event.type === 'started' && live.record.state === 'QUEUED') {
+      live.record.state = 'RUNNING';
+      this.pendingStates.set(live.record.id, { state: 'RUNNING' });
+    } else if (event.type === 'progress') {
+      live.iterationsSinceCheckpoint++;
+      if (proto.kind.case === 'progress') this.pendingSummaries.set(live.record.id, proto.kind.value);
+    } else if (event.type === 'result') {
+      live.record.state = 'FINISHED';
+      live.record.status = event.result.status;
+      live.record.finishedAtMs = now;
+      this.pendingStates.set(live.record.id, { state: 'FINISHED', status: event.result.status, finishedAtMs: now });
+      this.live.delete(live.record.id);
+      this.options.onJobFinished?.(live.record.model, event.result.status);
+      this.log.info({ jobId: live.record.id, status: event.result.status, ms: Math.round(event.result.elapsedMs) }, 'job finished');
+    }
+    for (const subscriber of live.subscribers) subscriber.push(proto);
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  /** Write the events, states, summaries and due checkpoints gathered since the last flush, atomically. */
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.pendingEvents.length === 0 && this.pendingStates.size === 0) return;
+    const events = this.pendingEvents;
+    this.pendingEvents = [];
+    this.store.transaction(() => {
+      this.store.appendEvents(events);
+      for (const [jobId, progress] of this.pendingSummaries) this.store.setSummary(jobId, toBinary(ProgressSchema, progress));
+      for (const [jobId, s] of this.pendingStates) this.store.setState(jobId, s.state, s);
+      for (const live of this.live.values()) {
+        if (live.iterationsSinceCheckpoint >= this.options.checkpointEvery) this.checkpoint(live);
+      }
+    });
+    this.pendingSummaries.clear();
+    this.pendingStates.clear();
+  }
+
+  // Called inside a store transaction, after the job's emitted events are written: the snapshot and the event
+  // history describe the same moment.
+  private checkpoint(live: LiveJob): void {
+    if (!live.handle) return;
+    live.iterationsSinceCheckpoint = 0;
+    this.store.saveCheckpoint({
+      jobId: live.record.id,
+      sequence: live.nextSequence - 1,
+      timeMs: Date.now(),
+      payload: encodeSnapshots(live.handle.snapshots()),
+    });
+  }
+
+  private failStored(record: JobRecord, reason: string): void {
+    this.store.setState(record.id, 'FINISHED', { status: 'FAILED', finishedAtMs: Date.now() });
+    this.log.warn({ jobId: record.id, reason }, 'job marked FAILED');
+  }
+
+  private ownedJob(clientId: string, jobId: string): JobRecord {
+    const record = this.live.get(jobId)?.record ?? this.store.getJob(jobId);
+    // Another client's job is reported as missing: its existence is not this client's business.
+    if (!record || record.clientId !== clientId) throw new ConnectError(`job_id: no job "${jobId}" for this client`, Code.NotFound);
+    return record;
+  }
+
+  private toJob(record: JobRecord): Job {
+    const stored = this.store.getJob(record.id) ?? record;
+    const spec = fromBinary(JobSpecSchema, stored.spec);
+    let result;
+    if (stored.state === 'FINISHED' && stored.lastSequence > 0) {
+      const last = this.store.events(stored.id, stored.lastSequence - 1, 1)[0];
+      const event = last ? decodeEvent(last.payload) : undefined;
+      if (event?.kind.case === 'result') result = event.kind.value;
+    }
+    return create(JobSchema, {
+      jobId: stored.id,
+      state: { QUEUED: JobState.QUEUED, RUNNING: JobState.RUNNING, FINISHED: JobState.FINISHED }[stored.state],
+      model: stored.model,
+      label: stored.label,
+      targetText: stored.targetText,
+      targetIds: stored.targetIds,
+      settings: settingsToProto(this.checkSettings(spec)),
+      createdAt: timestampFromMs(stored.createdAtMs),
+      ...(stored.finishedAtMs !== null ? { finishedAt: timestampFromMs(stored.finishedAtMs) } : {}),
+      ...(stored.summary ? { lastProgress: fromBinary(ProgressSchema, stored.summary) } : {}),
+      ...(result ? { result } : {}),
+    });
+  }
+
+  private targetIdsOf(spec: JobSpec, encode: (text: string) => number[], vocabSize: number): number[] {
+    if (spec.target.case === 'text') return encode(spec.target.value);
+    const ids = spec.target.value?.ids ?? [];
+    ids.forEach((id, i) => {
+      if (id >= vocabSize) {
+        throw new ConnectError(`spec.target_ids.ids[${i}]: ${id} is outside the vocabulary 0..${vocabSize - 1}`,
+          Code.InvalidArgument);
+      }
+    });
+    return [...ids];
+  }
+
+  private checkSettings(spec: JobSpec) {
+    try {
+      return makeInversionSettings(settingsFromProto(spec.settings), this.options.limits);
+    } catch (error: unknown) {
+      throw toConnectError(error);
+    }
+  }
+}
+
+/** Map engine errors onto API errors: settings out of range are the caller's to fix. */
+export function toConnectError(error: unknown): ConnectError {
+  if (error instanceof ConnectError) return error;
+  if (error instanceof SettingsError) {
+    return new ConnectError(`${settingsFieldPath(error.field)}: ${error.message.slice(error.field.length + 2)}`,
+      Code.InvalidArgument);
+  }
+  return new ConnectError(error instanceof Error ? error.message : String(error), Code.Internal);
+}
+

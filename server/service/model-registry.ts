@@ -1,0 +1,85 @@
+// The models a server serves, named at start (`--model gpt2=/path/to/gpt2`), each loaded in the background on
+// the requested execution provider and given its own inversion engine. A model still loading is Unavailable.
+import { Code, ConnectError } from '@connectrpc/connect';
+import type { EngineModel } from '../engine/engine-model.js';
+import { loadEngineModel } from '../engine/engine-model.js';
+import type { InversionEngineOptions } from '../engine/inversion-engine.js';
+import { InversionEngine } from '../engine/inversion-engine.js';
+import type { DeviceRequest } from '../model/execution-provider.js';
+
+export interface ModelSource {
+  name: string;
+  dir: string;
+  description?: string;
+}
+
+export type ModelEntry =
+  | { name: string; dir: string; description: string; state: 'LOADING' }
+  | { name: string; dir: string; description: string; state: 'READY'; model: EngineModel; engine: InversionEngine }
+  | { name: string; dir: string; description: string; state: 'FAILED'; error: string };
+
+export interface ModelRegistryOptions {
+  device: DeviceRequest;
+  engine: Partial<InversionEngineOptions>;
+  /** Loads a model; tests inject a slow or failing one. */
+  load?: (name: string, dir: string, device: DeviceRequest) => Promise<EngineModel>;
+}
+
+export class ModelRegistry {
+  private readonly entries = new Map<string, ModelEntry>();
+  private readonly loading: Promise<void>[] = [];
+  readonly defaultModel: string;
+
+  constructor(sources: readonly ModelSource[], private readonly options: ModelRegistryOptions) {
+    if (sources.length === 0) throw new Error('model registry: no models given');
+    this.defaultModel = sources[0]!.name;
+    for (const source of sources) {
+      if (this.entries.has(source.name)) throw new Error(`model registry: the name ${source.name} is given twice`);
+      const description = source.description ?? source.dir;
+      this.entries.set(source.name, { name: source.name, dir: source.dir, description, state: 'LOADING' });
+      this.loading.push(this.load(source, description));
+    }
+  }
+
+  /** Resolve when every model has loaded or failed. */
+  async ready(): Promise<void> {
+    await Promise.all(this.loading);
+  }
+
+  list(): ModelEntry[] {
+    return [...this.entries.values()];
+  }
+
+  /** Return a ready model, or throw the ConnectError a handler should send. */
+  require(name: string): Extract<ModelEntry, { state: 'READY' }> {
+    const key = name || this.defaultModel;
+    const entry = this.entries.get(key);
+    if (!entry) {
+      throw new ConnectError(`model: "${key}" is not served here; models: ${[...this.entries.keys()].join(', ')}`,
+        Code.InvalidArgument);
+    }
+    if (entry.state === 'LOADING') throw new ConnectError(`model: "${key}" is still loading; retry shortly`, Code.Unavailable);
+    if (entry.state === 'FAILED') {
+      throw new ConnectError(`model: "${key}" failed to load: ${entry.error}`, Code.FailedPrecondition);
+    }
+    return entry;
+  }
+
+  /** Release every loaded model. */
+  async close(): Promise<void> {
+    await this.ready();
+    for (const entry of this.entries.values()) if (entry.state === 'READY') await entry.model.release();
+  }
+
+  private async load(source: ModelSource, description: string): Promise<void> {
+    const load = this.options.load ?? loadEngineModel;
+    try {
+      const model = await load(source.name, source.dir, this.options.device);
+      const engine = new InversionEngine(model, this.options.engine);
+      this.entries.set(source.name, { name: source.name, dir: source.dir, description, state: 'READY', model, engine });
+    } catch (error: unknown) {
+      const message = error instanceof Error ? error.message : String(error);
+      this.entries.set(source.name, { name: source.name, dir: source.dir, description, state: 'FAILED', error: message });
+    }
+  }
+}

@@ -1,0 +1,122 @@
+// ReciteService's handlers: validate at the edge, then hand over to the job hub, the model registry, the decoders.
+import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import { Code, ConnectError } from '@connectrpc/connect';
+import { beamDecode, greedyDecode } from '../engine/decoders.js';
+import {
+  CancelJobRequestSchema, DecodeRequestSchema, GetJobRequestSchema, InvertRequestSchema, ListJobsRequestSchema,
+  ModelState, ReciteService, SubmitJobRequestSchema, TokenizeRequestSchema, WatchJobRequestSchema,
+} from '../../sdk/gen/recite/v1/recite_pb.js';
+import type {
+  CancelJobRequest, CancelJobResponse, DecodeRequest, DecodeResponse, GetJobRequest, GetJobResponse, InvertRequest,
+  InvertResponse, ListJobsRequest, ListJobsResponse, ListModelsResponse, SubmitJobRequest, SubmitJobResponse,
+  TokenizeRequest, TokenizeResponse, WatchJobRequest, WatchJobResponse,
+} from '../../sdk/gen/recite/v1/recite_pb.js';
+import { clientOf } from './auth.js';
+import type { JobHub } from './job-hub.js';
+import type { ModelRegistry } from './model-registry.js';
+import { validateRequest } from './validation.js';
+
+const modelStates = { LOADING: ModelState.LOADING, READY: ModelState.READY, FAILED: ModelState.FAILED } as const;
+
+export class ReciteServiceImpl implements ServiceImpl<typeof ReciteService> {
+  constructor(private readonly hub: JobHub, private readonly models: ModelRegistry) {}
+
+  async *invert(req: InvertRequest, ctx: HandlerContext) {
+    validateRequest(InvertRequestSchema, req);
+    const clientId = clientOf(ctx);
+    const { jobId } = await this.hub.submit(clientId, req.spec!);
+    let finished = false;
+    try {
+      for await (const event of this.hub.watch(clientId, jobId, 0, ctx.signal)) {
+        yield { jobId, event };
+        if (event.kind.case === 'result') finished = true;
+      }
+    } finally {
+      // The job outlives its stream unless the client asked otherwise.
+      if (!finished && req.cancelOnDisconnect) this.hub.cancel(clientId, jobId);
+    }
+  }
+
+  async submitJob(req: SubmitJobRequest, ctx: HandlerContext) {
+    validateRequest(SubmitJobRequestSchema, req);
+    return this.hub.submit(clientOf(ctx), req.spec!);
+  }
+
+  async *watchJob(req: WatchJobRequest, ctx: HandlerContext) {
+    validateRequest(WatchJobRequestSchema, req);
+    for await (const event of this.hub.watch(clientOf(ctx), req.jobId, req.afterSequence, ctx.signal)) {
+      yield { jobId: req.jobId, event };
+    }
+  }
+
+  async getJob(req: GetJobRequest, ctx: HandlerContext) {
+    validateRequest(GetJobRequestSchema, req);
+    return { job: this.hub.getJob(clientOf(ctx), req.jobId) };
+  }
+
+  async listJobs(req: ListJobsRequest, ctx: HandlerContext) {
+    validateRequest(ListJobsRequestSchema, req);
+    return { jobs: this.hub.listJobs(clientOf(ctx), req.pageSize, req.beforeJobId) };
+  }
+
+  async cancelJob(req: CancelJobRequest, ctx: HandlerContext) {
+    validateRequest(CancelJobRequestSchema, req);
+    return { state: this.hub.cancel(clientOf(ctx), req.jobId) };
+  }
+
+  async decode(req: DecodeRequest, ctx: HandlerContext) {
+    validateRequest(DecodeRequestSchema, req);
+    clientOf(ctx);
+    const { model } = this.models.require(req.model);
+    const { nEmbd: C, nPositions } = model.checkpoint.config;
+    const shape = req.embedding!.shape;
+    const values = req.embedding!.values;
+    const P = shape.length === 1 ? 1 : shape[0]!;
+    if (shape[shape.length - 1] !== C || (shape.length !== 1 && shape.length !== 2)) {
+      throw new ConnectError(`embedding.shape: [${shape.join(', ')}]; expected [P, ${C}] (C is the model's n_embd)`,
+        Code.InvalidArgument);
+    }
+    if (values.length !== P * C) {
+      throw new ConnectError(`embedding.values: ${values.length} numbers; shape [${P}, ${C}] needs ${P * C}`, Code.InvalidArgument);
+    }
+    if (P + req.maxTokens > nPositions) {
+      throw new ConnectError(`max_tokens: ${req.maxTokens} with P = ${P} prompt vectors exceeds the model's context of ` +
+        `${nPositions} positions (at most ${nPositions - P})`, Code.InvalidArgument);
+    }
+    const prompt = Float32Array.from(values);
+    const ids = req.beams > 1
+      ? (await beamDecode(model.decode, prompt, P, req.maxTokens, req.beams)).ids
+      : await greedyDecode(model.decode, prompt, P, req.maxTokens);
+    return { ids, text: model.tokenizer.decode(ids) };
+  }
+
+  async tokenize(req: TokenizeRequest, ctx: HandlerContext) {
+    validateRequest(TokenizeRequestSchema, req);
+    clientOf(ctx);
+    const { model } = this.models.require(req.model);
+    const ids = model.tokenizer.encode(req.text, { allowEndOfText: req.allowEndOfText });
+    return { ids, tokens: ids.map((id) => model.tokenizer.tokenText(id)) };
+  }
+
+  async listModels(_req: unknown, ctx: HandlerContext) {
+    clientOf(ctx);
+    return {
+      models: this.models.list().map((m) => {
+        const config = m.state === 'READY' ? m.model.checkpoint.config : undefined;
+        return {
+          name: m.name,
+          state: modelStates[m.state],
+          vocabSize: config?.vocabSize ?? 0,
+          nPositions: config?.nPositions ?? 0,
+          nEmbd: config?.nEmbd ?? 0,
+          nLayer: config?.nLayer ?? 0,
+          nHead: config?.nHead ?? 0,
+          provider: m.state === 'READY' ? m.model.provider : '',
+          isDefault: m.name === this.models.defaultModel,
+          description: m.description,
+          error: m.state === 'FAILED' ? m.error : '',
+        };
+      }),
+    };
+  }
+}

@@ -1,0 +1,219 @@
+// The recite server: one port for gRPC (HTTP/2), Connect and gRPC-Web (HTTP/1.1 or HTTP/2), Prometheus metrics
+// and plain HTTP pages. A cleartext port cannot negotiate HTTP/2 by ALPN, so each connection's first bytes decide:
+// the HTTP/2 preface goes to the HTTP/2 server, anything else to the HTTP/1.1 server (browsers, WebSockets).
+import http from 'node:http';
+import http2 from 'node:http2';
+import net from 'node:net';
+import { Duplex } from 'node:stream';
+import type { AddressInfo } from 'node:net';
+import type { ConnectRouter } from '@connectrpc/connect';
+import { connectNodeAdapter } from '@connectrpc/connect-node';
+import pino from 'pino';
+import type { Logger } from 'pino';
+import type { InversionLimits } from '../engine/settings.js';
+import { inversionLimits } from '../engine/settings.js';
+import type { DeviceRequest } from '../model/execution-provider.js';
+import { JobStore } from '../store/job-store.js';
+import { Health } from '../../sdk/gen/health/v1/health_pb.js';
+import { ReciteService } from '../../sdk/gen/recite/v1/recite_pb.js';
+import type { TokenTable } from './auth.js';
+import { createAuthInterceptor } from './auth.js';
+import { HealthServiceImpl } from './health-service.js';
+import { JobHub } from './job-hub.js';
+import { createServiceMetrics } from './metrics.js';
+import type { ModelSource } from './model-registry.js';
+import { ModelRegistry } from './model-registry.js';
+import { ReciteServiceImpl } from './recite-service.js';
+
+export interface ReciteServerOptions {
+  models: ModelSource[];
+  device: DeviceRequest;
+  /** Jobs per graph run. */
+  maxBatch: number;
+  /** Unfinished jobs beyond which submissions get ResourceExhausted. */
+  maxQueue: number;
+  /** The SQLite file of jobs, events and checkpoints. */
+  dbPath: string;
+  tokens: TokenTable;
+  /** Iterations between checkpoints of a running job. */
+  checkpointEvery: number;
+  limits: InversionLimits;
+  /** Largest request message accepted, in bytes. */
+  readMaxBytes: number;
+  logger: Logger;
+  /** Extra HTTP routes (the dashboard): return true when the request was handled. */
+  httpRoutes?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
+  /** WebSocket upgrades on the HTTP/1.1 server (the dashboard's stream). */
+  onUpgrade?: (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => void;
+  /** Replaces model loading (tests). */
+  loadModel?: ConstructorParameters<typeof ModelRegistry>[1]['load'];
+}
+
+export const reciteServerDefaults = Object.freeze({
+  device: 'auto' as DeviceRequest,
+  maxBatch: 64,
+  maxQueue: 1000,
+  checkpointEvery: 50,
+  limits: inversionLimits,
+  readMaxBytes: 16 * 1024 * 1024, // 16 MiB: an embedding of 1024 x 1600 floats is 6.5 MB in the binary encoding
+});
+
+export interface ReciteServer {
+  readonly hub: JobHub;
+  readonly models: ModelRegistry;
+  readonly store: JobStore;
+  readonly log: Logger;
+  /** Start listening; resolves with the address (port 0 picks a free one). */
+  listen(port: number, host?: string): Promise<AddressInfo>;
+  /** The base URL once listening. */
+  readonly url: string;
+  /** Drain: stop accepting, checkpoint running jobs, end streams, close the store. */
+  close(): Promise<void>;
+}
+
+/** Build a server: open the store, start loading the models, resume unfinished jobs once they are ready. */
+export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<ReciteServerOptions, 'models' | 'dbPath' | 'tokens'>): ReciteServer {
+  const options: ReciteServerOptions = {
+    ...reciteServerDefaults,
+    logger: pino({ name: 'recite' }, pino.destination(2)),
+    ...partial,
+  };
+  const log = options.logger;
+  const store = JobStore.open(options.dbPath);
+  const models = new ModelRegistry(options.models, {
+    device: options.device,
+    engine: { maxBatch: options.maxBatch, maxActiveRuns: options.maxBatch },
+    ...(options.loadModel ? { load: options.loadModel } : {}),
+  });
+  const metrics = createServiceMetrics(models);
+  const hub = new JobHub(store, models, {
+    maxQueue: options.maxQueue,
+    checkpointEvery: options.checkpointEvery,
+    limits: options.limits,
+    onJobFinished: (model, status) => metrics.jobsFinished.inc({ model, status }),
+  }, log);
+  const health = new HealthServiceImpl(models);
+  const routes = (router: ConnectRouter) => router
+    .service(ReciteService, new ReciteServiceImpl(hub, models))
+    .service(Health, health);
+  const handler = connectNodeAdapter({
+    routes,
+    interceptors: [createAuthInterceptor(options.tokens)],
+    readMaxBytes: options.readMaxBytes,
+    fallback(req, res) {
+      const path = (req.url ?? '/').split('?')[0];
+      if (req.method === 'GET' && path === '/metrics') {
+        void metrics.registry.metrics().then((text) => {
+          res.writeHead(200, { 'content-type': metrics.registry.contentType });
+          res.end(text);
+        });
+        return;
+      }
+      if (options.httpRoutes?.(req as http.IncomingMessage, res as http.ServerResponse)) return;
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end(`no route for ${req.method} ${path}\n`);
+    },
+  });
+  const h1 = http.createServer(handler);
+  const h2 = http2.createServer({}, handler);
+  if (options.onUpgrade) h1.on('upgrade', options.onUpgrade);
+  const sockets = new Set<net.Socket>();
+  const tcp = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    routeConnection(socket, h1, h2);
+  });
+
+  const ready = models.ready().then(async () => {
+    for (const m of models.list()) {
+      if (m.state === 'READY') log.info({ model: m.name, provider: m.model.provider, dir: m.dir }, 'model ready');
+      else if (m.state === 'FAILED') log.error({ model: m.name, error: m.error }, 'model failed to load');
+    }
+    const resumed = await hub.resumeUnfinished();
+    if (resumed > 0) log.info({ resumed }, 'unfinished jobs resumed');
+  });
+
+  let url = '';
+  let closed = false;
+  return {
+    hub, models, store, log,
+    get url() { return url; },
+    async listen(port, host = '127.0.0.1') {
+      await new Promise<void>((resolve, reject) => {
+        tcp.once('error', reject);
+        tcp.listen(port, host, () => resolve());
+      });
+      const address = tcp.address() as AddressInfo;
+      url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+      log.info({ url }, 'listening');
+      return address;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      health.drain();
+      tcp.close();
+      await ready.catch(() => {});
+      hub.shutdown();
+      // streams end once their subscribers are closed; give them a moment, then cut what is left
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      for (const socket of sockets) socket.destroy();
+      h2.close();
+      h1.close();
+      await models.close();
+      store.close();
+      log.info('closed');
+    },
+  };
+}
+
+const http2Preface = Buffer.from('PRI * HTTP/2.0');
+
+// Peek at a connection's first bytes and hand it to the HTTP/2 or the HTTP/1.1 server.
+function routeConnection(socket: net.Socket, h1: http.Server, h2: http2.Http2Server): void {
+  let seen = Buffer.alloc(0);
+  const onData = (chunk: Buffer) => {
+    seen = Buffer.concat([seen, chunk]);
+    const n = Math.min(seen.length, http2Preface.length);
+    const isH2 = seen.subarray(0, n).equals(http2Preface.subarray(0, n));
+    if (isH2 && seen.length < http2Preface.length) return; // not enough to tell yet
+    socket.off('data', onData);
+    if (isH2) {
+      h2.emit('connection', replaying(socket, seen));
+    } else {
+      socket.pause();
+      socket.unshift(seen);
+      h1.emit('connection', socket);
+      socket.resume();
+    }
+  };
+  socket.on('data', onData);
+}
+
+// The HTTP/2 server reads a net.Socket through its native handle, past bytes unshifted back into the JavaScript
+// stream; a plain Duplex in front of the socket makes it read through JavaScript, starting with the bytes we peeked.
+function replaying(socket: net.Socket, head: Buffer): Duplex {
+  const duplex = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk: Buffer, _encoding, callback) {
+      socket.write(chunk, callback);
+    },
+    final(callback) {
+      socket.end(callback);
+    },
+    destroy(error, callback) {
+      socket.destroy(error ?? undefined);
+      callback(error);
+    },
+  });
+  duplex.push(head);
+  socket.on('data', (chunk: Buffer) => {
+    if (!duplex.push(chunk)) socket.pause();
+  });
+  socket.on('end', () => duplex.push(null));
+  socket.on('error', (error) => duplex.destroy(error));
+  socket.on('close', () => duplex.destroy());
+  return duplex;
+}

@@ -1,0 +1,81 @@
+// Request validation at the edge: the proto's protovalidate rules, reported as InvalidArgument with the field's
+// path, the value sent and the rule it broke ("spec.settings.lr: -1 must be greater than or equal to 0 …").
+import type { DescMessage, MessageShape } from '@bufbuild/protobuf';
+import { pathToString } from '@bufbuild/protobuf/reflect';
+import type { Path } from '@bufbuild/protobuf/reflect';
+import { createValidator } from '@bufbuild/protovalidate';
+import { Code, ConnectError } from '@connectrpc/connect';
+
+const validator = createValidator();
+
+/** Throw InvalidArgument naming every broken rule of `message`, or return it when valid. */
+export function validateRequest<Desc extends DescMessage>(schema: Desc, message: MessageShape<Desc>): MessageShape<Desc> {
+  const result = validator.validate(schema, message);
+  if (result.kind === 'valid') return message;
+  if (result.kind === 'error') throw new ConnectError(`request could not be validated: ${result.error.message}`, Code.Internal);
+  const details = result.violations.map((v) => {
+    const path = pathToString(v.field);
+    return `${path}: ${describeValue(valueAt(message, v.field))} ${v.message}`;
+  });
+  throw new ConnectError(details.join('; '), Code.InvalidArgument);
+}
+
+// The engine names settings in camelCase; clients know the proto's snake_case paths.
+const settingsPaths: Record<string, string> = {
+  parameterization: 'spec.settings.parameterization',
+  'parameterization.promptVectors': 'spec.settings.parameterization.full.prompt_vectors',
+  'parameterization.dims': 'spec.settings.parameterization.projected.dims',
+  'parameterization.basis': 'spec.settings.parameterization.projected.basis',
+  init: 'spec.settings.init',
+  'init.std': 'spec.settings.init.random.std',
+  'init.text': 'spec.settings.init.text',
+  'init.values': 'spec.settings.init.embedding.values',
+  optimizer: 'spec.settings.optimizer',
+  lr: 'spec.settings.lr',
+  momentum: 'spec.settings.momentum',
+  maxIterations: 'spec.settings.max_iterations',
+  patience: 'spec.settings.patience',
+  nllThreshold: 'spec.settings.nll_threshold',
+  restarts: 'spec.settings.restarts',
+  seed: 'spec.settings.seed',
+  reportEvery: 'spec.settings.report_every',
+  'decode.beams': 'spec.settings.decoder.beams',
+  'decode.every': 'spec.settings.decoder.every',
+  target: 'spec.target',
+};
+
+/** Return the request path of an engine settings field. */
+export function settingsFieldPath(field: string): string {
+  const indexed = /^target_ids\[(\d+)\]$/.exec(field);
+  if (indexed) return `spec.target_ids.ids[${indexed[1]}]`;
+  return settingsPaths[field] ?? `spec.settings.${field}`;
+}
+
+function valueAt(message: unknown, path: Path): unknown {
+  let value: unknown = message;
+  for (const step of path) {
+    if (value === undefined || value === null) return undefined;
+    if ('kind' in step && step.kind === 'list_sub') {
+      value = (value as unknown[])[step.index];
+    } else if ('kind' in step && step.kind === 'map_sub') {
+      value = (value as Record<string, unknown>)[String(step.key)];
+    } else if ('kind' in step && step.kind === 'oneof') {
+      value = (value as Record<string, { value?: unknown }>)[step.localName];
+    } else if (step.kind === 'field' && step.oneof) {
+      // a oneof member sits inside { case, value } under the oneof's name
+      const selected = (value as Record<string, { case?: string; value?: unknown }>)[step.oneof.localName];
+      value = selected?.case === step.localName ? selected.value : undefined;
+    } else if ('localName' in step) {
+      value = (value as Record<string, unknown>)[step.localName];
+    }
+  }
+  return value;
+}
+
+function describeValue(value: unknown): string {
+  if (typeof value === 'string') return value.length > 40 ? `a string of ${value.length} characters` : JSON.stringify(value);
+  if (Array.isArray(value)) return `${value.length} items:`;
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
+  if (value === undefined || value === null) return '(unset)';
+  return '(message)';
+}

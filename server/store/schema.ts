@@ -1,0 +1,74 @@
+// The job store's schema, as an ordered list of migrations: a file records how many it has applied in
+// `PRAGMA user_version`, so a newer server upgrades an older file in place and an older server refuses a newer one
+// instead of misreading it.
+import type Database from 'better-sqlite3';
+
+/**
+ * Migrations in order; migration i brings a file from user_version i to i + 1. Append, never edit: a file in the
+ * field has already run the ones before.
+ */
+export const migrations: readonly string[] = [
+  // 1: jobs, their event history, their latest checkpoint.
+  `
+  CREATE TABLE jobs (
+    -- rowid alias: insertion order, the tie-break that keeps listings stable for equal creation times
+    row              INTEGER PRIMARY KEY,
+    id               TEXT    NOT NULL UNIQUE,
+    client_id        TEXT    NOT NULL,
+    model            TEXT    NOT NULL,
+    label            TEXT    NOT NULL,
+    spec             BLOB    NOT NULL,
+    target_ids       TEXT    NOT NULL, -- JSON array of token ids: readable from the sqlite3 shell
+    target_text      TEXT    NOT NULL,
+    state            TEXT    NOT NULL CHECK (state IN ('QUEUED', 'RUNNING', 'FINISHED')),
+    status           TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0 CHECK (cancel_requested IN (0, 1)),
+    created_at       INTEGER NOT NULL, -- epoch ms
+    finished_at      INTEGER,          -- epoch ms
+    last_sequence    INTEGER NOT NULL DEFAULT 0 CHECK (last_sequence >= 0),
+    summary          BLOB
+  ) STRICT;
+  CREATE INDEX jobs_by_client ON jobs (client_id, created_at);
+  CREATE INDEX jobs_by_state ON jobs (state, created_at);
+
+  CREATE TABLE events (
+    job_id    TEXT    NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    sequence  INTEGER NOT NULL CHECK (sequence >= 1),
+    time_ms   INTEGER NOT NULL,
+    kind      TEXT    NOT NULL CHECK (kind IN ('queued', 'started', 'progress', 'restart_result', 'result')),
+    restart   INTEGER,
+    iteration INTEGER,
+    payload   BLOB    NOT NULL,
+    PRIMARY KEY (job_id, sequence)
+  ) STRICT;
+
+  CREATE TABLE checkpoints (
+    job_id   TEXT    PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+    sequence INTEGER NOT NULL CHECK (sequence >= 0),
+    time_ms  INTEGER NOT NULL,
+    payload  BLOB    NOT NULL
+  ) STRICT;
+  `,
+];
+
+/** Report the schema version this build writes. */
+export const schemaVersion = migrations.length;
+
+/**
+ * Bring `db` up to {@link schemaVersion}, each migration in its own transaction with the version bump, so a crash
+ * mid-upgrade leaves the file at the last complete version. Returns the version the file had before.
+ */
+export function migrate(db: Database.Database, file: string, errorClass: new (message: string) => Error): number {
+  const found = db.pragma('user_version', { simple: true }) as number;
+  if (found > schemaVersion) {
+    throw new errorClass(`open: ${file} has schema version ${found}; this build knows versions up to ${schemaVersion}`);
+  }
+  for (let version = found; version < schemaVersion; version++) {
+    db.transaction(() => {
+      db.exec(migrations[version]);
+      // PRAGMA takes no bound parameters; `version` is a loop counter, not input.
+      db.pragma(`user_version = ${version + 1}`);
+    }).immediate();
+  }
+  return found;
+}
