@@ -1,8 +1,10 @@
-// Events as plain JSON: typed arrays become arrays, so each line of `--json` output parses anywhere.
-import type { InversionEvent } from '../server/engine/events.js';
+// Events as JSON lines: the proto JSON of each JobEvent (the same encoding the WebSocket stream uses), with the
+// job id beside it, so every line parses with any JSON reader and maps onto the .proto field by field.
+import { toJson } from '@bufbuild/protobuf';
+import { JobEventSchema } from '../sdk/index.js';
+import type { ReciteEvent } from '../sdk/index.js';
 
-/** Return `event` with every typed array replaced by a plain array. */
-export function eventToJson(event: InversionEvent): unknown {
-  return JSON.parse(JSON.stringify(event, (_key, value: unknown) =>
-    ArrayBuffer.isView(value) && !(value instanceof DataView) ? Array.from(value as Float32Array) : value));
+/** Return `{ jobId, type, event }` with `event` in the proto JSON encoding. */
+export function eventToJson(event: ReciteEvent): unknown {
+  return { jobId: event.jobId, type: event.type, event: toJson(JobEventSchema, event.raw) };
 }

@@ -3,7 +3,9 @@
 import { Command } from 'commander';
 import { registerBenchCommand } from './commands/bench.js';
 import { registerEvalCommand } from './commands/eval.js';
+import { registerDecodeCommands } from './commands/decode.js';
 import { registerInvertCommand } from './commands/invert.js';
+import { registerJobCommands } from './commands/jobs.js';
 import { registerServeCommand } from './commands/serve.js';
 
 const program = new Command('recite')
@@ -12,6 +14,8 @@ const program = new Command('recite')
 
 registerInvertCommand(program);
 registerServeCommand(program);
+registerJobCommands(program);
+registerDecodeCommands(program);
 registerEvalCommand(program);
 registerBenchCommand(program);
 

@@ -1,0 +1,71 @@
+// How a CLI command reaches a server: `--server URL` (token from --token or RECITE_TOKEN), or, for `invert`
+// without --server, a server started inside this process on a free local port, so the first command in the
+// README needs no setup. Either way the command talks to it through the SDK.
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Command } from 'commander';
+import pino from 'pino';
+import { createReciteClient } from '../sdk/index.js';
+import type { ReciteClient } from '../sdk/index.js';
+import { parseDeviceRequest } from '../server/model/execution-provider.js';
+import { TokenTable } from '../server/service/auth.js';
+import { createReciteServer } from '../server/service/server.js';
+import { parseModelSource } from './commands/serve.js';
+
+export interface ConnectionOptions {
+  server?: string;
+  token?: string;
+}
+
+export interface Connection {
+  client: ReciteClient;
+  /** The model name to ask for ('' = the server's default). */
+  model: string;
+  close(): Promise<void>;
+}
+
+/** Add --server and --token to a command. */
+export function withServerOptions(command: Command, serverRequired = true): Command {
+  return command
+    .option('--server <url>', `recite server${serverRequired ? ' (default $RECITE_SERVER or http://127.0.0.1:7070)' : '; without it, one runs in this process'}`)
+    .option('--token <token>', 'bearer token (default $RECITE_TOKEN)');
+}
+
+/** Connect to --server (or $RECITE_SERVER, or the default local port). */
+export function connectToServer(options: ConnectionOptions): Connection {
+  const url = options.server ?? process.env.RECITE_SERVER ?? 'http://127.0.0.1:7070';
+  const token = options.token ?? process.env.RECITE_TOKEN;
+  if (!token) throw new Error(`no token for ${url}: give --token TOKEN or set RECITE_TOKEN`);
+  return { client: createReciteClient(url, { token }), model: '', close: async () => {} };
+}
+
+/** Start a server in this process for one model, on a free local port with a one-time token. */
+export async function startInProcessServer(model: string, device: string): Promise<Connection> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'recite-'));
+  const token = randomBytes(24).toString('hex');
+  const source = parseModelSource(model);
+  const server = createReciteServer({
+    models: [source],
+    device: parseDeviceRequest(device),
+    dbPath: path.join(dir, 'recite.db'),
+    tokens: new TokenTable(new Map([[token, 'cli']])),
+    logger: pino({ level: process.env.RECITE_LOG_LEVEL ?? 'warn' }, pino.destination(2)),
+  });
+  await server.listen(0);
+  await server.models.ready();
+  const entry = server.models.list()[0]!;
+  if (entry.state === 'FAILED') {
+    await server.close();
+    throw new Error(`model ${entry.name} (${entry.dir}) could not be loaded: ${entry.error}`);
+  }
+  return {
+    client: createReciteClient(server.url, { token }),
+    model: source.name,
+    async close() {
+      await server.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
