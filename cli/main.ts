@@ -6,6 +6,7 @@ import { registerEvalCommand } from './commands/eval.js';
 import { registerDecodeCommands } from './commands/decode.js';
 import { registerInvertCommand } from './commands/invert.js';
 import { registerJobCommands } from './commands/jobs.js';
+import { registerModelFetchCommand } from './commands/model-fetch.js';
 import { registerServeCommand } from './commands/serve.js';
 
 const program = new Command('recite')
@@ -16,6 +17,7 @@ registerInvertCommand(program);
 registerServeCommand(program);
 registerJobCommands(program);
 registerDecodeCommands(program);
+registerModelFetchCommand(program);
 registerEvalCommand(program);
 registerBenchCommand(program);
 

@@ -1,0 +1,35 @@
+// The recite SDK: a typed client for ReciteService, for browsers and Node.
+export { createReciteClient } from './client.js';
+export type {
+  CallOptions,
+  DecodeOptions,
+  InvertCallOptions,
+  ListJobsOptions,
+  ReciteClient,
+  ReciteClientOptions,
+  TokenizeOptions,
+  WatchJobOptions,
+} from './client.js';
+export { eventTypes, flattenJobEvent } from './events.js';
+export type {
+  EventHeader,
+  ProgressEvent,
+  QueuedEvent,
+  ReciteEvent,
+  RestartResultEvent,
+  ResultEvent,
+  StartedEvent,
+} from './events.js';
+export { toJobSettings, toJobSpec, toTensor } from './job-settings.js';
+export type {
+  DecodeOption,
+  InitOption,
+  InvertOptions,
+  JobSpecOptions,
+  ParameterizationOption,
+  TensorInput,
+} from './job-settings.js';
+export { bearerAuth, withBearerToken } from './auth.js';
+export { Code, ConnectError } from '@connectrpc/connect';
+export type { Interceptor, Transport } from '@connectrpc/connect';
+export * from './gen/recite/v1/recite_pb.js';

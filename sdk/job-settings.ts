@@ -1,0 +1,204 @@
+// InvertOptions: the camelCase settings object a client writes, and its mapping onto the proto's JobSpec and
+// JobSettings. Options left out are sent as zero values, which the server reads as its documented defaults.
+import { create } from '@bufbuild/protobuf';
+import { Code, ConnectError } from '@connectrpc/connect';
+import {
+  DecoderSchema,
+  InitializationSchema,
+  JobSettingsSchema,
+  JobSpecSchema,
+  Optimizer,
+  Parameterization_Basis,
+  ParameterizationSchema,
+  Schedule,
+  TensorSchema,
+  TokenIdsSchema,
+} from './gen/recite/v1/recite_pb.js';
+import type { Initialization, JobSettings, JobSpec, Parameterization, Tensor } from './gen/recite/v1/recite_pb.js';
+
+/** Describe a float32 tensor as plain numbers: `values` row-major, their count the product of `shape`. */
+export interface TensorInput {
+  /** Dimensions, outermost first; for prompts (P, C). */
+  shape: readonly number[];
+  values: ArrayLike<number>;
+}
+
+/**
+ * Say what the optimizer moves: `'flat'` (one vector), `'full'` (P = T vectors), full with a given P, or a
+ * K-number code projected through a fixed (K, C) basis.
+ */
+export type ParameterizationOption =
+  | 'flat'
+  | 'full'
+  | { kind: 'full'; promptVectors?: number }
+  | { kind: 'projected'; dims: number; basis?: 'random' | 'pca' };
+
+/**
+ * Say where the search starts: normal noise (std 0 or unset: the token embeddings' std), zeros, the mean token
+ * embedding, a text's token embeddings, or a given (P, C) prompt.
+ */
+export type InitOption =
+  | 'random'
+  | 'zeros'
+  | 'mean'
+  | { kind: 'random'; std?: number }
+  | { kind: 'text'; text: string }
+  | { kind: 'embedding'; embedding: TensorInput };
+
+/** Say how a hit is checked: greedy (teacher-forced argmax) or beam search, decoded every `every` iterations. */
+export type DecodeOption = 'greedy' | { beams: number; every?: number };
+
+/** Describe the knobs of one inversion; every one maps to a JobSettings field of the same meaning. */
+export interface InvertOptions {
+  parameterization?: ParameterizationOption;
+  init?: InitOption;
+  optimizer?: 'rmsprop' | 'adam' | 'sgd';
+  /** Learning rate (server default 0.1). */
+  lr?: number;
+  /** SGD momentum (server default 0.9). */
+  momentum?: number;
+  schedule?: 'constant' | 'cosine' | 'plateau';
+  /** Scale the lr by the mean L2 norm of the token embeddings. */
+  lrRelativeToNorm?: boolean;
+  /** Iterations per restart (server default 1000). */
+  maxIterations?: number;
+  /** Stop after this many iterations without a better NLL (0: never). */
+  patience?: number;
+  /** Stop once the summed NLL is at or below this (0: never). */
+  nllThreshold?: number;
+  /** Optimize a growing prefix of the target. */
+  curriculum?: boolean;
+  decode?: DecodeOption;
+  /** Keep optimizing after a hit, until the budget. */
+  continueAfterHit?: boolean;
+  /** Independent seeds (server default 1); the best is the result. */
+  restarts?: number;
+  seed?: number;
+  /** Report every k-th iteration (server default 1). */
+  reportEvery?: number;
+}
+
+/** Describe what a job is about besides its settings. */
+export interface JobSpecOptions extends InvertOptions {
+  /** A model name from listModels(); unset: the server's default. */
+  model?: string;
+  /** A label for the caller's own bookkeeping (a data set row id, say). */
+  label?: string;
+}
+
+const optimizers: Record<NonNullable<InvertOptions['optimizer']>, Optimizer> = {
+  rmsprop: Optimizer.RMSPROP,
+  adam: Optimizer.ADAM,
+  sgd: Optimizer.SGD,
+};
+
+const schedules: Record<NonNullable<InvertOptions['schedule']>, Schedule> = {
+  constant: Schedule.CONSTANT,
+  cosine: Schedule.COSINE,
+  plateau: Schedule.PLATEAU,
+};
+
+const bases: Record<'random' | 'pca', Parameterization_Basis> = {
+  random: Parameterization_Basis.RANDOM,
+  pca: Parameterization_Basis.PCA,
+};
+
+/** Map InvertOptions onto JobSettings; throws ConnectError InvalidArgument for a value no field can hold. */
+export function toJobSettings(options: InvertOptions = {}): JobSettings {
+  const settings = create(JobSettingsSchema, {
+    lr: options.lr ?? 0,
+    momentum: options.momentum,
+    lrRelativeToNorm: options.lrRelativeToNorm ?? false,
+    maxIterations: options.maxIterations ?? 0,
+    patience: options.patience ?? 0,
+    nllThreshold: options.nllThreshold ?? 0,
+    curriculum: options.curriculum ?? false,
+    continueAfterHit: options.continueAfterHit ?? false,
+    restarts: options.restarts ?? 0,
+    seed: options.seed ?? 0,
+    reportEvery: options.reportEvery ?? 0,
+  });
+  if (options.parameterization !== undefined) settings.parameterization = toParameterization(options.parameterization);
+  if (options.init !== undefined) settings.init = toInitialization(options.init);
+  if (options.optimizer !== undefined) settings.optimizer = lookup('optimizer', optimizers, options.optimizer);
+  if (options.schedule !== undefined) settings.schedule = lookup('schedule', schedules, options.schedule);
+  if (options.decode !== undefined) {
+    const decode = options.decode;
+    if (decode === 'greedy') settings.decoder = create(DecoderSchema, { beams: 1 });
+    else if (typeof decode === 'object' && decode !== null) {
+      settings.decoder = create(DecoderSchema, { beams: decode.beams, every: decode.every ?? 0 });
+    } else throw invalid('decode', decode, "'greedy' or { beams, every? }");
+  }
+  return settings;
+}
+
+/** Build the JobSpec for a target (text, or GPT-2 token ids) and its options. */
+export function toJobSpec(target: string | readonly number[], options: JobSpecOptions = {}): JobSpec {
+  const spec = create(JobSpecSchema, {
+    model: options.model ?? '',
+    label: options.label ?? '',
+    settings: toJobSettings(options),
+  });
+  if (typeof target === 'string') spec.target = { case: 'text', value: target };
+  else if (Array.isArray(target)) spec.target = { case: 'targetIds', value: create(TokenIdsSchema, { ids: [...target] }) };
+  else throw invalid('target', target, 'a string or an array of token ids');
+  return spec;
+}
+
+/** Build a proto Tensor from shape and values (a Float32Array or any array of numbers). */
+export function toTensor(tensor: TensorInput): Tensor {
+  return create(TensorSchema, { shape: [...tensor.shape], values: Array.from(tensor.values) });
+}
+
+function toParameterization(option: ParameterizationOption): Parameterization {
+  const kind = typeof option === 'string' ? option : option?.kind;
+  switch (kind) {
+    case 'flat':
+      return create(ParameterizationSchema, { kind: { case: 'flat', value: {} } });
+    case 'full': {
+      const promptVectors = typeof option === 'object' && option.kind === 'full' ? option.promptVectors ?? 0 : 0;
+      return create(ParameterizationSchema, { kind: { case: 'full', value: { promptVectors } } });
+    }
+    case 'projected': {
+      const projected = option as Extract<ParameterizationOption, { kind: 'projected' }>;
+      const basis = projected.basis === undefined ? Parameterization_Basis.UNSPECIFIED
+        : lookup('parameterization.basis', bases, projected.basis);
+      return create(ParameterizationSchema, { kind: { case: 'projected', value: { dims: projected.dims, basis } } });
+    }
+    default:
+      throw invalid('parameterization', option, "'flat', 'full', { kind: 'full', promptVectors } or { kind: 'projected', dims, basis? }");
+  }
+}
+
+function toInitialization(option: InitOption): Initialization {
+  const kind = typeof option === 'string' ? option : option?.kind;
+  switch (kind) {
+    case 'random': {
+      const std = typeof option === 'object' && option.kind === 'random' ? option.std ?? 0 : 0;
+      return create(InitializationSchema, { kind: { case: 'random', value: { std } } });
+    }
+    case 'zeros':
+      return create(InitializationSchema, { kind: { case: 'zeros', value: {} } });
+    case 'mean':
+      return create(InitializationSchema, { kind: { case: 'mean', value: {} } });
+    case 'text':
+      return create(InitializationSchema, {
+        kind: { case: 'text', value: (option as Extract<InitOption, { kind: 'text' }>).text },
+      });
+    case 'embedding':
+      return create(InitializationSchema, {
+        kind: { case: 'embedding', value: toTensor((option as Extract<InitOption, { kind: 'embedding' }>).embedding) },
+      });
+    default:
+      throw invalid('init', option, "'random', 'zeros', 'mean', { kind: 'random', std }, { kind: 'text', text } or { kind: 'embedding', embedding }");
+  }
+}
+
+function lookup<T>(field: string, table: Record<string, T>, value: string): T {
+  if (!Object.hasOwn(table, value)) throw invalid(field, value, Object.keys(table).map((k) => `'${k}'`).join(', '));
+  return table[value];
+}
+
+function invalid(field: string, value: unknown, expected: string): ConnectError {
+  return new ConnectError(`invert options: ${field} is ${JSON.stringify(value)}; expected ${expected}`, Code.InvalidArgument);
+}
