@@ -151,9 +151,13 @@ export class InversionEngine {
     const p = settings.parameterization;
     const P = p.kind === 'full' ? p.promptVectors ?? targetIds.length : 1;
     if (P + targetIds.length - 1 > nPositions) {
+      // full without a given P grows P with the target: P = T, so 2T - 1 positions
+      const growsWithTarget = p.kind === 'full' && p.promptVectors === undefined;
+      const maxTokens = growsWithTarget ? Math.floor((nPositions + 1) / 2) : nPositions - P + 1;
       throw new SettingsError('target', `${targetIds.length} tokens with P = ${P} prompt vectors need ` +
-        `${P + targetIds.length - 1} positions; the model's context allows ${nPositions}, so at most ` +
-        `${nPositions - P + 1} tokens`);
+        `${P + targetIds.length - 1} positions; the model's context allows ${nPositions}, so ` +
+        (maxTokens >= 1 ? `at most ${maxTokens} tokens${growsWithTarget ? ' (full: P = T)' : ''}`
+          : `P = ${P} prompt vectors leave no room for a target`));
     }
     if (p.kind === 'projected' && p.dims > this.model.checkpoint.config.nEmbd) {
       throw new SettingsError('parameterization.dims', `${p.dims} exceeds the model's embedding width ` +

@@ -58,11 +58,19 @@ interface LiveJob {
 
 const eventKinds = { queued: 'queued', started: 'started', progress: 'progress', restartResult: 'restart_result', result: 'result' } as const;
 
+/** A change to a job that a live job list shows: the job was created, or it emitted an event of this kind. */
+export interface JobChange {
+  clientId: string;
+  jobId: string;
+  kind: 'created' | (typeof eventKinds)[keyof typeof eventKinds];
+}
+
 export class JobHub {
   private readonly live = new Map<string, LiveJob>();
   private pendingEvents: EventRecord[] = [];
   private readonly pendingSummaries = new Map<string, Progress>();
   private readonly pendingStates = new Map<string, { state: JobRecord['state']; status?: string; finishedAtMs?: number }>();
+  private readonly changeListeners = new Set<(change: JobChange) => void>();
   private flushScheduled = false;
   private accepting = true;
   private closed = false;
@@ -85,7 +93,7 @@ export class JobHub {
       throw new ConnectError(`queue is full: ${this.live.size} jobs are queued or running; the limit is ` +
         `${this.options.maxQueue}`, Code.ResourceExhausted);
     }
-    const entry = this.registry.require(spec.model);
+    const entry = this.registry.require(spec.model, 'spec.model');
     const targetIds = this.targetIdsOf(spec, entry.model.tokenizer.encode, entry.model.checkpoint.config.vocabSize);
     const settings = this.checkSettings(spec);
     const record: JobRecord = {
@@ -116,6 +124,7 @@ export class JobHub {
       throw toConnectError(error);
     }
     this.log.info({ jobId: record.id, clientId, model: entry.name, tokens: targetIds.length }, 'job submitted');
+    this.notifyChange({ clientId, jobId: record.id, kind: 'created' });
     return { jobId: record.id, queuePosition };
   }
 
@@ -127,15 +136,22 @@ export class JobHub {
     this.ownedJob(clientId, jobId);
     this.flush(); // events emitted but not yet stored are in neither the store nor a new subscriber's queue
     const live = this.live.get(jobId);
+    // Unfinished but not live: stored before a restart and not resumed yet. Its events after the last checkpoint
+    // are about to be replaced, so replaying them now would hand out a history that will not exist.
+    if (!live && this.store.getJob(jobId)?.state !== 'FINISHED') throw notResumedYet(jobId);
     const subscriber = new EventSubscriber(this.options.subscriberBuffer);
     live?.subscribers.add(subscriber);
+    // The store holds everything before the subscriber's first event: replay only that much, so no event reaches
+    // the reader twice and a coalesced count never includes a report the replay already delivered.
+    const storedThrough = live ? live.nextSequence - 1 : Infinity;
     const onAbort = () => subscriber.close();
     signal.addEventListener('abort', onAbort);
     try {
       let last = afterSequence;
       const pageSize = 500;
-      for (;;) {
-        const page = this.store.events(jobId, last, pageSize);
+      while (last < storedThrough) {
+        const limit = Math.min(pageSize, storedThrough - last);
+        const page = this.store.events(jobId, last, limit);
         for (const stored of page) {
           const event = decodeEvent(stored.payload);
           last = event.sequence;
@@ -143,7 +159,7 @@ export class JobHub {
           if (event.kind.case === 'result') return;
           if (signal.aborted) return;
         }
-        if (page.length < pageSize) break;
+        if (page.length < limit) break;
       }
       if (!live) return; // a finished job: its history is complete
       for await (const event of subscriber) {
@@ -151,6 +167,11 @@ export class JobHub {
         last = event.sequence;
         yield event;
         if (event.kind.case === 'result') return;
+      }
+      // The subscriber closed without the result: the server is shutting down (the job resumes after a restart).
+      if (!signal.aborted) {
+        throw new ConnectError(`the server is shutting down; watch job "${jobId}" again after sequence ${last}`,
+          Code.Unavailable);
       }
     } finally {
       signal.removeEventListener('abort', onAbort);
@@ -168,14 +189,38 @@ export class JobHub {
   listJobs(clientId: string, pageSize: number, beforeJobId: string): Job[] {
     this.flush();
     const limit = pageSize || 50;
+    if (beforeJobId) {
+      const cursor = this.store.getJob(beforeJobId);
+      // The store refuses a cursor that is not the client's; say so as for any job the client cannot see.
+      if (!cursor || cursor.clientId !== clientId) {
+        throw new ConnectError(`before_job_id: no job "${beforeJobId}" for this client`, Code.NotFound);
+      }
+    }
     return this.store.listJobs(clientId, { limit, ...(beforeJobId ? { beforeId: beforeJobId } : {}) }).map((r) => this.toJob(r));
+  }
+
+  /**
+   * Call `listener` for every job created and every event a job emits (the dashboard's live job list); returns
+   * the function that removes it.
+   */
+  onJobChange(listener: (change: JobChange) => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
   }
 
   /** Ask a job to stop; returns its state now. */
   cancel(clientId: string, jobId: string): JobState {
     const record = this.ownedJob(clientId, jobId);
     const live = this.live.get(jobId);
-    if (!live) return JobState.FINISHED;
+    if (!live) {
+      this.flush();
+      const stored = this.store.getJob(jobId)!;
+      if (stored.state === 'FINISHED') return JobState.FINISHED;
+      // Not resumed yet after a restart: the stored flag makes the resume stop it.
+      this.store.requestCancel(jobId);
+      this.log.info({ jobId, clientId }, 'job cancel requested before its resume');
+      return stored.state === 'RUNNING' ? JobState.RUNNING : JobState.QUEUED;
+    }
     this.store.requestCancel(jobId);
     live.handle?.cancel();
     this.log.info({ jobId, clientId }, 'job cancel requested');
@@ -236,7 +281,8 @@ export class JobHub {
       targetIds: record.targetIds, settings, resumeFrom: snapshots, completed,
       onEvent: (event) => this.onEvent(live, event),
     });
-    if (record.cancelRequested) live.handle.cancel();
+    // Read the flag now: a cancel may have arrived while the engine was setting the job up.
+    if (this.store.getJob(record.id)?.cancelRequested) live.handle.cancel();
     this.log.info({ jobId: record.id, fromSequence: keep, restarts: [...resumedFrom] }, 'job resumed');
   }
 
@@ -281,6 +327,18 @@ export class JobHub {
     }
     for (const subscriber of live.subscribers) subscriber.push(proto);
     this.scheduleFlush();
+    this.notifyChange({ clientId: live.record.clientId, jobId: live.record.id, kind: eventKinds[kind] });
+  }
+
+  private notifyChange(change: JobChange): void {
+    for (const listener of this.changeListeners) {
+      try {
+        listener(change);
+      } catch (error: unknown) {
+        // A listener's bug must not stop the job that reported the change.
+        this.log.error({ err: error, jobId: change.jobId }, 'job change listener failed');
+      }
+    }
   }
 
   private scheduleFlush(): void {
@@ -375,6 +433,11 @@ export class JobHub {
       throw toConnectError(error);
     }
   }
+}
+
+function notResumedYet(jobId: string): ConnectError {
+  return new ConnectError(`job_id: job "${jobId}" has not resumed yet after a server restart (its model may be ` +
+    'loading); retry shortly', Code.Unavailable);
 }
 
 /** Map engine errors onto API errors: settings out of range are the caller's to fix. */

@@ -50,17 +50,17 @@ export class ModelRegistry {
     return [...this.entries.values()];
   }
 
-  /** Return a ready model, or throw the ConnectError a handler should send. */
-  require(name: string): Extract<ModelEntry, { state: 'READY' }> {
+  /** Return a ready model, or throw the ConnectError a handler should send; `field` names the request field. */
+  require(name: string, field = 'model'): Extract<ModelEntry, { state: 'READY' }> {
     const key = name || this.defaultModel;
     const entry = this.entries.get(key);
     if (!entry) {
-      throw new ConnectError(`model: "${key}" is not served here; models: ${[...this.entries.keys()].join(', ')}`,
+      throw new ConnectError(`${field}: "${key}" is not served here; models: ${[...this.entries.keys()].join(', ')}`,
         Code.InvalidArgument);
     }
-    if (entry.state === 'LOADING') throw new ConnectError(`model: "${key}" is still loading; retry shortly`, Code.Unavailable);
+    if (entry.state === 'LOADING') throw new ConnectError(`${field}: "${key}" is still loading; retry shortly`, Code.Unavailable);
     if (entry.state === 'FAILED') {
-      throw new ConnectError(`model: "${key}" failed to load: ${entry.error}`, Code.FailedPrecondition);
+      throw new ConnectError(`${field}: "${key}" failed to load: ${entry.error}`, Code.FailedPrecondition);
     }
     return entry;
   }

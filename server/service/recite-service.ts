@@ -79,9 +79,10 @@ export class ReciteServiceImpl implements ServiceImpl<typeof ReciteService> {
     if (values.length !== P * C) {
       throw new ConnectError(`embedding.values: ${values.length} numbers; shape [${P}, ${C}] needs ${P * C}`, Code.InvalidArgument);
     }
-    if (P + req.maxTokens > nPositions) {
+    // the last step reads the prompt and max_tokens - 1 generated tokens
+    if (P + req.maxTokens - 1 > nPositions) {
       throw new ConnectError(`max_tokens: ${req.maxTokens} with P = ${P} prompt vectors exceeds the model's context of ` +
-        `${nPositions} positions (at most ${nPositions - P})`, Code.InvalidArgument);
+        `${nPositions} positions (at most ${nPositions - P + 1})`, Code.InvalidArgument);
     }
     const prompt = Float32Array.from(values);
     const ids = req.beams > 1

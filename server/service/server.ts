@@ -13,13 +13,17 @@ import type { Logger } from 'pino';
 import type { InversionLimits } from '../engine/settings.js';
 import { inversionLimits } from '../engine/settings.js';
 import type { DeviceRequest } from '../model/execution-provider.js';
+import type { Dashboard, DashboardOptions } from '../dashboard/dashboard.js';
+import { createDashboard } from '../dashboard/dashboard.js';
 import { JobStore } from '../store/job-store.js';
+import { createDatasets } from '../datasets/index.js';
+import { DatasetService } from '../../sdk/gen/recite/v1/dataset_pb.js';
 import { Health } from '../../sdk/gen/health/v1/health_pb.js';
 import { ReciteService } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { TokenTable } from './auth.js';
 import { createAuthInterceptor } from './auth.js';
 import { HealthServiceImpl } from './health-service.js';
-import { JobHub } from './job-hub.js';
+import { JobHub, jobHubDefaults } from './job-hub.js';
 import { createServiceMetrics } from './metrics.js';
 import type { ModelSource } from './model-registry.js';
 import { ModelRegistry } from './model-registry.js';
@@ -37,13 +41,17 @@ export interface ReciteServerOptions {
   tokens: TokenTable;
   /** Iterations between checkpoints of a running job. */
   checkpointEvery: number;
+  /** Progress events a stream's reader may have waiting before older ones are coalesced. */
+  subscriberBuffer: number;
   limits: InversionLimits;
   /** Largest request message accepted, in bytes. */
   readMaxBytes: number;
   logger: Logger;
-  /** Extra HTTP routes (the dashboard): return true when the request was handled. */
+  /** Serve the dashboard (the page at `/`, its WebSocket stream at `/ws`): true, false, or its options. */
+  dashboard: boolean | Partial<DashboardOptions>;
+  /** Extra HTTP routes: return true when the request was handled. */
   httpRoutes?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
-  /** WebSocket upgrades on the HTTP/1.1 server (the dashboard's stream). */
+  /** WebSocket upgrades on the HTTP/1.1 server for paths the dashboard does not take. */
   onUpgrade?: (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => void;
   /** Replaces model loading (tests). */
   loadModel?: ConstructorParameters<typeof ModelRegistry>[1]['load'];
@@ -54,7 +62,9 @@ export const reciteServerDefaults = Object.freeze({
   maxBatch: 64,
   maxQueue: 1000,
   checkpointEvery: 50,
+  subscriberBuffer: jobHubDefaults.subscriberBuffer,
   limits: inversionLimits,
+  dashboard: true as boolean | Partial<DashboardOptions>,
   readMaxBytes: 16 * 1024 * 1024, // 16 MiB: an embedding of 1024 x 1600 floats is 6.5 MB in the binary encoding
 });
 
@@ -63,6 +73,8 @@ export interface ReciteServer {
   readonly models: ModelRegistry;
   readonly store: JobStore;
   readonly log: Logger;
+  /** The dashboard, unless turned off. */
+  readonly dashboard: Dashboard | undefined;
   /** Start listening; resolves with the address (port 0 picks a free one). */
   listen(port: number, host?: string): Promise<AddressInfo>;
   /** The base URL once listening. */
@@ -89,12 +101,17 @@ export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<
   const hub = new JobHub(store, models, {
     maxQueue: options.maxQueue,
     checkpointEvery: options.checkpointEvery,
+    subscriberBuffer: options.subscriberBuffer,
     limits: options.limits,
     onJobFinished: (model, status) => metrics.jobsFinished.inc({ model, status }),
   }, log);
+  const dashboard = options.dashboard === false ? undefined
+    : createDashboard({ hub, tokens: options.tokens, log }, options.dashboard === true ? {} : options.dashboard);
   const health = new HealthServiceImpl(models);
+  const datasets = createDatasets({ dbPath: options.dbPath, hub, jobs: store, models, log });
   const routes = (router: ConnectRouter) => router
     .service(ReciteService, new ReciteServiceImpl(hub, models))
+    .service(DatasetService, datasets.service)
     .service(Health, health);
   const handler = connectNodeAdapter({
     routes,
@@ -109,6 +126,7 @@ export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<
         });
         return;
       }
+      if (dashboard?.httpRoutes(req as http.IncomingMessage, res as http.ServerResponse)) return;
       if (options.httpRoutes?.(req as http.IncomingMessage, res as http.ServerResponse)) return;
       res.writeHead(404, { 'content-type': 'text/plain' });
       res.end(`no route for ${req.method} ${path}\n`);
@@ -116,9 +134,16 @@ export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<
   });
   const h1 = http.createServer(handler);
   const h2 = http2.createServer({}, handler);
-  if (options.onUpgrade) h1.on('upgrade', options.onUpgrade);
+  h1.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+    if (dashboard?.onUpgrade(req, socket, head)) return;
+    if (options.onUpgrade) options.onUpgrade(req, socket, head);
+    else socket.destroy();
+  });
   const sockets = new Set<net.Socket>();
   const tcp = net.createServer((socket) => {
+    // The HTTP/1.1 server turns Nagle off on its sockets; the HTTP/2 one sees only the Duplex in front of the socket,
+    // so without this every small gRPC response waits for the client's delayed ACK (about 40 ms).
+    socket.setNoDelay(true);
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     routeConnection(socket, h1, h2);
@@ -136,7 +161,7 @@ export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<
   let url = '';
   let closed = false;
   return {
-    hub, models, store, log,
+    hub, models, store, log, dashboard,
     get url() { return url; },
     async listen(port, host = '127.0.0.1') {
       await new Promise<void>((resolve, reject) => {
@@ -154,6 +179,8 @@ export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<
       health.drain();
       tcp.close();
       await ready.catch(() => {});
+      dashboard?.close();
+      datasets.close();
       hub.shutdown();
       // streams end once their subscribers are closed; give them a moment, then cut what is left
       await new Promise((resolve) => setTimeout(resolve, 100));
