@@ -50,6 +50,9 @@ export class InversionEngine {
   private readonly batcher: Batcher;
   private readonly pending: { run: InversionRun; inversion: Inversion }[] = [];
   private readonly owners = new Map<InversionRun, Inversion>();
+  // Result summaries still decoding: closing waits for them before the model's sessions are released.
+  private readonly finishing = new Set<Promise<void>>();
+  private closed = false;
   readonly options: InversionEngineOptions;
 
   constructor(readonly model: EngineModel, options: Partial<InversionEngineOptions> = {}) {
@@ -60,7 +63,7 @@ export class InversionEngine {
         const inversion = this.owners.get(run);
         this.owners.delete(run);
         this.admit();
-        void inversion?.finishRun(run);
+        if (inversion) this.track(inversion.finishRun(run));
       },
     }, { maxBatch: this.options.maxBatch });
   }
@@ -81,6 +84,7 @@ export class InversionEngine {
 
   /** Check the request, then queue its restarts. Invalid settings or targets throw SettingsError at once. */
   async submit(request: InversionRequest): Promise<InversionHandle> {
+    if (this.closed) throw new Error('the inversion engine is closed');
     const settings = makeInversionSettings(request.settings ?? {});
     const targetIds = [...request.targetIds];
     this.checkTarget(targetIds, settings);
@@ -118,6 +122,22 @@ export class InversionEngine {
     while (this.pending.length > 0 || this.batcher.size > 0) await this.batcher.idle();
   }
 
+  /**
+   * Cancel everything and resolve once no graph run or result summary is in flight, so the model's sessions can
+   * be released. Submissions after this are refused.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const inversion of new Set(this.owners.values())) this.cancel(inversion);
+    await this.idle();
+    while (this.finishing.size > 0) await Promise.all([...this.finishing]);
+  }
+
+  private track(finishing: Promise<void>): void {
+    this.finishing.add(finishing);
+    void finishing.finally(() => this.finishing.delete(finishing));
+  }
+
   private cancel(inversion: Inversion): void {
     for (const run of inversion.runs) run.cancel();
     // queued restarts never reach the batcher: finish them here
@@ -127,7 +147,7 @@ export class InversionEngine {
       this.pending.splice(i, 1);
       entry.run.checkCancelled();
       this.owners.delete(entry.run);
-      void inversion.finishRun(entry.run);
+      this.track(inversion.finishRun(entry.run));
     }
   }
 

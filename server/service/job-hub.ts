@@ -14,7 +14,7 @@ import type { InversionLimits } from '../engine/settings.js';
 import { inversionLimits, makeInversionSettings, SettingsError } from '../engine/settings.js';
 import type { EventRecord, JobRecord, JobStore } from '../store/job-store.js';
 import {
-  JobSchema, JobSpecSchema, JobState, ProgressSchema,
+  JobEventSchema, JobSchema, JobSpecSchema, JobState, ProgressSchema, ResultSchema, Status,
 } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { Job, JobEvent, JobSpec, Progress } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { ModelRegistry } from './model-registry.js';
@@ -378,8 +378,25 @@ export class JobHub {
     });
   }
 
+  // A job that cannot be resumed still ends its history with a result, so WatchJob and GetJob say why.
   private failStored(record: JobRecord, reason: string): void {
-    this.store.setState(record.id, 'FINISHED', { status: 'FAILED', finishedAtMs: Date.now() });
+    const now = Date.now();
+    this.store.transaction(() => {
+      const stored = this.store.getJob(record.id) ?? record;
+      const result = create(ResultSchema, {
+        status: Status.FAILED,
+        restarts: [{ status: Status.FAILED, error: `the job could not be resumed: ${reason}` }],
+        targetIds: stored.targetIds,
+        targetText: stored.targetText,
+        model: stored.model,
+      });
+      const event = create(JobEventSchema, {
+        sequence: stored.lastSequence + 1, time: timestampFromMs(now), kind: { case: 'result', value: result },
+      });
+      this.store.appendEvents([{ jobId: record.id, sequence: event.sequence, timeMs: now, kind: 'result', restart: null,
+        iteration: null, payload: encodeEvent(event) }]);
+      this.store.setState(record.id, 'FINISHED', { status: 'FAILED', finishedAtMs: now });
+    });
     this.log.warn({ jobId: record.id, reason }, 'job marked FAILED');
   }
 

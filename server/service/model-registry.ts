@@ -65,10 +65,14 @@ export class ModelRegistry {
     return entry;
   }
 
-  /** Release every loaded model. */
+  /** Stop every engine, then release every loaded model. */
   async close(): Promise<void> {
     await this.ready();
-    for (const entry of this.entries.values()) if (entry.state === 'READY') await entry.model.release();
+    for (const entry of this.entries.values()) {
+      if (entry.state !== 'READY') continue;
+      await entry.engine.close();
+      await entry.model.release();
+    }
   }
 
   private async load(source: ModelSource, description: string): Promise<void> {
