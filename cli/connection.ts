@@ -21,6 +21,9 @@ export interface ConnectionOptions {
 
 export interface Connection {
   client: ReciteClient;
+  /** The server's base URL and the bearer token the client sends (for clients of the server's other services). */
+  baseUrl: string;
+  token: string;
   /** The model name to ask for ('' = the server's default). */
   model: string;
   close(): Promise<void>;
@@ -38,19 +41,23 @@ export function connectToServer(options: ConnectionOptions): Connection {
   const url = options.server ?? process.env.RECITE_SERVER ?? 'http://127.0.0.1:7070';
   const token = options.token ?? process.env.RECITE_TOKEN;
   if (!token) throw new Error(`no token for ${url}: give --token TOKEN or set RECITE_TOKEN`);
-  return { client: createReciteClient(url, { token }), model: '', close: async () => {} };
+  return { client: createReciteClient(url, { token }), baseUrl: url, token, model: '', close: async () => {} };
 }
 
-/** Start a server in this process for one model, on a free local port with a one-time token. */
-export async function startInProcessServer(model: string, device: string): Promise<Connection> {
+/**
+ * Start a server in this process for one model, on a free local port with a one-time token. Its jobs live in a
+ * temporary database, removed on close, unless `dbPath` names one to keep (so a rerun finds them).
+ */
+export async function startInProcessServer(model: string, device: string, dbPath?: string): Promise<Connection> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'recite-'));
   const token = randomBytes(24).toString('hex');
   const source = parseModelSource(model);
   const server = createReciteServer({
     models: [source],
     device: parseDeviceRequest(device),
-    dbPath: path.join(dir, 'recite.db'),
+    dbPath: dbPath ?? path.join(dir, 'recite.db'),
     tokens: new TokenTable(new Map([[token, 'cli']])),
+    dashboard: false, // nobody can reach a one-time token's page
     logger: pino({ level: process.env.RECITE_LOG_LEVEL ?? 'warn' }, pino.destination(2)),
   });
   await server.listen(0);
@@ -62,6 +69,8 @@ export async function startInProcessServer(model: string, device: string): Promi
   }
   return {
     client: createReciteClient(server.url, { token }),
+    baseUrl: server.url,
+    token,
     model: source.name,
     async close() {
       await server.close();

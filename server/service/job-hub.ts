@@ -300,6 +300,7 @@ export class JobHub {
     const resumedFrom = event.type === 'started' ? live.resumedFrom.get(event.restart) ?? 0 : 0;
     const proto = eventToProto(event, live.nextSequence++, now, resumedFrom);
     const kind = proto.kind.case!;
+    const payload = encodeEvent(proto);
     this.pendingEvents.push({
       jobId: live.record.id,
       sequence: proto.sequence,
@@ -308,7 +309,7 @@ export class JobHub {
       restart: event.type === 'progress' ? event.progress.restart : event.type === 'started' ? event.restart
         : event.type === 'restart_result' ? event.result.restart : null,
       iteration: event.type === 'progress' ? event.progress.iteration : null,
-      payload: encodeEvent(proto),
+      payload,
     });
     if (event.type === 'started' && live.record.state === 'QUEUED') {
       live.record.state = 'RUNNING';
@@ -325,7 +326,12 @@ export class JobHub {
       this.options.onJobFinished?.(live.record.model, event.result.status);
       this.log.info({ jobId: live.record.id, status: event.result.status, ms: Math.round(event.result.elapsedMs) }, 'job finished');
     }
-    for (const subscriber of live.subscribers) subscriber.push(proto);
+    // Live readers get the event as the store keeps it (float fields rounded to float32), so a replayed history
+    // and a live one are the same bytes.
+    if (live.subscribers.size > 0) {
+      const stored = decodeEvent(payload);
+      for (const subscriber of live.subscribers) subscriber.push(stored);
+    }
     this.scheduleFlush();
     this.notifyChange({ clientId: live.record.clientId, jobId: live.record.id, kind: eventKinds[kind] });
   }

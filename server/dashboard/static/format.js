@@ -1,0 +1,96 @@
+// Formatting for the dashboard: statuses, numbers, durations and token texts, from the proto JSON encoding
+// (where zero values are omitted: read every number with a default).
+
+const statusNames = {
+  STATUS_HIT: 'HIT',
+  STATUS_MAX_ITERATIONS: 'max iterations',
+  STATUS_PATIENCE: 'patience',
+  STATUS_THRESHOLD: 'NLL threshold',
+  STATUS_CANCELLED: 'cancelled',
+  STATUS_FAILED: 'failed',
+};
+
+/** Describe a result status: its label and the badge class that colours it. */
+export function statusBadge(status) {
+  const label = statusNames[status] ?? 'finished';
+  const tone = status === 'STATUS_HIT' ? 'hit' : status === 'STATUS_FAILED' ? 'failed'
+    : status === 'STATUS_CANCELLED' ? 'cancelled' : 'budget';
+  return { label, tone };
+}
+
+/** Describe a job's state (proto JSON of Job): queued, running, or its result's status. */
+export function jobBadge(job) {
+  if (job.state === 'JOB_STATE_FINISHED') return statusBadge(job.result?.status);
+  if (job.state === 'JOB_STATE_RUNNING') return { label: 'running', tone: 'running' };
+  return { label: 'queued', tone: 'queued' };
+}
+
+/** Write a number with `digits` significant digits, without exponents for everyday magnitudes. */
+export function number(x, digits = 4) {
+  if (x === undefined || x === null || x === '') return '–';
+  const v = Number(x);
+  if (!Number.isFinite(v)) return String(x);
+  if (v === 0) return '0';
+  const magnitude = Math.abs(v);
+  if (magnitude >= 1e6 || magnitude < 1e-4) return v.toExponential(digits - 1);
+  return String(Number(v.toPrecision(digits)));
+}
+
+/** Write milliseconds as "0.4 s", "12 s", "3 min 05 s" or "1 h 02 min". */
+export function duration(ms) {
+  if (!Number.isFinite(ms) || ms < 0) return '–';
+  const s = ms / 1000;
+  if (s < 10) return `${s.toFixed(1)} s`;
+  if (s < 60) return `${Math.round(s)} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${String(Math.round(s % 60)).padStart(2, '0')} s`;
+  return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, '0')} min`;
+}
+
+/** Milliseconds since the epoch of a google.protobuf.Timestamp in its JSON form (RFC 3339). */
+export function timeMs(timestamp) {
+  return timestamp ? Date.parse(timestamp) : NaN;
+}
+
+/** Make a token's whitespace visible: "·" for a space, "⏎" for a newline, "⇥" for a tab. */
+export function visibleToken(text) {
+  return text.replace(/ /g, '·').replace(/\n/g, '⏎').replace(/\t/g, '⇥') || '∅';
+}
+
+/** Quote a text for display, shortened to `max` characters. */
+export function quoted(text, max = 80) {
+  const t = text.length > max ? `${text.slice(0, max - 1)}…` : text;
+  return `“${t}”`;
+}
+
+/** Describe the settings (proto JSON of JobSettings, defaults filled in by the server) as label/value pairs. */
+export function settingsRows(settings = {}, targetTokens = 0) {
+  const p = settings.parameterization ?? {};
+  const param = p.flat ? 'flat (one vector)'
+    : p.projected ? `projected, K = ${p.projected.dims ?? 0} (${p.projected.basis === 'BASIS_PCA' ? 'PCA' : 'random'} basis)`
+    : `full, P = ${p.full?.promptVectors || `${targetTokens} (one per token)`}`;
+  const init = settings.init ?? {};
+  const initText = init.zeros ? 'zeros' : init.mean ? 'mean token embedding'
+    : init.text !== undefined ? `embeddings of ${quoted(init.text, 40)}`
+    : init.embedding ? `given embedding (${(init.embedding.shape ?? []).join(' × ')})`
+    : `random normal${init.random?.std ? `, std ${number(init.random.std)}` : ', the token embeddings\u2019 std'}`;
+  const optimizer = { OPTIMIZER_ADAM: 'Adam', OPTIMIZER_SGD: 'SGD with momentum' }[settings.optimizer] ?? 'RMSProp';
+  const schedule = { SCHEDULE_COSINE: 'cosine', SCHEDULE_PLATEAU: 'reduce on plateau' }[settings.schedule] ?? 'constant';
+  const beams = settings.decoder?.beams ?? 0;
+  const rows = [
+    ['parameterization', param],
+    ['initialization', initText],
+    ['optimizer', settings.optimizer === 'OPTIMIZER_SGD' ? `${optimizer} (${number(settings.momentum ?? 0.9)})` : optimizer],
+    ['learning rate', `${number(settings.lr ?? 0.1)}${settings.lrRelativeToNorm ? ' × embedding norm' : ''}, ${schedule}`],
+    ['max iterations', String(settings.maxIterations ?? 1000)],
+    ['hit check', beams > 1 ? `beam search, ${beams} beams every ${settings.decoder?.every ?? 10} iterations` : 'greedy (every iteration)'],
+    ['restarts', String(settings.restarts ?? 1)],
+    ['seed', String(settings.seed ?? 0)],
+    ['report every', `${settings.reportEvery ?? 1} iteration${(settings.reportEvery ?? 1) > 1 ? 's' : ''}`],
+  ];
+  if (settings.patience) rows.push(['patience', `${settings.patience} iterations`]);
+  if (settings.nllThreshold) rows.push(['NLL threshold', number(settings.nllThreshold)]);
+  if (settings.curriculum) rows.push(['curriculum', 'growing prefix']);
+  if (settings.continueAfterHit) rows.push(['after a hit', 'keep optimizing']);
+  return rows;
+}
