@@ -6,6 +6,7 @@
 // Use per iteration t = 0, 1, …:  lr = schedule.lr;  optimizer.step(param, grad, lr);  schedule.step(loss_t).
 // That is PyTorch's order (optimizer.step(), then scheduler.step(metric)).
 
+import { checkNonNegative, mergeOptions } from '../util/options.js';
 /** Name a schedule by what the job settings call it. */
 export type LrScheduleKind = 'constant' | 'cosine' | 'plateau';
 
@@ -70,22 +71,7 @@ export const lrScheduleDefaults: Readonly<LrScheduleOptions> = Object.freeze({
   ...plateauDefaults,
 });
 
-function merge<T extends object>(op: string, defaults: Readonly<T>, partial: Partial<T>): Readonly<T> {
-  const merged: Record<string, unknown> = { ...defaults };
-  for (const [key, value] of Object.entries(partial)) {
-    if (!Object.hasOwn(defaults, key)) {
-      throw new RangeError(`${op}: unknown option ${key}; known options are ${Object.keys(defaults).join(', ')}`);
-    }
-    if (value !== undefined) merged[key] = value;
-  }
-  return Object.freeze(merged) as Readonly<T>;
-}
 
-function checkFiniteNonNegative(op: string, name: string, value: number): void {
-  if (!(value >= 0) || !Number.isFinite(value)) {
-    throw new RangeError(`${op}: ${name} is ${value}; it must be a finite number >= 0`);
-  }
-}
 
 function checkCount(op: string, name: string, value: number, least: number): void {
   if (!Number.isInteger(value) || value < least) {
@@ -95,15 +81,15 @@ function checkCount(op: string, name: string, value: number, least: number): voi
 
 /** Merge partial cosine options over the defaults; totalIterations must be given (≥ 1). */
 export function makeCosineOptions(partial: Partial<CosineOptions> = {}): CosineOptions {
-  const options = merge('cosine schedule', cosineDefaults, partial);
+  const options = mergeOptions('cosine schedule', cosineDefaults, partial);
   checkCount('cosine schedule', 'totalIterations', options.totalIterations, 1);
-  checkFiniteNonNegative('cosine schedule', 'etaMin', options.etaMin);
+  checkNonNegative('cosine schedule', 'etaMin', options.etaMin);
   return options;
 }
 
 /** Merge partial reduce-on-plateau options over the defaults and check them as PyTorch does. */
 export function makePlateauOptions(partial: Partial<PlateauOptions> = {}): PlateauOptions {
-  const options = merge('plateau schedule', plateauDefaults, partial);
+  const options = mergeOptions('plateau schedule', plateauDefaults, partial);
   const op = 'plateau schedule';
   if (options.mode !== 'min' && options.mode !== 'max') throw new RangeError(`${op}: mode is ${String(options.mode)}; it must be min or max`);
   if (options.thresholdMode !== 'rel' && options.thresholdMode !== 'abs') {
@@ -112,15 +98,15 @@ export function makePlateauOptions(partial: Partial<PlateauOptions> = {}): Plate
   if (!(options.factor >= 0 && options.factor < 1)) throw new RangeError(`${op}: factor is ${options.factor}; it must lie in [0, 1)`);
   checkCount(op, 'patience', options.patience, 0);
   checkCount(op, 'cooldown', options.cooldown, 0);
-  checkFiniteNonNegative(op, 'threshold', options.threshold);
-  checkFiniteNonNegative(op, 'minLr', options.minLr);
-  checkFiniteNonNegative(op, 'eps', options.eps);
+  checkNonNegative(op, 'threshold', options.threshold);
+  checkNonNegative(op, 'minLr', options.minLr);
+  checkNonNegative(op, 'eps', options.eps);
   return options;
 }
 
 /** Merge partial schedule options over the defaults, checking the settings of the chosen kind. */
 export function makeLrScheduleOptions(partial: Partial<LrScheduleOptions> = {}): LrScheduleOptions {
-  const options = merge('lr schedule', lrScheduleDefaults, partial);
+  const options = mergeOptions('lr schedule', lrScheduleDefaults, partial);
   const { kind } = options;
   if (kind !== 'constant' && kind !== 'cosine' && kind !== 'plateau') {
     throw new RangeError(`lr schedule: kind is ${String(kind)}; it must be constant, cosine or plateau`);
@@ -213,7 +199,7 @@ function checkSnapshotHead<K extends LrScheduleKind>(
 }
 
 function checkBaseLr(op: string, baseLr: number): void {
-  checkFiniteNonNegative(op, 'baseLr', baseLr);
+  checkNonNegative(op, 'baseLr', baseLr);
 }
 
 /** Create a schedule that keeps the base lr (torch: no scheduler). */
@@ -334,7 +320,7 @@ export function createPlateauSchedule(baseLr: number, partial: Partial<PlateauOp
     exportState: () => ({ kind: 'plateau', iteration, lr, best: toJsonNumber(best), numBadEpochs, cooldownCounter }),
     importState(snapshot) {
       checkSnapshotHead('plateau', snapshot);
-      checkFiniteNonNegative('importState', 'lr', snapshot.lr);
+      checkNonNegative('importState', 'lr', snapshot.lr);
       checkCount('importState', 'numBadEpochs', snapshot.numBadEpochs, 0);
       checkCount('importState', 'cooldownCounter', snapshot.cooldownCounter, 0);
       best = fromJsonNumber('best', snapshot.best);

@@ -20,6 +20,8 @@
 // ulps make trajectories drift apart (the loss surface is chaotic), which is why the tests compare short,
 // hand-checkable runs and checkpoint/resume bit-identity, not long runs.
 
+import { checkNonNegative, mergeOptions } from '../util/options.js';
+
 /** Name an optimizer by what the job settings call it. */
 export type OptimizerKind = 'rmsprop' | 'adam' | 'sgd';
 
@@ -50,11 +52,6 @@ function checkLr(op: string, lr: number): void {
   }
 }
 
-function checkNonNegative(op: string, name: string, value: number): void {
-  if (!(value >= 0) || !Number.isFinite(value)) {
-    throw new RangeError(`${op}: ${name} is ${value}; it must be a finite number >= 0`);
-  }
-}
 
 function checkUnitInterval(op: string, name: string, value: number): void {
   if (!(value >= 0 && value < 1)) {
@@ -62,17 +59,6 @@ function checkUnitInterval(op: string, name: string, value: number): void {
   }
 }
 
-/** Merge `partial` over `defaults`, skipping undefined values and rejecting names the optimizer does not have. */
-function mergeOptions<T extends object>(op: string, defaults: Readonly<T>, partial: Partial<T>): Readonly<T> {
-  const merged: Record<string, unknown> = { ...defaults };
-  for (const [key, value] of Object.entries(partial)) {
-    if (!Object.hasOwn(defaults, key)) {
-      throw new RangeError(`${op}: unknown option ${key}; known options are ${Object.keys(defaults).join(', ')}`);
-    }
-    if (value !== undefined) merged[key] = value;
-  }
-  return Object.freeze(merged) as Readonly<T>;
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // RMSProp — torch.optim.RMSprop, `_single_tensor_rmsprop`
