@@ -2,12 +2,15 @@
 // The `recite` command line.
 import { Command } from 'commander';
 import { registerBenchCommand } from './commands/bench.js';
+import { registerCapacityCommand } from './commands/capacity.js';
+import { registerDatasetCommands } from './commands/dataset.js';
 import { registerEvalCommand } from './commands/eval.js';
 import { registerDecodeCommands } from './commands/decode.js';
 import { registerInvertCommand } from './commands/invert.js';
 import { registerJobCommands } from './commands/jobs.js';
 import { registerModelFetchCommand } from './commands/model-fetch.js';
 import { registerServeCommand } from './commands/serve.js';
+import { registerStudyCommand } from './commands/study.js';
 
 const program = new Command('recite')
   .description('Find input embeddings that make a frozen GPT-2 recite a given text exactly.')
@@ -20,6 +23,9 @@ registerDecodeCommands(program);
 registerModelFetchCommand(program);
 registerEvalCommand(program);
 registerBenchCommand(program);
+registerDatasetCommands(program);
+registerStudyCommand(program);
+registerCapacityCommand(program);
 
 // `recite invert --json | head` closes the pipe early: that is the reader's choice, not an error.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {

@@ -49,6 +49,49 @@ export const migrations: readonly string[] = [
     payload  BLOB    NOT NULL
   ) STRICT;
   `,
+  // 2: data sets (server/datasets/): a client's named list of targets run with one set of settings, and its rows,
+  // each linked to the job that runs it. No foreign key to jobs: the data set store may sit on its own connection.
+  `
+  CREATE TABLE datasets (
+    row           INTEGER PRIMARY KEY, -- insertion order: the tie-break for equal creation times
+    id            TEXT    NOT NULL UNIQUE,
+    client_id     TEXT    NOT NULL,
+    name          TEXT    NOT NULL,
+    content_hash  TEXT    NOT NULL,
+    model         TEXT    NOT NULL,
+    settings      BLOB    NOT NULL,
+    state         TEXT    NOT NULL CHECK (state IN ('RUNNING', 'FINISHED', 'CANCELLED')),
+    created_at    INTEGER NOT NULL, -- epoch ms
+    finished_at   INTEGER,          -- epoch ms
+    row_count     INTEGER NOT NULL CHECK (row_count >= 1),
+    finished_rows INTEGER NOT NULL DEFAULT 0 CHECK (finished_rows >= 0), -- also the last finish_order given
+    UNIQUE (client_id, name)
+  ) STRICT;
+  CREATE INDEX datasets_by_state ON datasets (state);
+
+  CREATE TABLE dataset_rows (
+    dataset_id        TEXT    NOT NULL REFERENCES datasets (id) ON DELETE CASCADE,
+    idx               INTEGER NOT NULL CHECK (idx >= 0),
+    row_id            TEXT    NOT NULL,
+    target_text       TEXT,             -- the row's target: text, or
+    target_ids        TEXT,             -- a JSON array of token ids
+    state             TEXT    NOT NULL CHECK (state IN ('PENDING', 'SUBMITTING', 'SUBMITTED', 'FINISHED')),
+    submitting_at     INTEGER,          -- epoch ms: when its job was asked for (finds the job after a crash)
+    job_id            TEXT,
+    status            TEXT,
+    iterations_to_hit INTEGER,
+    best_nll          REAL,
+    iterations        INTEGER,
+    elapsed_ms        REAL,
+    error             TEXT,
+    finish_order      INTEGER,
+    PRIMARY KEY (dataset_id, idx),
+    UNIQUE (dataset_id, row_id),
+    CHECK ((target_text IS NULL) <> (target_ids IS NULL))
+  ) STRICT;
+  CREATE INDEX dataset_rows_by_state ON dataset_rows (dataset_id, state, idx);
+  CREATE INDEX dataset_rows_by_finish ON dataset_rows (dataset_id, finish_order);
+  `,
 ];
 
 /** Report the schema version this build writes. */

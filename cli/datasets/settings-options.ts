@@ -1,0 +1,76 @@
+// The job settings flags of `recite invert`, for the commands that run many jobs with one set of settings (dataset
+// run, study, capacity): the same names, values and parsing, mapped onto the SDK's InvertOptions.
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import type { InvertOptions } from '../../sdk/index.js';
+import { parseDecode, parseInit, parseParameterization, positiveInteger, positiveNumber } from '../options.js';
+
+/** The settings flags as commander hands them over. */
+export interface SettingsFlags {
+  param: string;
+  init: string;
+  optimizer: 'rmsprop' | 'adam' | 'sgd';
+  lr?: string;
+  schedule: 'constant' | 'cosine' | 'plateau';
+  lrRelative?: boolean;
+  maxIters: string;
+  patience: string;
+  nllThreshold: string;
+  curriculum?: boolean;
+  decode: string;
+  restarts: string;
+  seed: string;
+  reportEvery: string;
+}
+
+/** Add invert's settings flags to `command`, with `defaults` for the ones a many-job command sets otherwise. */
+export function addSettingsOptions(command: Command, defaults: { param?: string; reportEvery?: string } = {}): Command {
+  return command
+    .option('--param <kind>', 'flat | full[:P] | projected:K[:random|pca]', defaults.param ?? 'full')
+    .option('--init <kind>', 'random[:STD] | zeros | mean | text:TEXT', 'random')
+    .addOption(new Option('--optimizer <name>', 'optimizer').choices(['rmsprop', 'adam', 'sgd']).default('rmsprop'))
+    .option('--lr <x>', 'learning rate (default 0.1)')
+    .addOption(new Option('--schedule <name>', 'lr schedule').choices(['constant', 'cosine', 'plateau']).default('constant'))
+    .option('--lr-relative', 'scale the lr by the mean token-embedding norm')
+    .option('--max-iters <n>', 'iterations per restart', '1000')
+    .option('--patience <n>', 'stop after N iterations without a better NLL (0: off)', '0')
+    .option('--nll-threshold <x>', 'stop once the summed NLL is at or below X (0: off)', '0')
+    .option('--curriculum', 'optimize a growing prefix of the target')
+    .option('--decode <kind>', 'hit check: greedy | beam:N[:EVERY]', 'greedy')
+    .option('--restarts <n>', 'independent seeds per job; the best is the result', '1')
+    .option('--seed <s>', 'seed of the first restart', '0')
+    .option('--report-every <k>', 'store every k-th iteration\'s progress', defaults.reportEvery ?? '10');
+}
+
+/** Map the flags onto the SDK's settings object (errors name the flag and the value). */
+export function settingsFromFlags(flags: SettingsFlags): InvertOptions {
+  const parameterization = parseParameterization(flags.param);
+  const init = parseInit(flags.init);
+  const decode = parseDecode(flags.decode);
+  const nllThreshold = Number(flags.nllThreshold);
+  if (!Number.isFinite(nllThreshold) || nllThreshold < 0) throw new Error(`--nll-threshold ${flags.nllThreshold}: expected a number ≥ 0`);
+  return {
+    parameterization: parameterization.kind === 'flat' ? 'flat' : parameterization,
+    init: init.kind === 'text' ? { kind: 'text', text: init.text }
+      : init.kind === 'random' ? { kind: 'random', ...(init.std ? { std: init.std } : {}) }
+        : init.kind === 'zeros' || init.kind === 'mean' ? init.kind : 'random',
+    optimizer: flags.optimizer,
+    ...(flags.lr !== undefined ? { lr: positiveNumber('--lr', flags.lr) } : {}),
+    schedule: flags.schedule,
+    lrRelativeToNorm: flags.lrRelative ?? false,
+    maxIterations: positiveInteger('--max-iters', flags.maxIters),
+    patience: positiveInteger('--patience', flags.patience, 0),
+    nllThreshold,
+    curriculum: flags.curriculum ?? false,
+    decode: decode.kind === 'beam' ? { beams: decode.beams, every: decode.every } : 'greedy',
+    restarts: positiveInteger('--restarts', flags.restarts),
+    seed: positiveInteger('--seed', flags.seed, 0),
+    reportEvery: positiveInteger('--report-every', flags.reportEvery),
+  };
+}
+
+/** Return the prompt vectors a parameterization uses for a target of `tokens` tokens (full: P = T unless given). */
+export function promptVectorsOf(param: string, tokens: number): number {
+  const p = parseParameterization(param);
+  return p.kind === 'full' ? p.promptVectors ?? tokens : 1;
+}

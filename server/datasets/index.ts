@@ -1,0 +1,9 @@
+// Data sets: a client's list of targets run server-side as jobs with one set of settings, stored and resumable.
+export { createDatasets, DatasetServiceImpl } from './dataset-service.js';
+export type { Datasets } from './dataset-service.js';
+export { DatasetRunner, datasetRunnerDefaults, jobLabel, makeDatasetRunnerOptions } from './dataset-runner.js';
+export type { DatasetRunnerOptions, LiveCounts } from './dataset-runner.js';
+export { DatasetStore, DatasetStoreError } from './dataset-store.js';
+export type { DatasetRecord, DatasetRowRecord, DatasetState, NewDataset, RowCounts, RowOutcome, RowState, RowTarget } from './dataset-store.js';
+export { sampleReachableTargets } from './reachable-targets.js';
+export type { ReachableTarget } from './reachable-targets.js';

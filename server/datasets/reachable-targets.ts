@@ -1,0 +1,33 @@
+// Reachable targets: a model's own greedy continuation of a hidden random prompt. A prompt that reproduces such a
+// target is known to exist (the hidden one), so a search that misses it failed for a reason of its own, not
+// because the model cannot say it: the honest test bed for convergence and capacity.
+import type { EngineModel } from '../engine/engine-model.js';
+import { greedyDecode } from '../engine/decoders.js';
+import { deriveSeed, randomNormal } from '../util/seeded-random.js';
+
+/** One sampled target. */
+export interface ReachableTarget {
+  id: string;
+  targetIds: number[];
+  text: string;
+  hiddenSeed: number;
+}
+
+/**
+ * Sample `count` targets of `tokens` tokens: target i is the greedy continuation of a hidden (P, C) prompt of
+ * normal noise at the token embeddings' std, seeded with deriveSeed(seed, i). A mixed seed, not seed + i: a search
+ * initialized with random noise of the same std and the same small seed would start on the hidden prompt itself
+ * and "hit" at iteration 0.
+ */
+export async function sampleReachableTargets(model: EngineModel, count: number, tokens: number, promptVectors: number,
+  seed: number): Promise<ReachableTarget[]> {
+  const C = model.checkpoint.config.nEmbd;
+  const targets: ReachableTarget[] = [];
+  for (let i = 0; i < count; i++) {
+    const hiddenSeed = deriveSeed(seed, i);
+    const hidden = randomNormal(promptVectors * C, model.embeddings.std, hiddenSeed); // (P, C)
+    const targetIds = await greedyDecode(model.decode, hidden, promptVectors, tokens);
+    targets.push({ id: `reachable-${seed}-${i}`, targetIds, text: model.tokenizer.decode(targetIds), hiddenSeed });
+  }
+  return targets;
+}
