@@ -1,9 +1,12 @@
-// `recite bench`: time the gradient graph against the same-run MatMul peak; progress on stderr, the table (or the
+// `recite bench`: time the gradient graph against the same-run MatMul peak, or with --engine the inversion engine's
+// job-iterations per second with N jobs batched against the same jobs in turn; progress on stderr, the table (or the
 // JSON with `--json -`) on stdout.
 import fs from 'node:fs';
 import Table from 'cli-table3';
 import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
+import type { EngineBenchEvent, EngineBenchResult } from '../../server/bench/engine-bench.js';
+import { engineBenchDefaults, runEngineBench } from '../../server/bench/engine-bench.js';
 import type { BenchModelName, GraphBenchEvent, GraphBenchResult } from '../../server/bench/graph-bench.js';
 import { benchModelNames, graphBenchDefaults, runGraphBench } from '../../server/bench/graph-bench.js';
 import { defaultRandomGpt2Dir } from '../../server/bench/random-gpt2.js';
@@ -16,15 +19,25 @@ interface BenchCommandOptions {
   lengths: number[];
   minRuns: number;
   minSeconds: number;
+  engine?: boolean;
+  jobs?: number[];
+  iterations?: number;
+  repeats?: number;
   json?: string;
   cacheDir?: string;
 }
 
-/** Register `recite bench`: parse the flags, run runGraphBench, print the table or the JSON. */
+// Flags of one bench only, by option key and flag: given to the other bench they would be ignored silently.
+const graphOnlyFlags = [['batches', '--batches'], ['minRuns', '--min-runs'], ['minSeconds', '--min-seconds']] as const;
+const engineOnlyFlags = [['jobs', '--jobs'], ['iterations', '--iterations'], ['repeats', '--repeats']] as const;
+
+/** Register `recite bench`: parse the flags, run runGraphBench (or runEngineBench), print the table or the JSON. */
 export function registerBenchCommand(program: Command): void {
   program.command('bench')
     .description('time forward + backward runs of the gradient graph and compare with one large MatMul on the same ' +
-      'execution provider')
+      'execution provider; with --engine, time jobs through the inversion engine, batched against one at a time')
+    .option('--engine', 'time the inversion engine: job-iterations/s of N jobs through the batcher against the same ' +
+      'jobs one after another')
     .option('--device <device>', 'cpu | webgpu | cuda | auto', graphBenchDefaults.device)
     .addOption(new Option('--models <list>', `comma-separated: ${benchModelNames.join(', ')}`).argParser(parseModels)
       .default([...graphBenchDefaults.models], graphBenchDefaults.models.join(',')))
@@ -32,14 +45,34 @@ export function registerBenchCommand(program: Command): void {
       .default([...graphBenchDefaults.batches], graphBenchDefaults.batches.join(',')))
     .addOption(new Option('--lengths <list>', 'target lengths T in tokens, comma-separated')
       .argParser(parseIntegers('--lengths'))
-      .default([...graphBenchDefaults.targetLengths], graphBenchDefaults.targetLengths.join(',')))
+      .default([...graphBenchDefaults.targetLengths],
+        `${graphBenchDefaults.targetLengths.join(',')}; ${engineBenchDefaults.targetLengths.join(',')} with --engine`))
     .option('--min-runs <n>', 'timed runs per point at least, after one warm-up run', parseNumber('--min-runs'),
       graphBenchDefaults.minRuns)
     .option('--min-seconds <s>', 'seconds of timed runs per point at least', parseNumber('--min-seconds'),
       graphBenchDefaults.minSeconds)
+    // No commander defaults for the engine's own flags: an unset one must be told apart from a given one.
+    .option('--jobs <list>', `with --engine: job counts N, comma-separated (default: ${engineBenchDefaults.jobs.join(',')})`,
+      parseIntegers('--jobs'))
+    .option('--iterations <n>', 'with --engine: iterations per job (default: ' +
+      `${Object.entries(engineBenchDefaults.iterations).map(([model, k]) => `${k} on ${model}`).join(', ')})`,
+      parsePositiveInteger('--iterations'))
+    .option('--repeats <n>', 'with --engine: turns of each mode per point, in alternating order; the fastest are ' +
+      `compared (default: ${engineBenchDefaults.repeats})`, parsePositiveInteger('--repeats'))
     .option('--json <file>', 'also write every figure as JSON to <file>; "-" writes it to stdout instead of the table')
     .option('--cache-dir <dir>', `folder of the generated GPT-2 124M random checkpoint (default ${defaultRandomGpt2Dir()})`)
-    .action(async (options: BenchCommandOptions) => {
+    .action(async (options: BenchCommandOptions, command: Command) => {
+      const given = (key: string) => command.getOptionValueSource(key) !== undefined &&
+        command.getOptionValueSource(key) !== 'default';
+      const misplaced = (options.engine ? graphOnlyFlags : engineOnlyFlags).filter(([key]) => given(key));
+      if (misplaced.length > 0) {
+        command.error(`error: ${misplaced.map(([, flag]) => flag).join(', ')} only ` +
+          `${misplaced.length === 1 ? 'applies' : 'apply'} ${options.engine ? 'without' : 'with'} --engine`);
+      }
+      if (options.engine) {
+        await runEngineCommand(options, given('lengths'));
+        return;
+      }
       const result = await runGraphBench({
         device: parseDeviceRequest(options.device),
         models: options.models,
@@ -50,17 +83,36 @@ export function registerBenchCommand(program: Command): void {
         ...(options.cacheDir === undefined ? {} : { cacheDir: options.cacheDir }),
         onProgress: (event) => process.stderr.write(`recite bench: ${describeEvent(event)}\n`),
       });
-      const json = `${JSON.stringify(result, null, 2)}\n`;
-      if (options.json === '-') {
-        process.stdout.write(json);
-        return;
-      }
-      process.stdout.write(`${formatBenchReport(result)}\n`);
-      if (options.json !== undefined) {
-        fs.writeFileSync(options.json, json);
-        process.stderr.write(`recite bench: figures written to ${options.json}\n`);
-      }
+      writeReport(result, formatBenchReport, options.json);
     });
+}
+
+async function runEngineCommand(options: BenchCommandOptions, lengthsGiven: boolean): Promise<void> {
+  const result = await runEngineBench({
+    device: parseDeviceRequest(options.device),
+    models: options.models,
+    targetLengths: lengthsGiven ? options.lengths : engineBenchDefaults.targetLengths,
+    ...(options.jobs === undefined ? {} : { jobs: options.jobs }),
+    ...(options.iterations === undefined ? {} : { iterations: options.iterations }),
+    ...(options.repeats === undefined ? {} : { repeats: options.repeats }),
+    ...(options.cacheDir === undefined ? {} : { cacheDir: options.cacheDir }),
+    onProgress: (event) => process.stderr.write(`recite bench: ${describeEngineEvent(event)}\n`),
+  });
+  writeReport(result, formatEngineBenchReport, options.json);
+}
+
+/** Print the table, or the JSON with `--json -`; `--json FILE` writes the JSON there as well. */
+function writeReport<R>(result: R, format: (result: R) => string, jsonPath: string | undefined): void {
+  const json = `${JSON.stringify(result, null, 2)}\n`;
+  if (jsonPath === '-') {
+    process.stdout.write(json);
+    return;
+  }
+  process.stdout.write(`${format(result)}\n`);
+  if (jsonPath !== undefined) {
+    fs.writeFileSync(jsonPath, json);
+    process.stderr.write(`recite bench: figures written to ${jsonPath}\n`);
+  }
 }
 
 /** Render the header line and the table of a bench result. */
@@ -88,6 +140,87 @@ export function formatBenchReport(result: GraphBenchResult): string {
     'graph runs (median over the runs of the MatMul times just before and after each). % of matmul peak = GFLOP/s / ' +
     'matmul GFLOP/s; % fastest runs = the same ratio from the fastest graph run and the fastest MatMul run of the point.';
   return `${header}\n${table.toString()}\n${note}`;
+}
+
+/** Render the header line, the tables of points and ratios, the goal and the memory of an engine bench result. */
+export function formatEngineBenchReport(result: EngineBenchResult): string {
+  const k = result.models.map((m) => `${m.iterationsPerJob} on ${m.name}`).join(', ');
+  const header = `provider ${result.provider} (asked ${result.device}) | ${result.host.cpus} CPUs, ${result.host.cpuModel} | ` +
+    `engine maxBatch ${result.settings.engine.maxBatch}, flat prompt (P = 1), ${result.settings.job.optimizer}, ` +
+    `iterations per job: ${k}, ${result.settings.repeats} turns per mode | peak RSS ${result.peakRssMiB.toFixed(0)} MiB | ` +
+    `${result.wallSeconds.toFixed(0)} s`;
+  const style = {
+    style: { head: [], border: [] }, // no colour codes: the table is pasted into the README
+    chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' }, // no rule between rows
+  };
+  const points = new Table({
+    head: ['model', 'T', 'jobs', 'mode', 'job-its', 'seconds', 'job-it/s', 'median job-it/s', 'job-it/CPU-s',
+      'graph runs', 'rows/run', '% in graph', 'summary s', 'RSS MiB'],
+    colAligns: ['left', 'right', 'right', 'left', ...Array<'right'>(10).fill('right')],
+    ...style,
+  });
+  for (const p of result.points) {
+    points.push([p.model, p.targetLength, p.jobs, p.mode, p.jobIterations, p.seconds.toFixed(2),
+      p.jobIterationsPerSecond.toFixed(1), p.medianJobIterationsPerSecond.toFixed(1),
+      p.medianJobIterationsPerCpuSecond.toFixed(1), p.graphRuns, p.rowsPerGraphRun.toFixed(1),
+      (100 * p.graphSeconds / p.seconds).toFixed(1), p.summarySeconds.toFixed(2), p.maxRssMiB.toFixed(0)]);
+  }
+  const ratios = new Table({
+    head: ['model', 'T', 'jobs', 'batched / sequential', 'median turns', 'per CPU second', 'best-NLL difference'],
+    colAligns: ['left', 'right', 'right', 'right', 'right', 'right', 'right'],
+    ...style,
+  });
+  for (const c of result.comparisons) {
+    ratios.push([c.model, c.targetLength, c.jobs, `${c.ratio.toFixed(2)}x`, `${c.medianRatio.toFixed(2)}x`,
+      `${c.cpuRatio.toFixed(2)}x`, c.maxBestNllDifference.toExponential(1)]);
+  }
+  const goal = result.goal;
+  const goalLine = `goal: ${goal.jobs} jobs on ${goal.model} batched at least ${goal.minRatio}x the job-it/s of one ` +
+    'at a time: ' + (goal.met === null
+    ? `not measured (needs --models ${goal.model} and --jobs ${goal.jobs})`
+    : `${goal.ratios.map((r) => `T=${r.targetLength} ${r.ratio.toFixed(2)}x (median turns ${r.medianRatio.toFixed(2)}x, ` +
+      `per CPU second ${r.cpuRatio.toFixed(2)}x)`).join(', ')}, ${goal.met ? 'met' : 'NOT met'}` +
+      `; peak RSS ${goal.peakRssMiB?.toFixed(0) ?? '?'} MiB`);
+  const memory = result.models.map((m) => {
+    const rss = m.points.map((p) => p.maxRssMiB);
+    return `memory, ${m.name}: RSS ${m.rssAfterLoadMiB.toFixed(0)} MiB after loading and a warm-up job, ` +
+      `${Math.min(...rss).toFixed(0)} to ${Math.max(...rss).toFixed(0)} MiB after the turns, ` +
+      `peak ${m.peakRssMiB.toFixed(0)} MiB`;
+  });
+  const note = 'Each mode ran in turns, alternating with the other. seconds, job-it/s: the iteration phase of the ' +
+    'fastest turn, from submission to the last progress report (sequential: summed over the jobs); the result ' +
+    'summaries that follow (a greedy decode of T tokens and the nearest tokens, per job) are the summary column. ' +
+    'job-it/CPU-s: per second of the process\'s CPU time, median turn. % in graph: share of the seconds inside ' +
+    'gradient graph runs; the rest is host work. RSS: the most after any turn. batched / sequential: job-it/s of the ' +
+    'same jobs, fastest turns; best-NLL difference: the largest between any two turns of a job.';
+  return [header, points.toString(), ratios.toString(), goalLine, ...memory, note].join('\n');
+}
+
+function describeEngineEvent(event: EngineBenchEvent): string {
+  switch (event.kind) {
+    case 'generate':
+      return `${event.model}: writing a random GPT-2 124M checkpoint (~500 MB, once) to ${event.dir}`;
+    case 'model':
+      return `${event.model}: graphs open on ${event.provider} in ${event.loadSeconds.toFixed(1)} s (${event.dir})`;
+    case 'turn': {
+      const f = event.figures;
+      return `${event.model} T=${event.targetLength} N=${event.jobs} ${event.mode} turn ${event.turn + 1}: ` +
+        `${f.jobIterations} job-its in ${f.seconds.toFixed(2)} s, ${f.jobIterationsPerSecond.toFixed(1)} job-it/s over ` +
+        `${f.graphRuns} graph runs (${f.rowsPerGraphRun.toFixed(1)} rows each), summaries ${f.summarySeconds.toFixed(2)} s, ` +
+        `RSS ${f.rssMiB.toFixed(0)} MiB`;
+    }
+    case 'point': {
+      const p = event.point;
+      return `${p.model} T=${p.targetLength} N=${p.jobs} ${p.mode}: fastest of ${p.turns} turns ` +
+        `${p.jobIterationsPerSecond.toFixed(1)} job-it/s, median ${p.medianJobIterationsPerSecond.toFixed(1)}`;
+    }
+    case 'comparison': {
+      const c = event.comparison;
+      return `${c.model} T=${c.targetLength} N=${c.jobs}: batched ${c.ratio.toFixed(2)}x sequential, median turns ` +
+        `${c.medianRatio.toFixed(2)}x, per CPU second ${c.cpuRatio.toFixed(2)}x (largest best-NLL difference ` +
+        `${c.maxBestNllDifference.toExponential(1)})`;
+    }
+  }
 }
 
 function describeEvent(event: GraphBenchEvent): string {
@@ -124,6 +257,16 @@ function parseIntegers(flag: string): (value: string) => number[] {
     if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${flag}: "${item}" is not an integer ≥ 1.`);
     return n;
   });
+}
+
+function parsePositiveInteger(flag: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isSafeInteger(n) || n < 1) {
+      throw new InvalidArgumentError(`${flag}: "${value}" is not an integer ≥ 1.`);
+    }
+    return n;
+  };
 }
 
 function parseNumber(flag: string): (value: string) => number {

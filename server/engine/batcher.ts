@@ -55,6 +55,8 @@ export class Batcher {
   }
 
   private async runRounds(): Promise<void> {
+    // Start on the next turn of the event loop: a burst of submissions then shares the first graph run.
+    await new Promise((resolve) => setImmediate(resolve));
     while (this.active.length > 0) {
       this.retireFinished();
       const groups = new Map<number, InversionRun[]>();
