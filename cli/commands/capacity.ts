@@ -9,8 +9,8 @@ import type { InvertOptions, ReciteClient, ResultEvent } from '../../sdk/index.j
 import { parseParameterization, positiveInteger } from '../options.js';
 import { createDatasetClient } from '../datasets/dataset-client.js';
 import { readDatasetFile } from '../datasets/dataset-file.js';
-import { addSettingsOptions, settingsFromFlags } from '../datasets/settings-options.js';
-import type { SettingsFlags } from '../datasets/settings-options.js';
+import { addSettingsOptions, settingsFromFlags } from '../settings-options.js';
+import type { SettingsFlags } from '../settings-options.js';
 import { quantile } from '../datasets/study-summary.js';
 import { connectForDatasets, withDatasetServerOptions } from './dataset.js';
 import type { ServerFlags } from './dataset.js';

@@ -20,8 +20,8 @@ import { ResultsWriter } from '../datasets/results-file.js';
 import type { ResultLine } from '../datasets/results-file.js';
 import { quantile } from '../datasets/study-summary.js';
 import { followDataset, submitDataset } from '../datasets/run-dataset.js';
-import { addSettingsOptions, settingsFromFlags } from '../datasets/settings-options.js';
-import type { SettingsFlags } from '../datasets/settings-options.js';
+import { addSettingsOptions, settingsFromFlags } from '../settings-options.js';
+import type { SettingsFlags } from '../settings-options.js';
 
 /** Flags every data set command shares: where the server is. */
 export interface ServerFlags {

@@ -1,14 +1,15 @@
 // `recite invert`: search for a prompt that makes the model recite a text, with live progress. Talks to
 // --server through the SDK, or to a server it starts in this process.
 import type { Command } from 'commander';
-import { Option } from 'commander';
 import { logUpdateStderr } from 'log-update';
 import { Status } from '../../sdk/index.js';
-import type { InvertOptions, ProgressEvent, ReciteEvent, ResultEvent } from '../../sdk/index.js';
+import type { ProgressEvent, ReciteEvent, ResultEvent } from '../../sdk/index.js';
 import { writeSafetensors } from '../../server/model/safetensors.js';
 import { connectToServer, startInProcessServer, withServerOptions } from '../connection.js';
 import { eventToJson } from '../json-events.js';
-import { parseDecode, parseIdList, parseInit, parseParameterization, positiveInteger, positiveNumber } from '../options.js';
+import { parseIdList } from '../options.js';
+import { addSettingsOptions, settingsFromFlags } from '../settings-options.js';
+import type { SettingsFlags } from '../settings-options.js';
 
 /** Exit status per outcome: scripts branch on it. */
 export const exitStatus: Record<Status, number> = {
@@ -21,23 +22,9 @@ export const exitStatus: Record<Status, number> = {
   [Status.UNSPECIFIED]: 4,
 };
 
-interface InvertCommandOptions {
+interface InvertCommandOptions extends SettingsFlags {
   targetIds?: string;
   model: string;
-  param: string;
-  init: string;
-  optimizer: 'rmsprop' | 'adam' | 'sgd';
-  lr?: string;
-  schedule: 'constant' | 'cosine' | 'plateau';
-  lrRelative?: boolean;
-  maxIters: string;
-  patience: string;
-  nllThreshold: string;
-  curriculum?: boolean;
-  decode: string;
-  restarts: string;
-  seed: string;
-  reportEvery: string;
   continue?: boolean;
   device: string;
   json?: boolean;
@@ -51,21 +38,8 @@ export function registerInvertCommand(program: Command): void {
     .description('find a prompt embedding that makes the model recite TEXT (exit 0 on a hit, 2 when the budget ran out)')
     .argument('[text]', 'the target text')
     .option('--target-ids <ids>', 'the target as comma-separated token ids instead of text')
-    .option('--model <name|dir>', 'a model the server serves; without --server a folder or built-in name', 'tiny')
-    .option('--param <kind>', 'flat | full[:P] | projected:K[:random|pca]', 'full')
-    .option('--init <kind>', 'random[:STD] | zeros | mean | text:TEXT', 'random')
-    .addOption(new Option('--optimizer <name>', 'optimizer').choices(['rmsprop', 'adam', 'sgd']).default('rmsprop'))
-    .option('--lr <x>', 'learning rate (default 0.1)')
-    .addOption(new Option('--schedule <name>', 'lr schedule').choices(['constant', 'cosine', 'plateau']).default('constant'))
-    .option('--lr-relative', 'scale the lr by the mean token-embedding norm')
-    .option('--max-iters <n>', 'iterations per restart', '1000')
-    .option('--patience <n>', 'stop after N iterations without a better NLL (0: off)', '0')
-    .option('--nll-threshold <x>', 'stop once the summed NLL is at or below X (0: off)', '0')
-    .option('--curriculum', 'optimize a growing prefix of the target')
-    .option('--decode <kind>', 'hit check: greedy | beam:N[:EVERY]', 'greedy')
-    .option('--restarts <n>', 'independent seeds; the best is the result', '1')
-    .option('--seed <s>', 'seed of the first restart', '0')
-    .option('--report-every <k>', 'report every k-th iteration', '1')
+    .option('--model <name|dir>', 'a model the server serves; without --server a folder or built-in name', 'tiny');
+  addSettingsOptions(command, { param: 'full', reportEvery: '1' })
     .option('--continue', 'keep optimizing after a hit (until the budget)')
     .option('--device <device>', 'without --server: cpu | webgpu | cuda | auto', 'auto')
     .option('--json', 'print one JSON object per event (the proto JSON of each JobEvent)')
@@ -75,36 +49,12 @@ export function registerInvertCommand(program: Command): void {
   });
 }
 
-function settingsOf(options: InvertCommandOptions): InvertOptions {
-  const parameterization = parseParameterization(options.param);
-  const init = parseInit(options.init);
-  const decode = parseDecode(options.decode);
-  return {
-    parameterization: parameterization.kind === 'flat' ? 'flat' : parameterization,
-    init: init.kind === 'text' ? { kind: 'text', text: init.text } : init.kind === 'random' ? { kind: 'random', ...(init.std ? { std: init.std } : {}) }
-      : init.kind === 'zeros' || init.kind === 'mean' ? init.kind : 'random',
-    optimizer: options.optimizer,
-    ...(options.lr !== undefined ? { lr: positiveNumber('--lr', options.lr) } : {}),
-    schedule: options.schedule,
-    lrRelativeToNorm: options.lrRelative ?? false,
-    maxIterations: positiveInteger('--max-iters', options.maxIters),
-    patience: positiveInteger('--patience', options.patience, 0),
-    nllThreshold: Number(options.nllThreshold),
-    curriculum: options.curriculum ?? false,
-    decode: decode.kind === 'beam' ? { beams: decode.beams, every: decode.every } : 'greedy',
-    continueAfterHit: options.continue ?? false,
-    restarts: positiveInteger('--restarts', options.restarts),
-    seed: positiveInteger('--seed', options.seed, 0),
-    reportEvery: positiveInteger('--report-every', options.reportEvery),
-  };
-}
-
 async function invert(text: string | undefined, options: InvertCommandOptions): Promise<number> {
   if ((text === undefined) === (options.targetIds === undefined)) {
     throw new Error('give the target either as TEXT or with --target-ids, not both and not neither');
   }
   const target = options.targetIds !== undefined ? parseIdList('--target-ids', options.targetIds) : text!;
-  const settings = settingsOf(options);
+  const settings = { ...settingsFromFlags(options), continueAfterHit: options.continue ?? false };
   const connection = options.server ? connectToServer(options) : await startInProcessServer(options.model, options.device);
   const controller = new AbortController();
   let jobId: string | undefined;

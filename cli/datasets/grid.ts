@@ -1,6 +1,6 @@
 // Study grids: "optimizer=rmsprop,adam lr=0.03,0.1,0.3 param=flat,full seeds=5" is the cross product of the
 // listed values of each settings flag (in the order written), each run with every seed.
-import type { SettingsFlags } from './settings-options.js';
+import type { SettingsFlags } from '../settings-options.js';
 
 /** One point of the grid: the flags it sets and its label ("optimizer=adam lr=0.1 param=flat"). */
 export interface GridSetting {

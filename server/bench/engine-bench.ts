@@ -15,7 +15,6 @@
 //
 // N = jobs, K = iterations per job, T = target tokens, P = prompt vectors (1: flat), C = channels
 import type { Gpt2Config } from '../model/checkpoint.js';
-import { resolveModelDir } from '../model/builtin-models.js';
 import type { DeviceRequest, ProviderName } from '../model/execution-provider.js';
 import type { EngineModel } from '../engine/engine-model.js';
 import { loadEngineModel } from '../engine/engine-model.js';
@@ -25,11 +24,11 @@ import { InversionEngine } from '../engine/inversion-engine.js';
 import type { InversionSettings } from '../engine/settings.js';
 import { inversionDefaults } from '../engine/settings.js';
 import { createSeededRandom, deriveSeed } from '../util/seeded-random.js';
-import type { BenchModelName } from './graph-bench.js';
-import { benchModelNames, peakRssMiB } from './graph-bench.js';
+import { peakRssMiB } from './graph-bench.js';
 import type { HostInfo } from './host-info.js';
 import { describeHost } from './host-info.js';
-import { defaultRandomGpt2Dir, ensureRandomGpt2, randomGpt2Seed } from './random-gpt2.js';
+import type { BenchModelName } from './random-gpt2.js';
+import { benchModelDir, benchModelNames, randomGpt2Seed } from './random-gpt2.js';
 
 /** Run N jobs together through one batcher, or one after another. */
 export type EngineBenchMode = 'batched' | 'sequential';
@@ -291,17 +290,8 @@ export async function runEngineBench(request: EngineBenchRequest = {}): Promise<
 
 async function benchModel(name: BenchModelName, device: DeviceRequest, options: EngineBenchOptions,
   progress: (event: EngineBenchEvent) => void): Promise<EngineBenchModelReport> {
-  let dir: string;
-  let generated = false;
-  let generateSeconds = 0;
-  if (name === 'tiny') {
-    dir = resolveModelDir('tiny');
-  } else {
-    const ensured = ensureRandomGpt2(options.cacheDir ?? defaultRandomGpt2Dir(), randomGpt2Seed,
-      (target) => progress({ kind: 'generate', model: name, dir: target }));
-    ({ dir, generated } = ensured);
-    generateSeconds = ensured.seconds;
-  }
+  const { dir, generated, generateSeconds } = benchModelDir(name, options.cacheDir,
+    (target) => progress({ kind: 'generate', model: name, dir: target }));
 
   const loadStart = performance.now();
   const model = await loadEngineModel(name, dir, device);

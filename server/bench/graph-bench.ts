@@ -7,23 +7,23 @@
 // would measure the neighbours rather than the graph.
 //
 // B = batch, P = prompt vectors, T = target tokens, S = P + T - 1, C = channels, V = vocab
-import os from 'node:os';
-import ort from 'onnxruntime-node';
 import type { Gpt2Config } from '../model/checkpoint.js';
-import { resolveModelDir } from '../model/builtin-models.js';
 import type { DeviceRequest, ProviderFallback, ProviderName } from '../model/execution-provider.js';
 import { loadGpt2 } from '../model/gpt2-session.js';
 import { countGradientRunFlops } from './flops.js';
 import type { MatmulPeak, MatmulShape } from './matmul-peak.js';
 import { matmulFlops, matmulShapeDefaults, openMatmulPeak } from './matmul-peak.js';
-import { defaultRandomGpt2Dir, ensureRandomGpt2, randomGpt2Seed } from './random-gpt2.js';
+import type { BenchModelName } from './random-gpt2.js';
+import { benchModelDir, benchModelNames, randomGpt2Seed } from './random-gpt2.js';
+import type { HostInfo } from './host-info.js';
+import { describeHost } from './host-info.js';
 import { createSeededRandom, deriveSeed } from '../util/seeded-random.js';
 import type { ProbeOptions, RunTimes, TimingOptions } from './timing.js';
 import { timeInterleaved } from './timing.js';
 
 /** Name a model the bench can time: the tiny fixture, or the generated GPT-2 124M shape with random weights. */
-export type BenchModelName = 'tiny' | 'gpt2-random';
-export const benchModelNames: readonly BenchModelName[] = Object.freeze(['tiny', 'gpt2-random']);
+export type { BenchModelName } from './random-gpt2.js';
+export { benchModelNames } from './random-gpt2.js';
 
 /** Describe a progress event, for a command line to print while the bench runs. */
 export type GraphBenchEvent =
@@ -165,15 +165,7 @@ export interface GraphBenchResult {
   device: DeviceRequest; // as asked
   provider: ProviderName; // where every graph ran
   fallbacks: ProviderFallback[]; // providers `auto` passed over, and why
-  host: {
-    platform: string;
-    arch: string;
-    cpuModel: string;
-    cpus: number;
-    memoryMiB: number;
-    node: string;
-    onnxruntime: string;
-  };
+  host: HostInfo;
   settings: {
     batches: number[];
     targetLengths: number[];
@@ -217,15 +209,7 @@ export async function runGraphBench(partial: Partial<GraphBenchOptions> = {}): P
     device: options.device,
     provider: peak.provider,
     fallbacks: peak.fallbacks,
-    host: {
-      platform: os.platform(),
-      arch: os.arch(),
-      cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown',
-      cpus: os.availableParallelism(),
-      memoryMiB: Math.round(os.totalmem() / 2 ** 20),
-      node: process.version,
-      onnxruntime: ort.env.versions.node ?? ort.env.versions.common,
-    },
+    host: describeHost(),
     settings: {
       batches: [...options.batches],
       targetLengths: [...options.targetLengths],
@@ -252,17 +236,8 @@ export async function runGraphBench(partial: Partial<GraphBenchOptions> = {}): P
 
 async function benchModel(name: BenchModelName, peak: MatmulPeak, options: GraphBenchOptions,
   progress: (event: GraphBenchEvent) => void): Promise<GraphBenchModelReport> {
-  let dir: string;
-  let generated = false;
-  let generateSeconds = 0;
-  if (name === 'tiny') {
-    dir = resolveModelDir('tiny');
-  } else {
-    const ensured = ensureRandomGpt2(options.cacheDir ?? defaultRandomGpt2Dir(), randomGpt2Seed,
-      (target) => progress({ kind: 'generate', model: name, dir: target }));
-    ({ dir, generated } = ensured);
-    generateSeconds = ensured.seconds;
-  }
+  const { dir, generated, generateSeconds } = benchModelDir(name, options.cacheDir,
+    (target) => progress({ kind: 'generate', model: name, dir: target }));
 
   const loadStart = performance.now();
   // The provider the MatMul landed on, asked for explicitly: a ratio across two providers would mean nothing.

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Gpt2Config } from '../model/checkpoint.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
+import { resolveModelDir } from '../model/builtin-models.js';
 import { gpt2SmallConfig, writeRandomCheckpoint } from '../model/random-checkpoint.js';
 
 /** Seed of the generated weights: fixed, so every machine times the same checkpoint. */
@@ -60,4 +61,16 @@ function isComplete(dir: string, stamp: Stamp): boolean {
   } catch {
     return false;
   }
+}
+
+/** The checkpoints a bench runs on: the tiny fixture, or the generated GPT-2-124M-shaped one. */
+export type BenchModelName = 'tiny' | 'gpt2-random';
+export const benchModelNames: readonly BenchModelName[] = Object.freeze(['tiny', 'gpt2-random']);
+
+/** Return the folder of a bench model, generating the random 124M checkpoint under `cacheDir` on first use. */
+export function benchModelDir(name: BenchModelName, cacheDir: string | undefined, onGenerate: (dir: string) => void):
+  { dir: string; generated: boolean; generateSeconds: number } {
+  if (name === 'tiny') return { dir: resolveModelDir('tiny'), generated: false, generateSeconds: 0 };
+  const ensured = ensureRandomGpt2(cacheDir ?? defaultRandomGpt2Dir(), randomGpt2Seed, onGenerate);
+  return { dir: ensured.dir, generated: ensured.generated, generateSeconds: ensured.seconds };
 }

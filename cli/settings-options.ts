@@ -1,9 +1,9 @@
-// The job settings flags of `recite invert`, for the commands that run many jobs with one set of settings (dataset
-// run, study, capacity): the same names, values and parsing, mapped onto the SDK's InvertOptions.
+// The job settings flags, shared by every command that starts jobs (invert, dataset run, study, capacity): the same
+// names, values and parsing everywhere, mapped onto the SDK's InvertOptions.
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import type { InvertOptions } from '../../sdk/index.js';
-import { parseDecode, parseInit, parseParameterization, positiveInteger, positiveNumber } from '../options.js';
+import type { InvertOptions } from '../sdk/index.js';
+import { parseDecode, parseInit, parseParameterization, positiveInteger, positiveNumber } from './options.js';
 
 /** The settings flags as commander hands them over. */
 export interface SettingsFlags {
