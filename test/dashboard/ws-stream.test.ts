@@ -21,6 +21,9 @@ const maxBufferedBytes = 16 * 1024; // the test server's limit, low so that a fe
 const messageSlack = 16 * 1024; // one message sent past the limit (a result of 2 x 32 floats is ~2 KB)
 
 const helloSpec = { text: 'Hello world', settings: { parameterization: { full: {} }, seed: 0 } };
+// The same target kept running past its hit (about 1–2 s here): long enough to span several of the job list's
+// 100 ms gathering rounds on any machine, so intermediate summaries are certain to be sent.
+const longerHelloSpec = { ...helloSpec, settings: { ...helloSpec.settings, maxIterations: 600, continueAfterHit: true } };
 
 const isEventOf = (jobId: string, kind?: string) => (m: ServerMessage) =>
   m.type === 'event' && m.jobId === jobId && (kind === undefined || kind in m.event);
@@ -67,7 +70,7 @@ describe('the dashboard stream at /ws', () => {
     const { message: list } = await c.next((m) => m.type === 'jobs');
     expect(Array.isArray(list.jobs)).toBe(true);
 
-    c.send({ type: 'submit', id: 'hello-1', spec: helloSpec });
+    c.send({ type: 'submit', id: 'hello-1', spec: longerHelloSpec });
     const { message: submitted } = await c.next((m) => m.type === 'submitted' && m.id === 'hello-1');
     const jobId: string = submitted.jobId;
     expect(jobId).toMatch(/^[0-9a-f-]{36}$/);
