@@ -2,7 +2,7 @@
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from '../../sdk/gen/health/v1/health_pb.js';
-import type { HealthCheckRequest, HealthCheckResponse, HealthListResponse } from '../../sdk/gen/health/v1/health_pb.js';
+import type { HealthCheckRequest } from '../../sdk/gen/health/v1/health_pb.js';
 import { ReciteService } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { ModelRegistry } from './model-registry.js';
 

@@ -7,9 +7,8 @@ import {
   ModelState, ReciteService, SubmitJobRequestSchema, TokenizeRequestSchema, WatchJobRequestSchema,
 } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type {
-  CancelJobRequest, CancelJobResponse, DecodeRequest, DecodeResponse, GetJobRequest, GetJobResponse, InvertRequest,
-  InvertResponse, ListJobsRequest, ListJobsResponse, ListModelsResponse, SubmitJobRequest, SubmitJobResponse,
-  TokenizeRequest, TokenizeResponse, WatchJobRequest, WatchJobResponse,
+  CancelJobRequest, DecodeRequest, GetJobRequest, InvertRequest, ListJobsRequest, SubmitJobRequest, TokenizeRequest,
+  WatchJobRequest,
 } from '../../sdk/gen/recite/v1/recite_pb.js';
 import { clientOf } from './auth.js';
 import type { JobHub } from './job-hub.js';
