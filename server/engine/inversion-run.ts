@@ -197,7 +197,7 @@ export class InversionRun {
     const decoded = await this.decodeWith(embedding);
     const nearestTokens: NearestTokenReport[][] = [];
     for (let p = 0; p < P; p++) {
-      nearestTokens.push(this.model.embeddings.nearest(embedding.subarray(p * C, (p + 1) * C), nearestTokensPerVector)
+      nearestTokens.push((await this.model.embeddings.nearest(embedding.subarray(p * C, (p + 1) * C), nearestTokensPerVector))
         .map(({ id, cosine }) => ({ id, text: this.model.tokenizer.tokenText(id), cosine })));
     }
     return {
