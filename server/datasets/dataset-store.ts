@@ -2,10 +2,8 @@
 // server/store/schema.ts) on a connection of its own. A row moves PENDING → SUBMITTING (its job is being created)
 // → SUBMITTED (the job's id is stored) → FINISHED (its outcome copied from the job, with its place in the finish
 // order); every move commits before the call returns, so a server killed outright finds each row where it was.
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { migrate } from '../store/schema.js';
+import { openDatabase } from '../store/schema.js';
 
 export type DatasetState = 'RUNNING' | 'FINISHED' | 'CANCELLED';
 export type RowState = 'PENDING' | 'SUBMITTING' | 'SUBMITTED' | 'FINISHED';
@@ -129,19 +127,7 @@ export class DatasetStore {
    * store of its own.
    */
   static open(file: string, busyTimeoutMs = 5000): DatasetStore {
-    if (file !== ':memory:' && file !== '') mkdirSync(dirname(file), { recursive: true });
-    const db = new Database(file);
-    try {
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = NORMAL');
-      db.pragma(`busy_timeout = ${Math.trunc(busyTimeoutMs)}`);
-      db.pragma('foreign_keys = ON');
-      migrate(db, file, DatasetStoreError);
-      return new DatasetStore(db);
-    } catch (error) {
-      db.close();
-      throw error;
-    }
+    return new DatasetStore(openDatabase(file, busyTimeoutMs, DatasetStoreError));
   }
 
   /** Close the connection; closing twice is harmless. */

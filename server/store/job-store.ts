@@ -3,10 +3,8 @@
 // the same file finds every write it had acknowledged. Payloads are opaque bytes; the store knows nothing of
 // protobuf or the engine, only the invariants that make replay and resume safe: a job's events are numbered
 // 1, 2, 3, … without gaps, and its checkpoint never points past its last event.
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { migrate } from './schema.js';
+import { openDatabase } from './schema.js';
 
 export type JobState = 'QUEUED' | 'RUNNING' | 'FINISHED';
 export type EventKind = 'queued' | 'started' | 'progress' | 'restart_result' | 'result';
@@ -149,19 +147,7 @@ export class JobStore {
     if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0) {
       throw new JobStoreError(`open: busyTimeoutMs ${busyTimeoutMs} must be an integer ≥ 0`);
     }
-    if (file !== ':memory:' && file !== '') mkdirSync(dirname(file), { recursive: true });
-    const db = new Database(file);
-    try {
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = NORMAL');
-      db.pragma(`busy_timeout = ${busyTimeoutMs}`);
-      db.pragma('foreign_keys = ON');
-      migrate(db, file, JobStoreError);
-      return new JobStore(db, file);
-    } catch (error) {
-      db.close();
-      throw error;
-    }
+    return new JobStore(openDatabase(file, busyTimeoutMs, JobStoreError), file);
   }
 
   /** Report the file this store was opened on. */

@@ -1,7 +1,9 @@
 // The job store's schema, as an ordered list of migrations: a file records how many it has applied in
 // `PRAGMA user_version`, so a newer server upgrades an older file in place and an older server refuses a newer one
 // instead of misreading it.
-import type Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
 
 /**
  * Migrations in order; migration i brings a file from user_version i to i + 1. Append, never edit: a file in the
@@ -114,4 +116,26 @@ export function migrate(db: Database.Database, file: string, errorClass: new (me
     }).immediate();
   }
   return found;
+}
+
+/**
+ * Open the SQLite file `file` the way every store of this project shares it: create its folder, set WAL,
+ * synchronous=NORMAL (durable against a process crash; a power loss may lose the last transactions but never
+ * corrupts), a busy timeout and foreign keys, and create or upgrade the schema. `':memory:'` gives a throwaway one.
+ */
+export function openDatabase(file: string, busyTimeoutMs: number, errorClass: new (message: string) => Error):
+  Database.Database {
+  if (file !== ':memory:' && file !== '') mkdirSync(dirname(file), { recursive: true });
+  const db = new Database(file);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.pragma(`busy_timeout = ${Math.trunc(busyTimeoutMs)}`);
+    db.pragma('foreign_keys = ON');
+    migrate(db, file, errorClass);
+    return db;
+  } catch (error) {
+    db.close();
+    throw error;
+  }
 }
