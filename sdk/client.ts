@@ -103,7 +103,7 @@ export interface ReciteClient {
 
 /** Create a client for the recite server at `baseUrl` (e.g. "http://localhost:8080"). */
 export function createReciteClient(baseUrl: string, options: ReciteClientOptions = {}): ReciteClient {
-  const raw = createClient(ReciteService, createTransport(baseUrl, options));
+  const raw = createClient(ReciteService, createReciteTransport(baseUrl, options));
   const callOptions = (o: CallOptions | undefined) => ({ signal: o?.signal, timeoutMs: o?.timeoutMs });
   return {
     raw,
@@ -149,7 +149,11 @@ export function createReciteClient(baseUrl: string, options: ReciteClientOptions
   };
 }
 
-function createTransport(baseUrl: string, options: ReciteClientOptions): Transport {
+/**
+ * Create the transport a recite client uses (also for the server's other services, such as DatasetService): the
+ * given one, or Connect (or gRPC-Web) over fetch in the binary encoding, with the bearer token on every call.
+ */
+export function createReciteTransport(baseUrl: string, options: ReciteClientOptions = {}): Transport {
   const { token, transport } = options;
   if (transport !== undefined) return token === undefined ? transport : withBearerToken(transport, token);
   // The first interceptor runs first: the caller's own ones see (and may replace) the authorization header.

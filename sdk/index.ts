@@ -1,5 +1,5 @@
 // The recite SDK: a typed client for ReciteService, for browsers and Node.
-export { createReciteClient } from './client.js';
+export { createReciteClient, createReciteTransport } from './client.js';
 export type {
   CallOptions,
   DecodeOptions,

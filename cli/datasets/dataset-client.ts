@@ -2,18 +2,12 @@
 // URL and bearer token, Connect over fetch with the binary encoding: results carry embeddings).
 import { createClient } from '@connectrpc/connect';
 import type { Client } from '@connectrpc/connect';
-import { createConnectTransport } from '@connectrpc/connect-web';
-import { bearerAuth } from '../../sdk/index.js';
+import { createReciteTransport } from '../../sdk/index.js';
 import { DatasetService } from '../../sdk/gen/recite/v1/dataset_pb.js';
 
 export type DatasetClient = Client<typeof DatasetService>;
 
 /** Create a DatasetService client for `baseUrl` that sends `token`. */
 export function createDatasetClient(connection: { baseUrl: string; token: string }): DatasetClient {
-  const transport = createConnectTransport({
-    baseUrl: connection.baseUrl,
-    useBinaryFormat: true,
-    interceptors: [bearerAuth(connection.token)],
-  });
-  return createClient(DatasetService, transport);
+  return createClient(DatasetService, createReciteTransport(connection.baseUrl, { token: connection.token }));
 }
