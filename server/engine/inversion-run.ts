@@ -151,41 +151,45 @@ export class InversionRun {
     }
 
     this.parameterization.gradientToTheta(row.gradPrompt, this.gradTheta);
-    const grad = vectorStats(this.gradTheta);
     const lr = this.schedule.lr;
-    const progress: ProgressReport = {
-      restart: this.restart,
-      iteration: this.iteration,
-      nllSum,
-      nllPerToken: nllSum / optimized,
-      bitsPerToken: (nllSum / optimized) * log2e,
-      tokenNll,
-      optimizedTokens: optimized,
-      argmaxIds,
-      argmaxText: this.model.tokenizer.decode(argmaxIds),
-      correctPrefix,
-      gradMeanAbs: grad.meanAbs,
-      gradL2: grad.l2,
-      gradMaxAbs: grad.maxAbs,
-      promptNorm: vectorStats(this.currentPrompt()).l2,
-      lr,
-      ms: 0,
-      ...(decoded ? { decodedIds: decoded.ids, decodedText: decoded.text } : {}),
-    };
-
     const firstHit = hit && !this.best.hit; // reported whatever reportEvery says (the settings promise it)
     this.recordBest(nllSum, optimized, hit);
     this.status = this.stopRule(hit, nllSum, optimized);
+    // Built only for the iterations that are reported, and before the step: it describes this iteration's prompt.
+    const report = this.iteration % s.reportEvery === 0 || this.finished || firstHit;
+    let progress: ProgressReport | undefined;
+    if (report) {
+      const grad = vectorStats(this.gradTheta);
+      progress = {
+        restart: this.restart,
+        iteration: this.iteration,
+        nllSum,
+        nllPerToken: nllSum / optimized,
+        bitsPerToken: (nllSum / optimized) * log2e,
+        tokenNll,
+        optimizedTokens: optimized,
+        argmaxIds,
+        argmaxText: this.model.tokenizer.decode(argmaxIds),
+        correctPrefix,
+        gradMeanAbs: grad.meanAbs,
+        gradL2: grad.l2,
+        gradMaxAbs: grad.maxAbs,
+        promptNorm: vectorStats(this.currentPrompt()).l2,
+        lr,
+        ms: 0,
+        ...(decoded ? { decodedIds: decoded.ids, decodedText: decoded.text } : {}),
+      };
+    }
     if (!this.status) {
       if (s.curriculum && correctPrefix === optimized && optimized < T) this.optimizedTokens++;
       this.optimizer.step(this.theta, this.gradTheta, lr);
       this.schedule.step(nllSum);
     }
-    progress.ms = row.ms + (performance.now() - started);
-    this.elapsedMs += progress.ms;
-    const report = this.iteration % s.reportEvery === 0 || this.finished || firstHit;
+    const ms = row.ms + (performance.now() - started);
+    this.elapsedMs += ms;
+    if (progress) progress.ms = ms;
     this.iteration++;
-    return report ? progress : undefined;
+    return progress;
   }
 
   /** Summarize the finished run: the best prompt, decoded, with its nearest tokens. */
