@@ -11,6 +11,7 @@ import { registerJobCommands } from './commands/jobs.js';
 import { registerModelFetchCommand } from './commands/model-fetch.js';
 import { registerServeCommand } from './commands/serve.js';
 import { registerStudyCommand } from './commands/study.js';
+import { registerTrainCommands } from './commands/train.js';
 
 const program = new Command('recite')
   .description('Find input embeddings that make a frozen GPT-2 recite a given text exactly.')
@@ -26,6 +27,7 @@ registerBenchCommand(program);
 registerDatasetCommands(program);
 registerStudyCommand(program);
 registerCapacityCommand(program);
+registerTrainCommands(program);
 
 // `recite invert --json | head` closes the pipe early: that is the reader's choice, not an error.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {

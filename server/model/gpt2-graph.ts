@@ -11,7 +11,7 @@
 // - outputs are small: never the (B, T, V) logits;
 // - weights stay in the checkpoint's safetensors file as external data (no 2 GB protobuf limit).
 import path from 'node:path';
-import type { Checkpoint, CheckpointTensor } from './checkpoint.js';
+import type { Checkpoint, CheckpointTensor, Gpt2Config } from './checkpoint.js';
 import { ElemType, OnnxGraphBuilder } from './onnx-builder.js';
 
 /** Names of the gradient graph's inputs and outputs: the contract with the session code. */
@@ -64,12 +64,12 @@ export function buildGradientGraph(checkpoint: Checkpoint): OnnxGraphBuilder {
   const causalBias = g.input(io.causalBias, ElemType.float, ['S', 'S']);
   const targetSelect = g.input(io.targetSelect, ElemType.float, ['T', 'S']);
   const promptPositions = g.input(io.promptPositions, ElemType.int64, ['P']);
-  const w = createWeights(g, checkpoint);
+  const w = createCheckpointWeights(g, checkpoint);
 
   // The model reads the prompt, then every target token but the last (teacher forcing).
   const targetInputs = g.op('Slice', [targetIds, g.int64s([0]), g.int64s([-1]), g.int64s([1])], {}, 'target_inputs'); // (B, T-1)
   const h0 = embed(g, w, prompt, targetInputs, positionIds); // (B, S, C)
-  const forward = transformerForward(g, checkpoint, w, h0, causalBias);
+  const forward = transformerForward(g, checkpoint.config, w, h0, causalBias);
 
   // ---- head and loss at the T target positions ----
   const hTarget = g.op('MatMul', [targetSelect, forward.hf], {}, 'head.h_target'); // (B, T, C)
@@ -80,7 +80,7 @@ export function buildGradientGraph(checkpoint: Checkpoint): OnnxGraphBuilder {
   const dLogits = crossEntropyBackward(g, loss, targetIds, targetMask, V); // (B, T, V)
   const dHTarget = g.op('MatMul', [dLogits, w.head()], {}, 'head.d_h_target'); // (B, T, C)
   const dHf = g.op('MatMul', [g.op('Transpose', [targetSelect], { perm: [1, 0] }), dHTarget], {}, 'ln_f.d_out'); // (B, S, C)
-  const dH0 = transformerBackward(g, checkpoint, w, forward, dHf); // (B, S, C)
+  const dH0 = transformerBackward(g, checkpoint.config, w, forward, dHf); // (B, S, C)
   // Only the prompt positions of d h0 belong to a parameter; the rest is the gradient to frozen token embeddings.
   const gradPrompt = g.op('Gather', [dH0, promptPositions], { axis: 1 }, 'grad_prompt.gather'); // (B, P, C)
 
@@ -101,10 +101,10 @@ export function buildDecodeGraph(checkpoint: Checkpoint): OnnxGraphBuilder {
   const positionIds = g.input(io.positionIds, ElemType.int64, ['S']);
   const causalBias = g.input(io.causalBias, ElemType.float, ['S', 'S']);
   const lastPosition = g.input(io.lastPosition, ElemType.int64, [1]);
-  const w = createWeights(g, checkpoint);
+  const w = createCheckpointWeights(g, checkpoint);
 
   const h0 = embed(g, w, prompt, tokenIds, positionIds); // (B, S, C)
-  const { hf } = transformerForward(g, checkpoint, w, h0, causalBias);
+  const { hf } = transformerForward(g, checkpoint.config, w, h0, causalBias);
   const hLast = g.op('Gather', [hf, lastPosition], { axis: 1 }, 'head.h_last'); // (B, 1, C)
   const logits = g.op('MatMul', [hLast, w.headT()], {}, 'head.logits'); // (B, 1, V)
   const logitsLast = g.op('Squeeze', [logits, g.int64s([1])], {}, 'head.logits_last'); // (B, V)
@@ -116,10 +116,11 @@ export function buildDecodeGraph(checkpoint: Checkpoint): OnnxGraphBuilder {
 // ---------------------------------------------------------------------------------------------------------------
 // Weights
 
-interface Weights {
-  /** The float32 value of a checkpoint tensor (a Cast follows float16 / bfloat16 storage). */
+/** The weights as graph values, by checkpoint name. */
+export interface Weights {
+  /** The float32 value of a weight (a Cast follows float16 / bfloat16 storage). */
   get(name: string): string;
-  /** The tensor with its two axes swapped: weights are frozen, so onnxruntime folds this once at load. */
+  /** The weight with its two axes swapped (frozen weights: onnxruntime folds this once at load). */
   transposed(name: string): string;
   head(): string; // (V, C)
   headT(): string; // (C, V)
@@ -127,16 +128,14 @@ interface Weights {
 
 const storageElemType = { F32: ElemType.float, F16: ElemType.float16, BF16: ElemType.bfloat16 } as const;
 
-function createWeights(g: OnnxGraphBuilder, checkpoint: Checkpoint): Weights {
+/** Make weights from a function that declares each one in the graph once, and caches its transposes. */
+export function createWeights(g: OnnxGraphBuilder, declare: (name: string) => string, headName: string): Weights {
   const values = new Map<string, string>();
   const transposes = new Map<string, string>();
   const get = (name: string): string => {
     const cached = values.get(name);
     if (cached) return cached;
-    const tensor = checkpoint.tensors.get(name);
-    if (!tensor) throw new Error(`checkpoint ${checkpoint.dir}: the graph needs tensor ${name}, which it lacks`);
-    const stored = g.external(externalOf(checkpoint, tensor));
-    const value = tensor.dtype === 'F32' ? stored : g.op('Cast', [stored], { to: ElemType.float }, `${name}.f32`);
+    const value = declare(name);
     values.set(name, value);
     return value;
   };
@@ -147,7 +146,17 @@ function createWeights(g: OnnxGraphBuilder, checkpoint: Checkpoint): Weights {
     transposes.set(name, value);
     return value;
   };
-  return { get, transposed, head: () => get(checkpoint.headName), headT: () => transposed(checkpoint.headName) };
+  return { get, transposed, head: () => get(headName), headT: () => transposed(headName) };
+}
+
+// Frozen weights: initializers left in the checkpoint's safetensors file.
+function createCheckpointWeights(g: OnnxGraphBuilder, checkpoint: Checkpoint): Weights {
+  return createWeights(g, (name) => {
+    const tensor = checkpoint.tensors.get(name);
+    if (!tensor) throw new Error(`checkpoint ${checkpoint.dir}: the graph needs tensor ${name}, which it lacks`);
+    const stored = g.external(externalOf(checkpoint, tensor));
+    return tensor.dtype === 'F32' ? stored : g.op('Cast', [stored], { to: ElemType.float }, `${name}.f32`);
+  }, checkpoint.headName);
 }
 
 function externalOf(checkpoint: Checkpoint, tensor: CheckpointTensor) {
@@ -159,6 +168,14 @@ function externalOf(checkpoint: Checkpoint, tensor: CheckpointTensor) {
     offset: tensor.byteOffset,
     length: tensor.byteLength,
   };
+}
+
+/**
+ * Receive the gradient to each weight, by checkpoint name: the training graph passes one to the backward pieces;
+ * the inference graphs pass none, and those pieces then compute the gradient to their input alone.
+ */
+export interface WeightGradientSink {
+  add(name: string, gradient: string): void;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -181,16 +198,20 @@ interface LayerNormSaved {
 }
 
 interface AttentionSaved {
+  x: string; // (B, S, C) the block's input (ln_1's output), c_attn's input
   qh: string; // (B, H, S, D)
   kh: string; // (B, H, S, D)
   vh: string; // (B, H, S, D)
   probs: string; // (B, H, S, S) softmax of the scaled, masked scores
   yh: string; // (B, H, S, D) probs · vh
+  y: string; // (B, S, C) heads merged, c_proj's input
 }
 
 interface MlpSaved {
+  x: string; // (B, S, C) ln_2's output, c_fc's input
   fc: string; // (B, S, F) c_fc output, the GELU's input
   tanh: string; // (B, S, F) tanh(sqrt(2/pi) (fc + 0.044715 fc^3))
+  gelu: string; // (B, S, F) c_proj's input
 }
 
 interface BlockSaved {
@@ -200,21 +221,23 @@ interface BlockSaved {
   mlp: MlpSaved;
 }
 
-interface ForwardResult {
+/** What the forward pass keeps for the backward pass. */
+export interface ForwardResult {
   blocks: BlockSaved[];
   lnF: LayerNormSaved;
   hf: string; // (B, S, C) after ln_f
 }
 
-function transformerForward(g: OnnxGraphBuilder, checkpoint: Checkpoint, w: Weights, h0: string,
+/** Run the blocks and ln_f over the embedded sequence h0 (B, S, C). */
+export function transformerForward(g: OnnxGraphBuilder, config: Gpt2Config, w: Weights, h0: string,
   causalBias: string): ForwardResult {
-  const { nLayer, layerNormEpsilon: eps } = checkpoint.config;
+  const { nLayer, layerNormEpsilon: eps } = config;
   const blocks: BlockSaved[] = [];
   let h = h0; // (B, S, C) residual stream
   for (let l = 0; l < nLayer; l++) {
     const p = `h.${l}`;
     const ln1 = layernormForward(g, w, `${p}.ln_1`, h, eps);
-    const attn = attentionForward(g, checkpoint, w, `${p}.attn`, ln1.y, causalBias);
+    const attn = attentionForward(g, config, w, `${p}.attn`, ln1.y, causalBias);
     h = g.op('Add', [h, attn.out], {}, `${p}.residual_attn`); // (B, S, C)
     const ln2 = layernormForward(g, w, `${p}.ln_2`, h, eps);
     const mlp = mlpForward(g, w, `${p}.mlp`, ln2.y);
@@ -225,19 +248,20 @@ function transformerForward(g: OnnxGraphBuilder, checkpoint: Checkpoint, w: Weig
   return { blocks, lnF: lnF.saved, hf: lnF.y };
 }
 
-function transformerBackward(g: OnnxGraphBuilder, checkpoint: Checkpoint, w: Weights, forward: ForwardResult,
-  dHf: string): string {
-  const { nLayer } = checkpoint.config;
-  let dH = layernormBackward(g, 'ln_f', forward.lnF, dHf); // (B, S, C)
+/** Backward from d hf (B, S, C) to d h0 (B, S, C); with a sink, also to every block and ln_f weight. */
+export function transformerBackward(g: OnnxGraphBuilder, config: Gpt2Config, w: Weights, forward: ForwardResult,
+  dHf: string, grads?: WeightGradientSink): string {
+  const { nLayer } = config;
+  let dH = layernormBackward(g, 'ln_f', forward.lnF, dHf, grads); // (B, S, C)
   for (let l = nLayer - 1; l >= 0; l--) {
     const p = `h.${l}`;
     const saved = forward.blocks[l]!;
     // h_out = h_mid + mlp(ln_2(h_mid)): the residual passes dH through unchanged and adds the branch's gradient.
-    const dLn2 = mlpBackward(g, w, `${p}.mlp`, saved.mlp, dH);
-    dH = g.op('Add', [dH, layernormBackward(g, `${p}.ln_2`, saved.ln2, dLn2)], {}, `${p}.d_residual_mlp`);
+    const dLn2 = mlpBackward(g, config, w, `${p}.mlp`, saved.mlp, dH, grads);
+    dH = g.op('Add', [dH, layernormBackward(g, `${p}.ln_2`, saved.ln2, dLn2, grads)], {}, `${p}.d_residual_mlp`);
     // h_mid = h_in + attn(ln_1(h_in))
-    const dLn1 = attentionBackward(g, checkpoint, w, `${p}.attn`, saved.attn, dH);
-    dH = g.op('Add', [dH, layernormBackward(g, `${p}.ln_1`, saved.ln1, dLn1)], {}, `${p}.d_residual_attn`);
+    const dLn1 = attentionBackward(g, config, w, `${p}.attn`, saved.attn, dH, grads);
+    dH = g.op('Add', [dH, layernormBackward(g, `${p}.ln_1`, saved.ln1, dLn1, grads)], {}, `${p}.d_residual_attn`);
   }
   return dH;
 }
@@ -257,8 +281,14 @@ function layernormForward(g: OnnxGraphBuilder, w: Weights, name: string, x: stri
   return { y, saved: { xhat, rstd, gamma } satisfies LayerNormSaved };
 }
 
-// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = gamma * dy
-function layernormBackward(g: OnnxGraphBuilder, name: string, saved: LayerNormSaved, dY: string): string {
+// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = gamma * dy; d gamma = sum(dy * xhat), d beta = sum(dy)
+function layernormBackward(g: OnnxGraphBuilder, name: string, saved: LayerNormSaved, dY: string,
+  grads?: WeightGradientSink): string {
+  if (grads) {
+    grads.add(`${name}.weight`, g.op('ReduceSum', [g.op('Mul', [dY, saved.xhat]), g.int64s([0, 1])], { keepdims: 0 },
+      `${name}.d_weight`)); // (C)
+    grads.add(`${name}.bias`, g.op('ReduceSum', [dY, g.int64s([0, 1])], { keepdims: 0 }, `${name}.d_bias`)); // (C)
+  }
   const gy = g.op('Mul', [dY, saved.gamma], {}, `${name}.d_xhat`); // (B, S, C)
   const meanG = g.op('ReduceMean', [gy], { axes: [-1], keepdims: 1 }); // (B, S, 1)
   const meanGX = g.op('ReduceMean', [g.op('Mul', [gy, saved.xhat])], { axes: [-1], keepdims: 1 }); // (B, S, 1)
@@ -266,12 +296,21 @@ function layernormBackward(g: OnnxGraphBuilder, name: string, saved: LayerNormSa
   return g.op('Mul', [inner, saved.rstd], {}, `${name}.d_in`); // (B, S, C)
 }
 
+// HF's Conv1D: y = x W + b with W stored (in, out). d W = sum over (B, S) of x^T dy, d b = sum of dy.
+function conv1dWeightGradients(g: OnnxGraphBuilder, name: string, x: string, dY: string, inDim: number,
+  outDim: number, grads: WeightGradientSink): void {
+  const x2d = g.op('Reshape', [x, g.int64s([-1, inDim])], {}, `${name}.x_rows`); // (B*S, in)
+  const dY2d = g.op('Reshape', [dY, g.int64s([-1, outDim])], {}, `${name}.d_out_rows`); // (B*S, out)
+  grads.add(`${name}.weight`, g.op('Gemm', [x2d, dY2d], { transA: 1 }, `${name}.d_weight`)); // (in, out)
+  grads.add(`${name}.bias`, g.op('ReduceSum', [dY2d, g.int64s([0])], { keepdims: 0 }, `${name}.d_bias`)); // (out)
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Causal self-attention. HF's Conv1D stores W as (in, out): y = x W + b, so dx = dy W^T.
 
-function attentionForward(g: OnnxGraphBuilder, checkpoint: Checkpoint, w: Weights, name: string, x: string,
+function attentionForward(g: OnnxGraphBuilder, config: Gpt2Config, w: Weights, name: string, x: string,
   causalBias: string) {
-  const { nEmbd: C, nHead: H, scaleAttnWeights } = checkpoint.config;
+  const { nEmbd: C, nHead: H, scaleAttnWeights } = config;
   const D = C / H;
   const qkv = g.op('Add', [g.op('MatMul', [x, w.get(`${name}.c_attn.weight`)]), w.get(`${name}.c_attn.bias`)], {},
     `${name}.c_attn`); // (B, S, 3C)
@@ -290,13 +329,14 @@ function attentionForward(g: OnnxGraphBuilder, checkpoint: Checkpoint, w: Weight
   const y = mergeHeads(g, yh, C, `${name}.y`); // (B, S, C)
   const out = g.op('Add', [g.op('MatMul', [y, w.get(`${name}.c_proj.weight`)]), w.get(`${name}.c_proj.bias`)], {},
     `${name}.c_proj`); // (B, S, C)
-  return { out, saved: { qh, kh, vh, probs, yh } satisfies AttentionSaved };
+  return { out, saved: { x, qh, kh, vh, probs, yh, y } satisfies AttentionSaved };
 }
 
-function attentionBackward(g: OnnxGraphBuilder, checkpoint: Checkpoint, w: Weights, name: string,
-  saved: AttentionSaved, dOut: string): string {
-  const { nEmbd: C, nHead: H, scaleAttnWeights } = checkpoint.config;
+function attentionBackward(g: OnnxGraphBuilder, config: Gpt2Config, w: Weights, name: string,
+  saved: AttentionSaved, dOut: string, grads?: WeightGradientSink): string {
+  const { nEmbd: C, nHead: H, scaleAttnWeights } = config;
   const D = C / H;
+  if (grads) conv1dWeightGradients(g, `${name}.c_proj`, saved.y, dOut, C, C, grads);
   const dY = g.op('MatMul', [dOut, w.transposed(`${name}.c_proj.weight`)], {}, `${name}.d_y`); // (B, S, C)
   const dYh = g.op('Transpose', [g.op('Reshape', [dY, g.int64s([0, 0, H, D])])], { perm: [0, 2, 1, 3] },
     `${name}.d_yh`); // (B, H, S, D)
@@ -313,6 +353,7 @@ function attentionBackward(g: OnnxGraphBuilder, checkpoint: Checkpoint, w: Weigh
   const dKh = g.op('MatMul', [swapLast(dScores), saved.qh], {}, `${name}.d_kh`); // (B, H, S, D)
   const dQkv = g.op('Concat', [mergeHeads(g, dQh, C, `${name}.d_q`), mergeHeads(g, dKh, C, `${name}.d_k`),
     mergeHeads(g, dVh, C, `${name}.d_v`)], { axis: 2 }, `${name}.d_qkv`); // (B, S, 3C)
+  if (grads) conv1dWeightGradients(g, `${name}.c_attn`, saved.x, dQkv, C, 3 * C, grads);
   return g.op('MatMul', [dQkv, w.transposed(`${name}.c_attn.weight`)], {}, `${name}.d_in`); // (B, S, C)
 }
 
@@ -334,13 +375,16 @@ function mlpForward(g: OnnxGraphBuilder, w: Weights, name: string, x: string) {
   const gelu = g.op('Mul', [g.op('Mul', [fc, g.scalar(0.5)]), g.op('Add', [tanh, g.scalar(1)])], {}, `${name}.gelu`); // (B, S, F)
   const out = g.op('Add', [g.op('MatMul', [gelu, w.get(`${name}.c_proj.weight`)]), w.get(`${name}.c_proj.bias`)], {},
     `${name}.c_proj`); // (B, S, C)
-  return { out, saved: { fc, tanh } satisfies MlpSaved };
+  return { out, saved: { x, fc, tanh, gelu } satisfies MlpSaved };
 }
 
 // d gelu / dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
-function mlpBackward(g: OnnxGraphBuilder, w: Weights, name: string, saved: MlpSaved, dOut: string): string {
+function mlpBackward(g: OnnxGraphBuilder, config: Gpt2Config, w: Weights, name: string, saved: MlpSaved,
+  dOut: string, grads?: WeightGradientSink): string {
+  const { x, fc, tanh, gelu } = saved;
+  const { nEmbd: C, nInner: F } = config;
+  if (grads) conv1dWeightGradients(g, `${name}.c_proj`, gelu, dOut, F, C, grads);
   const dGelu = g.op('MatMul', [dOut, w.transposed(`${name}.c_proj.weight`)], {}, `${name}.d_gelu`); // (B, S, F)
-  const { fc, tanh } = saved;
   const halfOnePlusT = g.op('Mul', [g.op('Add', [tanh, g.scalar(1)]), g.scalar(0.5)]);
   const sech2 = g.op('Sub', [g.scalar(1), g.op('Mul', [tanh, tanh])]);
   const dInner = g.op('Mul', [g.op('Add', [g.op('Mul', [g.op('Mul', [fc, fc]), g.scalar(3 * geluCubic)]), g.scalar(1)]),
@@ -348,6 +392,7 @@ function mlpBackward(g: OnnxGraphBuilder, w: Weights, name: string, saved: MlpSa
   const slope = g.op('Add', [halfOnePlusT, g.op('Mul', [g.op('Mul', [g.op('Mul', [fc, g.scalar(0.5)]), sech2]), dInner])],
     {}, `${name}.gelu_slope`); // (B, S, F)
   const dFc = g.op('Mul', [dGelu, slope], {}, `${name}.d_fc`); // (B, S, F)
+  if (grads) conv1dWeightGradients(g, `${name}.c_fc`, x, dFc, C, F, grads);
   return g.op('MatMul', [dFc, w.transposed(`${name}.c_fc.weight`)], {}, `${name}.d_in`); // (B, S, C)
 }
 

@@ -1,0 +1,121 @@
+// Build the training corpus: read the sources, split by document, tokenize with GPT-2's tokenizer and write each
+// split as one stream of uint16 token ids (every document preceded by <|endoftext|>, as GPT-2 was trained), with
+// a manifest that records each source, its license and its size in tokens.
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { createGpt2Tokenizer } from '../model/tokenizer.js';
+import { corpusSources, isValidationDocument, readCorpusDocuments } from './corpus-sources.js';
+import type { CorpusDocument, CorpusSourceName } from './corpus-sources.js';
+
+export type CorpusSplit = 'train' | 'validation';
+
+/** What build-corpus wrote: per source and split, documents and tokens; the token files' digests. */
+export interface CorpusManifest {
+  tokenizer: 'gpt2 (r50k_base)';
+  sources: {
+    name: CorpusSourceName;
+    title: string;
+    package: string;
+    license: string;
+    documents: Record<CorpusSplit, number>;
+    tokens: Record<CorpusSplit, number>;
+    characters: Record<CorpusSplit, number>;
+  }[];
+  splits: Record<CorpusSplit, { file: string; tokens: number; sha256: string }>;
+  validationDocuments: string[];
+}
+
+const eosTokenId = 50256;
+const manifestFile = 'manifest.json';
+
+/** Read the sources, tokenize and write `train.u16`, `validation.u16` and `manifest.json` into `outDir`. */
+export function buildCorpus(outDir: string, log: (line: string) => void = () => {}): CorpusManifest {
+  const tokenizer = createGpt2Tokenizer();
+  const documents = readCorpusDocuments();
+  const streams: Record<CorpusSplit, number[]> = { train: [], validation: [] };
+  const perSource = new Map(corpusSources.map((s) => [s.name, {
+    ...s,
+    documents: { train: 0, validation: 0 },
+    tokens: { train: 0, validation: 0 },
+    characters: { train: 0, validation: 0 },
+  }]));
+  const validationDocuments: string[] = [];
+  for (const [source, docs] of groupBySource(documents)) {
+    docs.forEach((doc, index) => {
+      const split: CorpusSplit = isValidationDocument(index) ? 'validation' : 'train';
+      if (split === 'validation') validationDocuments.push(doc.id);
+      const ids = tokenizer.encode(doc.text);
+      const stream = streams[split];
+      stream.push(eosTokenId);
+      for (const id of ids) stream.push(id);
+      const stats = perSource.get(source)!;
+      stats.documents[split] += 1;
+      stats.tokens[split] += ids.length + 1;
+      stats.characters[split] += doc.text.length;
+    });
+    const stats = perSource.get(source)!;
+    log(`${source}: ${stats.documents.train + stats.documents.validation} documents, ` +
+      `${stats.tokens.train} + ${stats.tokens.validation} tokens (train + validation)`);
+  }
+  fs.mkdirSync(outDir, { recursive: true });
+  const splits = {} as CorpusManifest['splits'];
+  for (const split of ['train', 'validation'] as const) {
+    const data = Uint16Array.from(streams[split]);
+    const file = `${split}.u16`;
+    const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    fs.writeFileSync(path.join(outDir, file), bytes);
+    splits[split] = { file, tokens: data.length, sha256: createHash('sha256').update(bytes).digest('hex') };
+  }
+  const manifest: CorpusManifest = {
+    tokenizer: 'gpt2 (r50k_base)',
+    sources: [...perSource.values()],
+    splits,
+    validationDocuments,
+  };
+  fs.writeFileSync(path.join(outDir, manifestFile), `${JSON.stringify(manifest, null, 2)}\n`);
+  return manifest;
+}
+
+/** Read one split's token stream written by buildCorpus. */
+export function readCorpusSplit(dir: string, split: CorpusSplit): Uint16Array {
+  const file = path.join(dir, `${split}.u16`);
+  if (!fs.existsSync(file)) {
+    throw new Error(`read corpus split ${split}: ${file} does not exist; build the corpus first (recite corpus build)`);
+  }
+  const bytes = fs.readFileSync(file);
+  return new Uint16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+}
+
+/** Read the manifest written by buildCorpus. */
+export function readCorpusManifest(dir: string): CorpusManifest {
+  return JSON.parse(fs.readFileSync(path.join(dir, manifestFile), 'utf8')) as CorpusManifest;
+}
+
+/**
+ * Return held-out sentences: the sentences of the Brown validation documents (the one source that marks them),
+ * between `minWords` and `maxWords` words, in corpus order.
+ */
+export function heldOutSentences(count: number, minWords = 8, maxWords = 30): string[] {
+  const brown = groupBySource(readCorpusDocuments(['brown'])).get('brown') ?? [];
+  const sentences = brown.filter((_, index) => isValidationDocument(index))
+    .flatMap((doc) => doc.sentences ?? [])
+    .filter((s) => {
+      const words = s.split(' ').length;
+      return words >= minWords && words <= maxWords;
+    });
+  if (sentences.length < count) {
+    throw new Error(`held-out sentences: ${count} asked, the Brown validation documents hold ${sentences.length}`);
+  }
+  return sentences.slice(0, count);
+}
+
+function groupBySource(documents: readonly CorpusDocument[]): Map<CorpusSourceName, CorpusDocument[]> {
+  const groups = new Map<CorpusSourceName, CorpusDocument[]>();
+  for (const doc of documents) {
+    const group = groups.get(doc.source) ?? [];
+    groups.set(doc.source, group);
+    group.push(doc);
+  }
+  return groups;
+}
