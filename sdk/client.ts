@@ -14,6 +14,7 @@ import type {
   JobState,
   Model,
   SubmitJobResponse,
+  TextScore,
   TokenizeResponse,
   WatchJobRequest,
 } from './gen/recite/v1/recite_pb.js';
@@ -77,6 +78,12 @@ export interface TokenizeOptions extends CallOptions {
   allowEndOfText?: boolean;
 }
 
+/** Configure score. */
+export interface ScoreOptions extends CallOptions {
+  /** A model name from listModels(); unset: the server's default. */
+  model?: string;
+}
+
 /** Describe the recite client. Event streams start when iterated and end after the `result` event. */
 export interface ReciteClient {
   /** Submit a job and stream its events until the result. Breaking out of the loop or aborting closes the stream. */
@@ -97,6 +104,8 @@ export interface ReciteClient {
   tokenize(text: string, options?: TokenizeOptions): Promise<TokenizeResponse>;
   /** Return the models the server serves. */
   listModels(options?: CallOptions): Promise<Model[]>;
+  /** Score texts under a model: per-token NLL (first token after <|endoftext|>), bits per token and character. */
+  score(texts: readonly string[], options?: ScoreOptions): Promise<TextScore[]>;
   /** The Connect client, for everything the methods above leave out (headers, trailers, raw responses). */
   raw: Client<typeof ReciteService>;
 }
@@ -145,6 +154,9 @@ export function createReciteClient(baseUrl: string, options: ReciteClientOptions
     },
     async listModels(options) {
       return (await raw.listModels({}, callOptions(options))).models;
+    },
+    async score(texts, options = {}) {
+      return (await raw.score({ model: options.model ?? '', texts: [...texts] }, callOptions(options))).scores;
     },
   };
 }

@@ -7,6 +7,7 @@ export type {
   ListJobsOptions,
   ReciteClient,
   ReciteClientOptions,
+  ScoreOptions,
   TokenizeOptions,
   WatchJobOptions,
 } from './client.js';

@@ -2,9 +2,12 @@
 // a GPT-2 on it with the project's training graph, then export it as a Hugging Face folder.
 import type { Command } from 'commander';
 import { Option } from 'commander';
+import fs from 'node:fs';
+import path from 'node:path';
 import { buildCorpus } from '../../server/training/corpus.js';
+import { evaluateModel, renderLossCurve } from '../../server/training/model-report.js';
 import { exportRun, train, trainingDefaults } from '../../server/training/trainer.js';
-import type { TrainingOptions } from '../../server/training/trainer.js';
+import type { TrainingLogLine, TrainingOptions } from '../../server/training/trainer.js';
 import { positiveInteger, positiveNumber } from '../options.js';
 
 const defaultCorpusDir = '.cache/corpus';
@@ -57,4 +60,25 @@ export function registerTrainCommands(program: Command): void {
       process.stderr.write(`recite train: step ${state.step} exported to ${exportDir}\n`);
     }
   });
+
+  program.command('model-card')
+    .description('measure a trained model for its card: validation perplexity beside a Kneser-Ney bigram on the same ' +
+      'tokens, samples, sha256; draw the loss curve from the run\'s log')
+    .requiredOption('--model <dir>', 'the exported model folder')
+    .option('--corpus <dir>', 'corpus folder', defaultCorpusDir)
+    .option('--run <dir>', 'the training run folder (for its log)', defaultRunDir)
+    .requiredOption('--out <dir>', 'where to write evaluation.json, loss-curve.svg and training-log.jsonl')
+    .action(async (options: { model: string; corpus: string; run: string; out: string }) => {
+      fs.mkdirSync(options.out, { recursive: true });
+      const evaluation = await evaluateModel(options.model, options.corpus);
+      fs.writeFileSync(path.join(options.out, 'evaluation.json'), `${JSON.stringify(evaluation, null, 2)}\n`);
+      const logText = fs.readFileSync(path.join(options.run, 'log.jsonl'), 'utf8');
+      fs.writeFileSync(path.join(options.out, 'training-log.jsonl'), logText);
+      const log = logText.split('\n').filter(Boolean).map((line) => JSON.parse(line) as TrainingLogLine);
+      fs.writeFileSync(path.join(options.out, 'loss-curve.svg'), await renderLossCurve(log, evaluation.validation.bigramNll));
+      const v = evaluation.validation;
+      process.stdout.write(`validation: ${v.tokensPredicted} tokens; model perplexity ${v.modelPerplexity.toFixed(1)}, ` +
+        `bigram ${v.bigramPerplexity.toFixed(1)}, ratio ${v.perplexityRatio.toFixed(3)}\n`);
+      for (const sample of evaluation.samples) process.stdout.write(`${sample.prompt}|${sample.continuation}\n`);
+    });
 }

@@ -2,12 +2,15 @@
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { beamDecode, greedyDecode } from '../engine/decoders.js';
+import { scoreTokenIds } from '../engine/score.js';
+import { ModelInputError } from '../model/gpt2-session.js';
 import {
   CancelJobRequestSchema, DecodeRequestSchema, GetJobRequestSchema, InvertRequestSchema, ListJobsRequestSchema,
-  ModelState, ReciteService, SubmitJobRequestSchema, TokenizeRequestSchema, WatchJobRequestSchema,
+  ModelState, ReciteService, ScoreRequestSchema, SubmitJobRequestSchema, TokenizeRequestSchema, WatchJobRequestSchema,
 } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type {
-  CancelJobRequest, DecodeRequest, GetJobRequest, InvertRequest, ListJobsRequest, SubmitJobRequest, TokenizeRequest,
+  CancelJobRequest, DecodeRequest, GetJobRequest, InvertRequest, ListJobsRequest, ScoreRequest, SubmitJobRequest,
+  TokenizeRequest,
   WatchJobRequest,
 } from '../../sdk/gen/recite/v1/recite_pb.js';
 import { clientOf } from './auth.js';
@@ -96,6 +99,30 @@ export class ReciteServiceImpl implements ServiceImpl<typeof ReciteService> {
     const { model } = this.models.require(req.model);
     const ids = model.tokenizer.encode(req.text, { allowEndOfText: req.allowEndOfText });
     return { ids, tokens: ids.map((id) => model.tokenizer.tokenText(id)) };
+  }
+
+  async score(req: ScoreRequest, ctx: HandlerContext) {
+    validateRequest(ScoreRequestSchema, req);
+    clientOf(ctx);
+    const { model } = this.models.require(req.model);
+    const ids = req.texts.map((text) => model.tokenizer.encode(text));
+    try {
+      const scores = await scoreTokenIds(model, ids, req.texts.map((text) => [...text].length));
+      return {
+        scores: scores.map((s, i) => ({
+          ids: ids[i]!,
+          tokens: ids[i]!.map((id) => model.tokenizer.tokenText(id)),
+          nll: s.nll,
+          nllSum: s.nllSum,
+          bitsPerToken: s.bitsPerToken,
+          bitsPerChar: s.bitsPerChar,
+          perplexity: s.perplexity,
+        })),
+      };
+    } catch (error) {
+      if (error instanceof ModelInputError) throw new ConnectError(error.message, Code.InvalidArgument);
+      throw error;
+    }
   }
 
   async listModels(_req: unknown, ctx: HandlerContext) {
