@@ -9,6 +9,7 @@ import { toJson } from '@bufbuild/protobuf';
 import { DatasetState, GetDatasetResponseSchema, ListDatasetsResponseSchema } from '../../sdk/gen/recite/v1/dataset_pb.js';
 import type { Dataset } from '../../sdk/gen/recite/v1/dataset_pb.js';
 import { JobState, Status } from '../../sdk/index.js';
+import { defaultModelName } from '../../server/model/builtin-models.js';
 import { connectToServer, startInProcessServer, withServerOptions } from '../connection.js';
 import type { Connection } from '../connection.js';
 import { positiveInteger } from '../options.js';
@@ -45,14 +46,15 @@ interface RunFlags extends SettingsFlags, ServerFlags {
  */
 export async function connectForDatasets(flags: ServerFlags, dbPath: string | undefined): Promise<{ connection: Connection; model: string }> {
   if (flags.server) return { connection: connectToServer(flags), model: flags.model ?? '' };
-  const connection = await startInProcessServer(flags.model ?? 'tiny', flags.device, dbPath);
+  const connection = await startInProcessServer(flags.model ?? defaultModelName, flags.device, dbPath);
   return { connection, model: connection.model };
 }
 
 /** Add --model and --device (for the in-process server) and --server / --token. */
 export function withDatasetServerOptions(command: Command): Command {
   command
-    .option('--model <name|dir>', 'a model the server serves (default: its default); without --server a folder or built-in name (default tiny)')
+    .option('--model <name|dir>', 'a model the server serves (default: its default); without --server a folder or built-in name ' +
+      `(default ${defaultModelName})`)
     .option('--device <device>', 'without --server: cpu | webgpu | cuda | auto', 'auto');
   return withServerOptions(command, false);
 }

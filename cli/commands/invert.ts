@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { logUpdateStderr } from 'log-update';
 import { Status } from '../../sdk/index.js';
 import type { ProgressEvent, ReciteEvent, ResultEvent } from '../../sdk/index.js';
+import { defaultModelName } from '../../server/model/builtin-models.js';
 import { writeSafetensors } from '../../server/model/safetensors.js';
 import { connectToServer, startInProcessServer, withServerOptions } from '../connection.js';
 import { eventToJson } from '../json-events.js';
@@ -24,7 +25,7 @@ export const exitStatus: Record<Status, number> = {
 
 interface InvertCommandOptions extends SettingsFlags {
   targetIds?: string;
-  model: string;
+  model?: string;
   continue?: boolean;
   device: string;
   json?: boolean;
@@ -38,7 +39,8 @@ export function registerInvertCommand(program: Command): void {
     .description('find a prompt embedding that makes the model recite TEXT (exit 0 on a hit, 2 when the budget ran out)')
     .argument('[text]', 'the target text')
     .option('--target-ids <ids>', 'the target as comma-separated token ids instead of text')
-    .option('--model <name|dir>', 'a model the server serves; without --server a folder or built-in name', 'tiny');
+    .option('--model <name|dir>', 'a model the server serves (default: its default); without --server a folder or ' +
+      `built-in name (default ${defaultModelName})`);
   addSettingsOptions(command, { param: 'full', reportEvery: '1' })
     .option('--continue', 'keep optimizing after a hit (until the budget)')
     .option('--device <device>', 'without --server: cpu | webgpu | cuda | auto', 'auto')
@@ -55,7 +57,7 @@ async function invert(text: string | undefined, options: InvertCommandOptions): 
   }
   const target = options.targetIds !== undefined ? parseIdList('--target-ids', options.targetIds) : text!;
   const settings = { ...settingsFromFlags(options), continueAfterHit: options.continue ?? false };
-  const connection = options.server ? connectToServer(options) : await startInProcessServer(options.model, options.device);
+  const connection = options.server ? connectToServer(options) : await startInProcessServer(options.model ?? defaultModelName, options.device);
   const controller = new AbortController();
   let jobId: string | undefined;
   const onSigint = () => {

@@ -2,7 +2,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { resolveModelDir } from '../../server/model/builtin-models.js';
+import { defaultModelName, resolveModelDir } from '../../server/model/builtin-models.js';
 import { parseDeviceRequest } from '../../server/model/execution-provider.js';
 import { TokenTable } from '../../server/service/auth.js';
 import type { ModelSource } from '../../server/service/model-registry.js';
@@ -40,7 +40,7 @@ export function registerServeCommand(program: Command): void {
     .description('serve inversions over Connect, gRPC and gRPC-Web on one port (tokens from --tokens-file or RECITE_TOKENS)')
     .option('--port <n>', 'port (0: any free port)', '7070')
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
-    .option('--model <name=dir>', 'a model to serve, repeatable; the first is the default (default: tiny)',
+    .option('--model <name=dir>', `a model to serve, repeatable; the first is the default (default: ${defaultModelName})`,
       (value: string, previous: string[]) => [...previous, value], [] as string[])
     .option('--device <device>', 'cpu | webgpu | cuda | auto', 'auto')
     .option('--max-batch <n>', 'jobs per graph run', String(reciteServerDefaults.maxBatch))
@@ -51,7 +51,7 @@ export function registerServeCommand(program: Command): void {
     .action(async (options: ServeOptions) => {
       const tokens = TokenTable.load(options.tokensFile, process.env.RECITE_TOKENS);
       if (tokens.size === 0) throw new Error('no tokens: give --tokens-file FILE ("TOKEN CLIENT" lines) or RECITE_TOKENS=TOKEN=CLIENT');
-      const models = (options.model.length > 0 ? options.model : ['tiny']).map(parseModelSource);
+      const models = (options.model.length > 0 ? options.model : [defaultModelName]).map(parseModelSource);
       const server = createReciteServer({
         models,
         device: parseDeviceRequest(options.device),

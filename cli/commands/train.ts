@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import fs from 'node:fs';
 import path from 'node:path';
-import { buildCorpus } from '../../server/training/corpus.js';
+import { buildCorpus, heldOutSentences, shuffleWords } from '../../server/training/corpus.js';
 import { evaluateModel, renderLossCurve } from '../../server/training/model-report.js';
 import { exportRun, train, trainingDefaults } from '../../server/training/trainer.js';
 import type { TrainingLogLine, TrainingOptions } from '../../server/training/trainer.js';
@@ -23,6 +23,17 @@ export function registerTrainCommands(program: Command): void {
       const manifest = buildCorpus(options.out, (line) => process.stderr.write(`recite corpus: ${line}\n`));
       process.stderr.write(`recite corpus: ${manifest.splits.train.tokens} training and ` +
         `${manifest.splits.validation.tokens} validation tokens -> ${options.out}\n`);
+    });
+
+  corpus.command('sentences')
+    .description('print held-out sentences (from the Brown validation documents, 8 to 30 words), one a line')
+    .option('--count <n>', 'sentences', (v) => positiveInteger('--count', v), 200)
+    .option('--shuffle-words <seed>', 'shuffle the words of each sentence, seeded (a baseline with the same words)',
+      (v) => positiveInteger('--shuffle-words', v, 0))
+    .action((options: { count: number; shuffleWords?: number }) => {
+      const sentences = heldOutSentences(options.count);
+      const out = options.shuffleWords === undefined ? sentences : sentences.map((s, i) => shuffleWords(s, options.shuffleWords! + i));
+      process.stdout.write(`${out.join('\n')}\n`);
     });
 
   const command = program.command('train')

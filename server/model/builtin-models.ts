@@ -1,13 +1,20 @@
-// Built-in model names: `tiny` is the small checkpoint that ships with the project, so the first command of the
-// README runs without downloading anything. Anything else is a path to a Hugging Face GPT-2 folder.
+// Built-in model names, for models that ship with the project, so the README's commands run without downloading
+// anything: `english`, a small GPT-2 the project trained on public-domain English (the default; its card is
+// docs/english-model.md), and `tiny`, random weights with known answers, the test bed. Anything else is a path to
+// a Hugging Face GPT-2 folder.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The model used when none is named. */
-export const defaultModelName = 'tiny';
+export const defaultModelName = 'english';
 
 const builtinModels: Record<string, { relativePath: string; about: string }> = {
+  english: {
+    relativePath: 'server/model/builtin/english',
+    about: 'recite-english: GPT-2 trained by recite on Austen, the King James Bible and the Brown corpus; n_embd 192, ' +
+      '4 layers, 4 heads, 128 positions (docs/english-model.md)',
+  },
   tiny: {
     relativePath: 'test/fixtures/tiny-gpt2',
     about: 'tiny-gpt2: GPT-2 architecture and vocabulary, random weights, n_embd 32, 2 layers, 4 heads, 64 positions ' +

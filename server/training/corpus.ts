@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createGpt2Tokenizer } from '../model/tokenizer.js';
+import { createSeededRandom } from '../util/seeded-random.js';
 import { corpusSources, isValidationDocument, readCorpusDocuments } from './corpus-sources.js';
 import type { CorpusDocument, CorpusSourceName } from './corpus-sources.js';
 
@@ -108,6 +109,21 @@ export function heldOutSentences(count: number, minWords = 8, maxWords = 30): st
     throw new Error(`held-out sentences: ${count} asked, the Brown validation documents hold ${sentences.length}`);
   }
   return sentences.slice(0, count);
+}
+
+/** Shuffle a sentence's words (split on spaces) with a seeded Fisher-Yates; never returns the same order. */
+export function shuffleWords(sentence: string, seed: number): string {
+  const words = sentence.split(' ');
+  if (new Set(words).size < 2) return sentence;
+  const random = createSeededRandom(seed);
+  for (let attempt = 0; ; attempt++) {
+    for (let i = words.length - 1; i > 0; i--) {
+      const j = random.int(i + 1);
+      [words[i], words[j]] = [words[j]!, words[i]!];
+    }
+    const shuffled = words.join(' ');
+    if (shuffled !== sentence || attempt > 8) return shuffled;
+  }
 }
 
 function groupBySource(documents: readonly CorpusDocument[]): Map<CorpusSourceName, CorpusDocument[]> {

@@ -79,9 +79,10 @@ export async function evaluateModel(modelDir: string, corpusDir: string): Promis
   };
 }
 
-// Top-k sampling at a temperature, seeded: the prompt's tokens enter as the prompt embedding (their wte rows, to
+/** Continue the card's prompts by seeded top-k sampling at a temperature. */
+// The prompt's tokens enter as the prompt embedding (their wte rows, to
 // which the graph adds positions), so this is ordinary text continuation.
-async function drawSamples(modelDir: string): Promise<{ prompt: string; continuation: string }[]> {
+export async function drawSamples(modelDir: string): Promise<{ prompt: string; continuation: string }[]> {
   const model = await loadGpt2(modelDir, 'cpu');
   const tokenizer = createGpt2Tokenizer();
   const { nEmbd: C } = model.checkpoint.config;
@@ -139,7 +140,7 @@ export async function renderLossCurve(log: readonly TrainingLogLine[], bigramNll
     encoding: {
       x: { field: 'tokens', type: 'quantitative', title: 'training tokens seen (millions)' },
       y: { field: 'nll', type: 'quantitative', title: 'NLL (nats per token)', scale: { zero: false, domain: [3, 11] } },
-      color: { field: 'series', type: 'nominal', title: null, scale: { scheme: 'dark2' }, legend: { orient: 'top-right' } },
+      color: { field: 'series', type: 'nominal', title: null, scale: { scheme: 'dark2' }, legend: { orient: 'top-right', labelLimit: 400 } },
       strokeDash: { field: 'series', type: 'nominal' },
     },
     config: { font: 'sans-serif', axis: { grid: true, gridOpacity: 0.4 } },

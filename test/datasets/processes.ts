@@ -48,7 +48,7 @@ export async function runCli(args: readonly string[], env: Record<string, string
 
 /** Start `recite serve --port 0 --db DB` with this suite's token; resolves with the process and its URL. */
 export async function startServe(dbPath: string, args: readonly string[] = []): Promise<Child & { url: string }> {
-  const c = startCli(['serve', '--port', '0', '--device', 'cpu', '--db', dbPath, ...args], { RECITE_TOKENS: `${token}=dataset-client` });
+  const c = startCli(['serve', '--port', '0', '--model', 'tiny', '--device', 'cpu', '--db', dbPath, ...args], { RECITE_TOKENS: `${token}=dataset-client` });
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`recite serve printed no URL within 60 s:\n${c.stderr()}`)), 60_000);
     c.child.stdout!.on('data', () => {

@@ -24,14 +24,14 @@ function csv(file: string): string[][] {
 describe('recite study and recite capacity', () => {
   it('dataset reachable, then a 2 × 2 × 3-seed study: table, runs.csv, summary.csv, hit-curve.svg; a rerun repeats nothing', async () => {
     const targets = path.join(dir, 'targets.jsonl');
-    await runCli(['dataset', 'reachable', '--count', '4', '--tokens', '6', '--seed', '3', '--device', 'cpu', '--out', targets]);
+    await runCli(['dataset', 'reachable', '--count', '4', '--tokens', '6', '--seed', '3', '--model', 'tiny', '--device', 'cpu', '--out', targets]);
     const rows = readJsonLines<{ id: string; text: string; target_ids: number[] }>(targets);
     expect(rows.map((r) => r.id)).toEqual(['reachable-3-0', 'reachable-3-1', 'reachable-3-2', 'reachable-3-3']);
     expect(rows.every((r) => r.target_ids.length === 6)).toBe(true);
 
     const out = path.join(dir, 'study');
     const args = ['study', targets, '--grid', 'optimizer=rmsprop,adam param=flat,full seeds=3', '--max-iters', '100',
-      '--out', out, '--no-progress', '--device', 'cpu'];
+      '--out', out, '--no-progress', '--model', 'tiny', '--device', 'cpu'];
     const first = await runCli(args);
     expect(first.stderr).toContain('4 settings × 3 seeds × 4 targets = 48 runs in 12 data sets');
     for (const setting of ['optimizer=rmsprop param=flat', 'optimizer=rmsprop param=full', 'optimizer=adam param=flat', 'optimizer=adam param=full']) {
@@ -62,7 +62,7 @@ describe('recite study and recite capacity', () => {
   });
 
   it('capacity grows each prefix until the search misses and reports tokens per vector', async () => {
-    const { stdout } = await runCli(['capacity', '--reachable', '3', '--reachable-tokens', '12', '--max-iters', '200', '--json', '--device', 'cpu']);
+    const { stdout } = await runCli(['capacity', '--reachable', '3', '--reachable-tokens', '12', '--max-iters', '200', '--json', '--model', 'tiny', '--device', 'cpu']);
     const report = JSON.parse(stdout) as {
       summary: { texts: number; promptVectors: number; meanTokensPerVector: number; medianTokensPerVector: number };
       texts: { id: string; tokens: number; capacity: number; whole: boolean; missedAt: { tokens: number } | null }[];

@@ -7,6 +7,7 @@ recite's graphs are checked against it; it is checked itself against the tiny fi
     /usr/bin/python3 test/model/torch_reference.py fixture  test/fixtures/tiny-gpt2
     /usr/bin/python3 test/model/torch_reference.py inversion MODEL_DIR CASES.json OUT.json
     /usr/bin/python3 test/model/torch_reference.py training  MODEL_DIR CASES.json OUT.json
+    /usr/bin/python3 test/model/torch_reference.py train-speed MODEL_DIR BATCH STEPS
 
 `inversion` computes, for each case's prompt (B, P, C) and target ids (B, T): per-token NLL, the gradient of the
 summed NLL to the prompt, and the teacher-forced argmax ids (recite's gradient graph). `training` computes, for
@@ -141,10 +142,41 @@ def summarize(tensor, probes):
             "probe_indices": idx, "probe_values": [float(flat[i]) for i in idx]}
 
 
+def train_speed(folder, batch, steps):
+    """Time PyTorch training steps (forward, backward to every weight, AdamW) of the model's shape, for the trainer's
+    side-by-side figure; the same shape and batch as recite's trainer."""
+    import time
+    model = Gpt2(folder)
+    for t in model.w.values():
+        t.requires_grad_(True)
+    optimizer = torch.optim.AdamW(list(model.w.values()), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
+    with open(f"{folder}/config.json") as f:
+        S = json.load(f)["n_positions"]
+    generator = torch.Generator().manual_seed(0)
+    times = []
+    for step in range(steps + 1):
+        ids = torch.randint(0, 50257, (batch, S + 1), generator=generator)
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        inputs, targets = ids[:, :-1], ids[:, 1:]
+        logits = model.hidden(model.w["wte.weight"][inputs] + model.w["wpe.weight"][:S]) @ model.head.T
+        torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)).backward()
+        optimizer.step()
+        if step > 0:  # the first step warms up
+            times.append(time.perf_counter() - start)
+    per_step = sorted(times)[len(times) // 2]
+    print(json.dumps({"implementation": "torch " + torch.__version__, "threads": torch.get_num_threads(),
+                      "batch": batch, "positions": S, "median_step_s": per_step,
+                      "tokens_per_s": batch * S / per_step}))
+
+
 def main():
     mode = sys.argv[1]
     if mode == "fixture":
         check_fixture(sys.argv[2])
+        return
+    if mode == "train-speed":
+        train_speed(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
         return
     folder, cases_file, out_file = sys.argv[2:5]
     model = Gpt2(folder)
