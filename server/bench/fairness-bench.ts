@@ -1,0 +1,152 @@
+// Benchmark fair share between clients: how much longer a light client's job takes on a server that a heavy client
+// loads, against the same job on the idle server, in the same run. The light client runs one Invert of a fixed number
+// of iterations; the heavy client submits many jobs of several restarts, each with a beam-search hit check every
+// iteration (the costliest host work a job can ask for). The figure of merit is beside / alone (goal ≤ 2).
+//
+// The light job runs alone before the heavy load and again after it is cancelled; the ratio divides by the mean of
+// the two, so a machine whose speed drifts during the run (shared with other work) biases it less.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { createReciteClient } from '../../sdk/client.js';
+import type { InvertOptions } from '../../sdk/job-settings.js';
+import { resolveModelDir } from '../model/builtin-models.js';
+import type { DeviceRequest } from '../model/execution-provider.js';
+import { TokenTable } from '../service/auth.js';
+import { createReciteServer } from '../service/server.js';
+import type { HostInfo } from './host-info.js';
+import { describeHost } from './host-info.js';
+
+/** Configure runFairnessBench. */
+export interface FairnessBenchOptions {
+  device: DeviceRequest;
+  /** Jobs the heavy client submits. */
+  heavyJobs: number;
+  /** Restarts of every heavy job. */
+  heavyRestarts: number;
+  /** Beams of the heavy jobs' hit check, run every iteration. */
+  heavyBeams: number;
+  /** Iterations of the light client's one job. */
+  lightIterations: number;
+  /** Give up on the light job beside the heavy load after this long (seconds); the ratio is then a lower bound. */
+  timeoutSeconds: number;
+  /** Called with a line to print while the bench runs. */
+  onProgress?: (line: string) => void;
+}
+
+export const fairnessBenchDefaults: Readonly<Omit<FairnessBenchOptions, 'onProgress'>> = Object.freeze({
+  device: 'cpu' as DeviceRequest,
+  heavyJobs: 20,
+  heavyRestarts: 8,
+  heavyBeams: 16,
+  lightIterations: 200,
+  timeoutSeconds: 600,
+});
+
+export interface FairnessBenchResult {
+  settings: Omit<FairnessBenchOptions, 'onProgress'>;
+  provider: string;
+  host: HostInfo;
+  /** The light job's wall time on the idle server, before and after the heavy load. */
+  aloneSeconds: [number, number];
+  /** The light job's wall time beside the heavy load (the timeout when it did not finish). */
+  besideSeconds: number;
+  /** Whether the light job finished beside the heavy load within the timeout. */
+  besideFinished: boolean;
+  /** besideSeconds / mean(aloneSeconds): at least this when the light job did not finish. */
+  ratio: number;
+  /** Row-iterations of the heavy client's restarts while the light job ran beside them. */
+  heavyIterationsBeside: number;
+  wallSeconds: number;
+}
+
+const lightToken = 'fairness-bench-light-token-0123456789';
+const heavyToken = 'fairness-bench-heavy-token-0123456789';
+const lightTarget = 'Hello world';
+
+/** Run the light job alone, beside the heavy client's jobs, and alone again, on one in-process server (tiny model). */
+export async function runFairnessBench(request: Partial<FairnessBenchOptions> = {}): Promise<FairnessBenchResult> {
+  const { onProgress, ...rest } = request;
+  const settings = { ...fairnessBenchDefaults, ...rest };
+  const say = onProgress ?? (() => {});
+  const started = performance.now();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'recite-fairness-'));
+  const server = createReciteServer({
+    models: [{ name: 'tiny', dir: resolveModelDir('tiny') }],
+    dbPath: path.join(dir, 'bench.db'),
+    tokens: new TokenTable(new Map([[lightToken, 'light'], [heavyToken, 'heavy']])),
+    device: settings.device,
+    logger: pino({ level: 'silent' }),
+    dashboard: false,
+  });
+  try {
+    await server.listen(0);
+    await server.models.ready();
+    const entry = server.models.require('');
+    const light = createReciteClient(server.url, { token: lightToken });
+    const heavy = createReciteClient(server.url, { token: heavyToken });
+    // Exactly lightIterations iterations: the job keeps going after a hit.
+    const lightOptions: InvertOptions = { maxIterations: settings.lightIterations, continueAfterHit: true };
+    const runLight = async (signal?: AbortSignal): Promise<{ seconds: number; finished: boolean }> => {
+      const t0 = performance.now();
+      try {
+        for await (const event of light.invert(lightTarget, { ...lightOptions, cancelOnDisconnect: true, signal })) {
+          if (event.type === 'result') return { seconds: (performance.now() - t0) / 1000, finished: true };
+        }
+      } catch (error: unknown) {
+        if (!signal?.aborted) throw error;
+      }
+      return { seconds: (performance.now() - t0) / 1000, finished: false };
+    };
+
+    await runLight(); // warm-up: first graph runs and session set-up are not the server's steady speed
+    const before = await runLight();
+    say(`light job alone: ${before.seconds.toFixed(2)} s (${settings.lightIterations} iterations)`);
+
+    const heavyOptions: InvertOptions = {
+      restarts: settings.heavyRestarts,
+      decode: { beams: settings.heavyBeams, every: 1 },
+      continueAfterHit: true, // the load must not end by itself while the light job is measured
+      maxIterations: 100_000,
+    };
+    const heavyIds: string[] = [];
+    for (let i = 0; i < settings.heavyJobs; i++) {
+      const { jobId } = await heavy.submitJob(`heavy job number ${i} of the load`, { ...heavyOptions, seed: i });
+      heavyIds.push(jobId);
+    }
+    // Measure once the heavy client's restarts are all iterating, not while they are still being set up.
+    const rowsBefore = entry.engine.stats.rowIterations;
+    const heavyRuns = settings.heavyJobs * settings.heavyRestarts;
+    while (entry.engine.stats.rowIterations - rowsBefore < heavyRuns) await new Promise((r) => setTimeout(r, 20));
+    say(`heavy client: ${settings.heavyJobs} jobs x ${settings.heavyRestarts} restarts, beam-${settings.heavyBeams} ` +
+      'check every iteration, running');
+
+    const rowsAtStart = entry.engine.stats.rowIterations;
+    const beside = await runLight(AbortSignal.timeout(settings.timeoutSeconds * 1000));
+    const heavyIterationsBeside = entry.engine.stats.rowIterations - rowsAtStart - settings.lightIterations;
+    say(`light job beside the heavy client: ${beside.seconds.toFixed(2)} s` +
+      `${beside.finished ? '' : ` (not finished: gave up after ${settings.timeoutSeconds} s)`}; ` +
+      `the heavy client did ${heavyIterationsBeside} row-iterations meanwhile`);
+
+    await Promise.all(heavyIds.map((id) => heavy.cancelJob(id)));
+    await entry.engine.idle();
+    const after = await runLight();
+    say(`light job alone again: ${after.seconds.toFixed(2)} s`);
+    const alone = (before.seconds + after.seconds) / 2;
+    return {
+      settings: { ...settings },
+      provider: entry.model.provider,
+      host: describeHost(),
+      aloneSeconds: [before.seconds, after.seconds],
+      besideSeconds: beside.seconds,
+      besideFinished: beside.finished,
+      ratio: beside.seconds / alone,
+      heavyIterationsBeside,
+      wallSeconds: (performance.now() - started) / 1000,
+    };
+  } finally {
+    await server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
