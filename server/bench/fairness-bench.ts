@@ -130,6 +130,8 @@ export async function runFairnessBench(request: Partial<FairnessBenchOptions> = 
       `the heavy client did ${heavyIterationsBeside} row-iterations meanwhile`);
 
     await Promise.all(heavyIds.map((id) => heavy.cancelJob(id)));
+    // Alone again means alone: after the cancelled jobs' last summaries too.
+    while (server.hub.liveJobs > 0) await new Promise((r) => setTimeout(r, 50));
     await entry.engine.idle();
     const after = await runLight();
     say(`light job alone again: ${after.seconds.toFixed(2)} s`);

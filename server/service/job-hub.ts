@@ -117,7 +117,8 @@ export class JobHub {
     const live = this.addLive(record, 1, new Map(), false);
     const queuePosition = entry.engine.queued;
     try {
-      live.handle = await entry.engine.submit({ targetIds, settings, onEvent: (event) => this.onEvent(live, event) });
+      live.handle = await entry.engine.submit({ targetIds, settings, client: clientId,
+        onEvent: (event) => this.onEvent(live, event) });
     } catch (error: unknown) {
       this.live.delete(record.id);
       this.store.deleteJob(record.id);
@@ -278,7 +279,7 @@ export class JobHub {
     const resumedFrom = new Map([...snapshots].map(([restart, s]) => [restart, s.iteration]));
     const live = this.addLive({ ...record, lastSequence: keep }, keep + 1, resumedFrom, keep > 0);
     live.handle = await entry.engine.submit({
-      targetIds: record.targetIds, settings, resumeFrom: snapshots, completed,
+      targetIds: record.targetIds, settings, resumeFrom: snapshots, completed, client: record.clientId,
       onEvent: (event) => this.onEvent(live, event),
     });
     // Read the flag now: a cancel may have arrived while the engine was setting the job up.

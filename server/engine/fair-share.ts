@@ -1,0 +1,140 @@
+// Fair share of one engine's rounds between clients, then between a client's jobs: deficit round-robin over
+// measured milliseconds. Each round every client with work is credited the same quantum and takes work items (a run's
+// iteration, a decode step, a result summary) in least-recently-served order, job by job, until its estimated cost
+// covers its credit; afterwards it is charged what its items really took. A client that took more than its quantum
+// (one beam check can cost a hundred light iterations) sits out rounds until its debt is paid, so a light client's
+// work never waits behind more than about its own share of someone else's.
+//
+// The quantum is the smallest demand among the clients with work (what the lightest client would take to advance
+// everything it has once), so a client whose whole round fits in it is never slowed by the others more than 2x. With
+// one client only, it takes everything up to `maxRoundMs` (nobody is waiting, and batching is worth most then) and
+// owes nothing for it; the cap bounds how long a newcomer waits for the round in progress.
+
+/** A piece of work that one client's job wants done this round. */
+export interface ShareItem {
+  client: string;
+  job: string;
+  /** Identity across rounds (a run, a task), for least-recently-served order. */
+  key: unknown;
+  /** Expected cost (milliseconds of graph and host time). */
+  estimateMs: number;
+}
+
+export interface FairShareOptions {
+  /** Credit per client per round at least (milliseconds): estimates of zero must not stall everyone. */
+  minQuantumMs: number;
+  /** Estimated length of a round at most (milliseconds), alone or not; one item always runs. */
+  maxRoundMs: number;
+}
+
+export const fairShareDefaults: Readonly<FairShareOptions> = Object.freeze({ minQuantumMs: 0.5, maxRoundMs: 200 });
+
+export class FairShare {
+  private readonly deficits = new Map<string, number>(); // client → credit (ms); negative: debt
+  private readonly served = new Map<unknown, number>(); // job or item key → tick of its last service
+  private tick = 0;
+  private solo: string | undefined; // the client alone in the last round: its charges are not debts
+
+  constructor(readonly options: FairShareOptions = fairShareDefaults) {}
+
+  /** The credit (milliseconds) of a client now; negative while it pays off an expensive round. */
+  deficit(client: string): number {
+    return this.deficits.get(client) ?? 0;
+  }
+
+  /** Choose the items to run this round. */
+  select<T extends ShareItem>(items: readonly T[]): T[] {
+    const byClient = new Map<string, Map<string, T[]>>();
+    for (const item of items) {
+      const jobs = byClient.get(item.client) ?? new Map<string, T[]>();
+      const list = jobs.get(item.job) ?? [];
+      list.push(item);
+      jobs.set(item.job, list);
+      byClient.set(item.client, jobs);
+    }
+    this.forgetAbsent(items, byClient);
+    this.solo = undefined;
+    if (byClient.size === 1) {
+      // Alone on the engine: no debt is owed to anyone (it would only hold this client back when another arrives).
+      const [client, jobs] = [...byClient][0]!;
+      this.solo = client;
+      this.deficits.set(client, 0);
+      return this.take(jobs, this.options.maxRoundMs);
+    }
+    const demand = [...byClient.values()].map((jobs) =>
+      [...jobs.values()].flat().reduce((sum, item) => sum + item.estimateMs, 0));
+    const quantum = Math.min(this.options.maxRoundMs, Math.max(this.options.minQuantumMs, Math.min(...demand)));
+    const selected: T[] = [];
+    for (const [client, jobs] of byClient) {
+      // Credit does not pile up past one quantum: a client that wanted less than it was given banks nothing.
+      const credit = Math.min(this.deficit(client) + quantum, quantum);
+      this.deficits.set(client, credit);
+      if (credit > 0) selected.push(...this.take(jobs, credit));
+    }
+    return selected;
+  }
+
+  /** Charge a client for work done (milliseconds measured). */
+  charge(client: string, ms: number): void {
+    if (client !== this.solo) this.deficits.set(client, this.deficit(client) - ms);
+  }
+
+  // Take items in least-recently-served order until their estimates cover `credit` (at least one item).
+  private take<T extends ShareItem>(jobs: Map<string, T[]>, credit: number): T[] {
+    const taken: T[] = [];
+    let estimated = 0;
+    while (taken.length === 0 || estimated < credit) {
+      const item = this.leastRecentlyServed(jobs);
+      if (!item) break;
+      taken.push(item);
+      estimated += item.estimateMs;
+    }
+    return taken;
+  }
+
+  // Take the least recently served item of the least recently served job, and mark both served now.
+  private leastRecentlyServed<T extends ShareItem>(jobs: Map<string, T[]>): T | undefined {
+    let bestJob: string | undefined;
+    for (const [job, list] of jobs) {
+      if (list.length === 0) continue;
+      if (bestJob === undefined || this.lastServed(jobKey(list[0]!)) < this.lastServed(jobKey(jobs.get(bestJob)![0]!))) {
+        bestJob = job;
+      }
+    }
+    if (bestJob === undefined) return undefined;
+    const list = jobs.get(bestJob)!;
+    let at = 0;
+    for (let i = 1; i < list.length; i++) if (this.lastServed(list[i]!.key) < this.lastServed(list[at]!.key)) at = i;
+    const [item] = list.splice(at, 1);
+    this.mark(item!);
+    return item;
+  }
+
+  private lastServed(key: unknown): number {
+    return this.served.get(key) ?? -1;
+  }
+
+  private mark(item: ShareItem): void {
+    this.tick++;
+    this.served.set(jobKey(item), this.tick);
+    this.served.set(item.key, this.tick);
+  }
+
+  // Drop the bookkeeping of jobs, items and clients that have no work any more.
+  private forgetAbsent(items: readonly ShareItem[], byClient: Map<string, unknown>): void {
+    const present = new Set<unknown>();
+    for (const item of items) {
+      present.add(item.key);
+      present.add(jobKey(item));
+    }
+    for (const key of this.served.keys()) if (!present.has(key)) this.served.delete(key);
+    for (const [client, deficit] of this.deficits) {
+      // An idle client banks no credit; a debt stays until paid (leaving for a moment does not clear it).
+      if (!byClient.has(client) && deficit >= 0) this.deficits.delete(client);
+    }
+  }
+}
+
+function jobKey(item: ShareItem): string {
+  return `${item.client}\u0000${item.job}`;
+}
