@@ -165,6 +165,8 @@ export function formatFairnessReport(result: FairnessBenchResult): string {
     `light client: one Invert of "${'Hello world'}", ${s.lightIterations} iterations`,
     `light alone:         ${alone.toFixed(2)} s (mean of ${result.aloneSeconds.map((x) => x.toFixed(2)).join(' s before and ')} s after the load)`,
     `light beside heavy:  ${beside}; the heavy client did ${result.heavyIterationsBeside} row-iterations meanwhile`,
+    `work charged beside: light ${result.chargedSecondsBeside.light.toFixed(2)} s, heavy ` +
+      `${result.chargedSecondsBeside.heavy.toFixed(2)} s (graph and host work, measured)`,
     `ratio:               ${ratio} (goal: at most 2x, ${result.besideFinished && result.ratio <= 2 ? 'met' : 'NOT met'})`,
   ].join('\n');
 }

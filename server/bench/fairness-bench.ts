@@ -58,6 +58,8 @@ export interface FairnessBenchResult {
   ratio: number;
   /** Row-iterations of the heavy client's restarts while the light job ran beside them. */
   heavyIterationsBeside: number;
+  /** Seconds of graph and host work the scheduler charged each client while the light job ran beside the load. */
+  chargedSecondsBeside: { light: number; heavy: number };
   wallSeconds: number;
 }
 
@@ -123,11 +125,20 @@ export async function runFairnessBench(request: Partial<FairnessBenchOptions> = 
       'check every iteration, running');
 
     const rowsAtStart = entry.engine.stats.rowIterations;
+    const charged = (client: string) => {
+      const usage = entry.engine.clientUsage().get(client);
+      return usage ? (usage.graphMs + usage.hostMs) / 1000 : 0;
+    };
+    const chargedAtStart = { light: charged('light'), heavy: charged('heavy') };
     const beside = await runLight(AbortSignal.timeout(settings.timeoutSeconds * 1000));
     const heavyIterationsBeside = entry.engine.stats.rowIterations - rowsAtStart - settings.lightIterations;
+    const chargedSecondsBeside = {
+      light: charged('light') - chargedAtStart.light, heavy: charged('heavy') - chargedAtStart.heavy,
+    };
     say(`light job beside the heavy client: ${beside.seconds.toFixed(2)} s` +
       `${beside.finished ? '' : ` (not finished: gave up after ${settings.timeoutSeconds} s)`}; ` +
-      `the heavy client did ${heavyIterationsBeside} row-iterations meanwhile`);
+      `the heavy client did ${heavyIterationsBeside} row-iterations meanwhile; work charged: light ` +
+      `${chargedSecondsBeside.light.toFixed(2)} s, heavy ${chargedSecondsBeside.heavy.toFixed(2)} s`);
 
     await Promise.all(heavyIds.map((id) => heavy.cancelJob(id)));
     // Alone again means alone: after the cancelled jobs' last summaries too.
@@ -145,6 +156,7 @@ export async function runFairnessBench(request: Partial<FairnessBenchOptions> = 
       besideFinished: beside.finished,
       ratio: beside.seconds / alone,
       heavyIterationsBeside,
+      chargedSecondsBeside,
       wallSeconds: (performance.now() - started) / 1000,
     };
   } finally {

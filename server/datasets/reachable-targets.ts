@@ -2,7 +2,8 @@
 // target is known to exist (the hidden one), so a search that misses it failed for a reason of its own, not
 // because the model cannot say it: the honest test bed for convergence and capacity.
 import type { EngineModel } from '../engine/engine-model.js';
-import { greedyDecode } from '../engine/decoders.js';
+import { greedyDecodeMany } from '../engine/decoders.js';
+import type { NextTokenModel } from '../engine/decoders.js';
 import { deriveSeed, randomNormal } from '../util/seeded-random.js';
 
 /** One sampled target. */
@@ -20,14 +21,16 @@ export interface ReachableTarget {
  * and "hit" at iteration 0.
  */
 export async function sampleReachableTargets(model: EngineModel, count: number, tokens: number, promptVectors: number,
-  seed: number): Promise<ReachableTarget[]> {
+  seed: number, decoder: NextTokenModel = model.decode): Promise<ReachableTarget[]> {
   const C = model.checkpoint.config.nEmbd;
-  const targets: ReachableTarget[] = [];
-  for (let i = 0; i < count; i++) {
-    const hiddenSeed = deriveSeed(seed, i);
-    const hidden = randomNormal(promptVectors * C, model.embeddings.std, hiddenSeed); // (P, C)
-    const targetIds = await greedyDecode(model.decode, hidden, promptVectors, tokens);
-    targets.push({ id: `reachable-${seed}-${i}`, targetIds, text: model.tokenizer.decode(targetIds), hiddenSeed });
-  }
-  return targets;
+  const hiddenSeeds = Array.from({ length: count }, (_, i) => deriveSeed(seed, i));
+  // All targets decode together: one decode graph run per step for every hidden prompt (rows are independent).
+  const decoded = await greedyDecodeMany(decoder, hiddenSeeds.map((hiddenSeed) => ({
+    prompt: randomNormal(promptVectors * C, model.embeddings.std, hiddenSeed), // (P, C)
+    promptVectors,
+    steps: tokens,
+  })));
+  return decoded.map((targetIds, i) => ({
+    id: `reachable-${seed}-${i}`, targetIds, text: model.tokenizer.decode(targetIds), hiddenSeed: hiddenSeeds[i]!,
+  }));
 }

@@ -77,6 +77,7 @@ export class Batcher {
   private beamMsPerRowStep: number | undefined; // one beam row for one decode step
   private decodeMsPerRowPosition: number | undefined; // one decode row over one position (Decode, sampling)
   private summaryMsPerVector: number | undefined;
+  private chargedThisRound = 0;
   readonly stats: BatcherStats = { graphRuns: 0, rowIterations: 0, graphMs: 0 };
   readonly usage = new Map<string, ClientUsage>();
 
@@ -156,6 +157,8 @@ export class Batcher {
     // Start on the next turn of the event loop: a burst of submissions then shares the first graph run.
     await new Promise((resolve) => setImmediate(resolve));
     while (this.active.length > 0 || this.tasks.length > 0) {
+      const roundStarted = performance.now();
+      this.chargedThisRound = 0;
       this.retireFinished();
       const items: RoundItem[] = [
         ...this.active.filter((run) => !run.finished)
@@ -188,6 +191,7 @@ export class Batcher {
         this.chargeHost(task.client, performance.now() - started);
       }
       this.retireFinished();
+      this.chargeBookkeeping(items, performance.now() - roundStarted - this.chargedThisRound);
       // let submissions, cancellations and stream writes in between rounds
       await new Promise((resolve) => setImmediate(resolve));
     }
@@ -289,6 +293,15 @@ export class Batcher {
     this.summaryMsPerVector = ema(this.summaryMsPerVector, ms / vectors);
   }
 
+  // The round's own work (listing, estimating and choosing items, retiring runs, collecting their garbage) grows
+  // with the items a client has waiting: each client pays for it by its share of the items.
+  private chargeBookkeeping(items: readonly RoundItem[], ms: number): void {
+    if (ms <= 0 || items.length === 0) return;
+    const counts = new Map<string, number>();
+    for (const item of items) counts.set(item.client, (counts.get(item.client) ?? 0) + 1);
+    for (const [client, count] of counts) this.chargeHost(client, ms * count / items.length);
+  }
+
   private usageOf(client: string): ClientUsage {
     let usage = this.usage.get(client);
     if (!usage) {
@@ -299,11 +312,13 @@ export class Batcher {
   }
 
   private chargeGraph(client: string, ms: number): void {
+    this.chargedThisRound += ms;
     this.usageOf(client).graphMs += ms;
     this.share.charge(client, ms);
   }
 
   private chargeHost(client: string, ms: number): void {
+    this.chargedThisRound += ms;
     this.usageOf(client).hostMs += ms;
     this.share.charge(client, ms);
   }

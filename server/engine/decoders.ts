@@ -100,9 +100,13 @@ export async function beamDecodeMany(model: NextTokenModel, requests: readonly (
         const { g, b } = rows[r]!;
         const topK = best.get(g.index)!;
         const base = beams[g.index]![b]!.logprob;
+        // Only candidates above the current K-th best can enter: a plain comparison per token, the call for few.
+        let floor = topK.floor();
         for (let v = 0; v < V; v++) {
-          if (suppressed[v] === 1) continue;
-          topK.offer(base + logprobs[offset + v]!, b * V + v);
+          const score = base + logprobs[offset + v]!;
+          if (score <= floor || suppressed[v] === 1) continue;
+          topK.offer(score, b * V + v);
+          floor = topK.floor();
         }
       });
       for (const g of live) {
@@ -181,6 +185,11 @@ class TopK {
     while (at > 0 && items[at - 1]!.score < score) at--;
     items.splice(at, 0, { score, index });
     if (items.length > this.k) items.pop();
+  }
+
+  /** The score a candidate must beat to enter (−Infinity until K are held). */
+  floor(): number {
+    return this.items.length === this.k ? this.items[this.items.length - 1]!.score : -Infinity;
   }
 
   sorted(): { score: number; index: number }[] {

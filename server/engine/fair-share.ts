@@ -27,13 +27,15 @@ export interface FairShareOptions {
   maxRoundMs: number;
 }
 
-export const fairShareDefaults: Readonly<FairShareOptions> = Object.freeze({ minQuantumMs: 0.5, maxRoundMs: 200 });
+// 50 ms: long enough to batch dozens of gradient rows, short enough that a newcomer barely notices the round it waits for.
+export const fairShareDefaults: Readonly<FairShareOptions> = Object.freeze({ minQuantumMs: 0.5, maxRoundMs: 50 });
 
 export class FairShare {
   private readonly deficits = new Map<string, number>(); // client → credit (ms); negative: debt
   private readonly served = new Map<unknown, number>(); // job or item key → tick of its last service
   private tick = 0;
   private solo: string | undefined; // the client alone in the last round: its charges are not debts
+  private readonly emptied = new Set<string>(); // clients that took all their items in the last round
 
   constructor(readonly options: FairShareOptions = fairShareDefaults) {}
 
@@ -54,6 +56,7 @@ export class FairShare {
     }
     this.forgetAbsent(items, byClient);
     this.solo = undefined;
+    this.emptied.clear();
     if (byClient.size === 1) {
       // Alone on the engine: no debt is owed to anyone (it would only hold this client back when another arrives).
       const [client, jobs] = [...byClient][0]!;
@@ -69,14 +72,20 @@ export class FairShare {
       // Credit does not pile up past one quantum: a client that wanted less than it was given banks nothing.
       const credit = Math.min(this.deficit(client) + quantum, quantum);
       this.deficits.set(client, credit);
-      if (credit > 0) selected.push(...this.take(jobs, credit));
+      if (credit <= 0) continue;
+      selected.push(...this.take(jobs, credit));
+      if ([...jobs.values()].every((list) => list.length === 0)) this.emptied.add(client);
     }
     return selected;
   }
 
   /** Charge a client for work done (milliseconds measured). */
   charge(client: string, ms: number): void {
-    if (client !== this.solo) this.deficits.set(client, this.deficit(client) - ms);
+    if (client === this.solo) return;
+    // As in DRR, a client whose queue the round emptied keeps no balance: it wanted less than its share (an estimate
+    // below the real cost is no debt; it only ever takes one round's worth).
+    if (this.emptied.has(client)) this.deficits.set(client, 0);
+    else this.deficits.set(client, this.deficit(client) - ms);
   }
 
   // Take items in least-recently-served order until their estimates cover `credit` (at least one item).
