@@ -5,8 +5,10 @@
 // (one beam check can cost a hundred light iterations) sits out rounds until its debt is paid, so a light client's
 // work never waits behind more than about its own share of someone else's.
 //
-// The quantum is the smallest demand among the clients with work (what the lightest client would take to advance
-// everything it has once), so a client whose whole round fits in it is never slowed by the others more than 2x. With
+// The quantum is a share (options.share, 1/2) of the smallest demand among the clients with work (what the lightest
+// client would take to advance everything it has once). A client whose work the round empties keeps no balance, as in
+// DRR; so the lightest client is served every round, and a client with more than a round's work gets half of what
+// the lightest uses, in whatever pieces its items come: beside it, the lightest runs at 2/3 of its speed alone. With
 // one client only, it takes everything up to `maxRoundMs` (nobody is waiting, and batching is worth most then) and
 // owes nothing for it; the cap bounds how long a newcomer waits for the round in progress.
 
@@ -25,10 +27,18 @@ export interface FairShareOptions {
   minQuantumMs: number;
   /** Estimated length of a round at most (milliseconds), alone or not; one item always runs. */
   maxRoundMs: number;
+  /**
+   * Credit per round of each client, as a fraction of the smallest demand among the clients with work. At 1 every
+   * client gets what the lightest needs, and the lightest (whose next item waits for this one: an iteration) runs
+   * at half its speed alone at best, worse in practice: contention the charges cannot see (garbage collection,
+   * caches, the streams between rounds) lands on it too. Below 1, a client that cannot finish its work within one
+   * round gets that fraction of what the lightest uses.
+   */
+  share: number;
 }
 
 // 50 ms: long enough to batch dozens of gradient rows, short enough that a newcomer barely notices the round it waits for.
-export const fairShareDefaults: Readonly<FairShareOptions> = Object.freeze({ minQuantumMs: 0.5, maxRoundMs: 50 });
+export const fairShareDefaults: Readonly<FairShareOptions> = Object.freeze({ minQuantumMs: 0.5, maxRoundMs: 50, share: 0.5 });
 
 export class FairShare {
   private readonly deficits = new Map<string, number>(); // client → credit (ms); negative: debt
@@ -37,7 +47,11 @@ export class FairShare {
   private solo: string | undefined; // the client alone in the last round: its charges are not debts
   private readonly emptied = new Set<string>(); // clients that took all their items in the last round
 
-  constructor(readonly options: FairShareOptions = fairShareDefaults) {}
+  readonly options: FairShareOptions;
+
+  constructor(options: Partial<FairShareOptions> = {}) {
+    this.options = { ...fairShareDefaults, ...options };
+  }
 
   /** The credit (milliseconds) of a client now; negative while it pays off an expensive round. */
   deficit(client: string): number {
@@ -66,7 +80,8 @@ export class FairShare {
     }
     const demand = [...byClient.values()].map((jobs) =>
       [...jobs.values()].flat().reduce((sum, item) => sum + item.estimateMs, 0));
-    const quantum = Math.min(this.options.maxRoundMs, Math.max(this.options.minQuantumMs, Math.min(...demand)));
+    const quantum = Math.min(this.options.maxRoundMs,
+      Math.max(this.options.minQuantumMs, this.options.share * Math.min(...demand)));
     const selected: T[] = [];
     for (const [client, jobs] of byClient) {
       // Credit does not pile up past one quantum: a client that wanted less than it was given banks nothing.
