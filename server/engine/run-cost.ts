@@ -50,7 +50,7 @@ export function formatBytes(bytes: number): string {
     value /= 1024;
     unit++;
   }
-  return unit === 0 ? `${value} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
+  return `${Number(value.toFixed(unit === 0 ? 0 : 2))} ${units[unit]}`;
 }
 
 /** Parse "64MiB", "2 GiB", "500KB", "1048576" into bytes; throws naming `field` for anything else. */
