@@ -162,7 +162,8 @@ export class Batcher {
       this.retireFinished();
       const items: RoundItem[] = [
         ...this.active.filter((run) => !run.finished)
-          .map((run) => ({ ...this.callbacks.ownerOf(run), key: run, kind: 'run' as const, run, estimateMs: this.estimate(run) })),
+          .map((run) => ({ ...this.callbacks.ownerOf(run), key: run, kind: 'run' as const, run, estimateMs: this.estimate(run),
+            batched: !run.beamCheckDue() })),
         ...this.tasks,
       ];
       const selected = this.share.select(items);

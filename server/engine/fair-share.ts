@@ -20,6 +20,11 @@ export interface ShareItem {
   key: unknown;
   /** Expected cost (milliseconds of graph and host time). */
   estimateMs: number;
+  /**
+   * A row of a shared graph run and little else (an iteration without a beam check): a client alone takes all of
+   * these every round whatever their estimates, since splitting them over rounds only adds graph runs.
+   */
+  batched?: boolean;
 }
 
 export interface FairShareOptions {
@@ -76,7 +81,14 @@ export class FairShare {
       const [client, jobs] = [...byClient][0]!;
       this.solo = client;
       this.deficits.set(client, 0);
-      return this.take(jobs, this.options.maxRoundMs);
+      const rows: T[] = [];
+      for (const [job, list] of jobs) {
+        rows.push(...list.filter((item) => item.batched));
+        jobs.set(job, list.filter((item) => !item.batched));
+      }
+      for (const item of rows) this.mark(item);
+      const rest = [...jobs.values()].some((list) => list.length > 0) ? this.take(jobs, this.options.maxRoundMs, rows.length > 0) : [];
+      return [...rows, ...rest];
     }
     const demand = [...byClient.values()].map((jobs) =>
       [...jobs.values()].flat().reduce((sum, item) => sum + item.estimateMs, 0));
@@ -103,11 +115,12 @@ export class FairShare {
     else this.deficits.set(client, this.deficit(client) - ms);
   }
 
-  // Take items in least-recently-served order until their estimates cover `credit` (at least one item).
-  private take<T extends ShareItem>(jobs: Map<string, T[]>, credit: number): T[] {
+  // Take items in least-recently-served order until their estimates cover `credit` (at least one item, unless
+  // `haveSome`).
+  private take<T extends ShareItem>(jobs: Map<string, T[]>, credit: number, haveSome = false): T[] {
     const taken: T[] = [];
     let estimated = 0;
-    while (taken.length === 0 || estimated < credit) {
+    while ((taken.length === 0 && !haveSome) || estimated < credit) {
       const item = this.leastRecentlyServed(jobs);
       if (!item) break;
       taken.push(item);
