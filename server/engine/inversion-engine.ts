@@ -28,7 +28,7 @@ export interface InversionEngineOptions {
 export const inversionEngineDefaults: Readonly<InversionEngineOptions> = Object.freeze({
   maxBatch: batcherDefaults.maxBatch,
   maxActiveRuns: 4096,
-  memoryBudgetBytes: 2 * 2 ** 30, // 2 GiB: about 500 gpt2 restarts of P = 256 (runBytes ≈ 4 MiB each)
+  memoryBudgetBytes: 2 * 2 ** 30, // 2 GiB: about 450 gpt2 restarts of P = 256 (runBytes = 4.5 MiB each)
 });
 
 /** The client of an inversion submitted without one (engine tests, benches, the CLI's in-process server). */
@@ -219,7 +219,7 @@ export class InversionEngine {
         run.cancel();
         run.checkCancelled();
         return inversion.finishRun(run, this.batcher.summarize(run));
-      }));
+      }, (error: unknown) => inversion.failRestart(entry.restart, error instanceof Error ? error.message : String(error))));
     }
   }
 
