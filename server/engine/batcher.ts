@@ -71,6 +71,7 @@ export class Batcher {
   private readonly tasks: Task[] = [];
   private loop: Promise<void> | undefined;
   private readonly share = new FairShare();
+  private readonly items = new WeakMap<InversionRun, RoundItem & { kind: 'run' }>();
   private readonly rowMs = new WeakMap<InversionRun, number>(); // a run's iteration without its beam check
   private readonly beamMs = new WeakMap<InversionRun, number>(); // its beam check's share of the decode runs
   private typicalRowMs: number | undefined;
@@ -160,12 +161,9 @@ export class Batcher {
       const roundStarted = performance.now();
       this.chargedThisRound = 0;
       this.retireFinished();
-      const items: RoundItem[] = [
-        ...this.active.filter((run) => !run.finished)
-          .map((run) => ({ ...this.callbacks.ownerOf(run), key: run, kind: 'run' as const, run, estimateMs: this.estimate(run),
-            batched: !run.beamCheckDue() })),
-        ...this.tasks,
-      ];
+      const items: RoundItem[] = [];
+      for (const run of this.active) if (!run.finished) items.push(this.itemOf(run));
+      items.push(...this.tasks);
       const selected = this.share.select(items);
       const groups = new Map<number, InversionRun[]>();
       for (const item of selected) {
@@ -196,6 +194,18 @@ export class Batcher {
       // let submissions, cancellations and stream writes in between rounds
       await new Promise((resolve) => setImmediate(resolve));
     }
+  }
+
+  // A run's item, made once and kept up to date: a round allocates nothing per waiting run.
+  private itemOf(run: InversionRun): RoundItem & { kind: 'run' } {
+    let item = this.items.get(run);
+    if (!item) {
+      item = { ...this.callbacks.ownerOf(run), key: run, kind: 'run', run, estimateMs: 0, batched: true };
+      this.items.set(run, item);
+    }
+    item.estimateMs = this.estimate(run);
+    item.batched = !run.beamCheckDue();
+    return item;
   }
 
   // Expected milliseconds of a run's next iteration: its own last costs, or what runs have cost so far.

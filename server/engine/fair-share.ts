@@ -49,6 +49,8 @@ export class FairShare {
   private readonly deficits = new Map<string, number>(); // client → credit (ms); negative: debt
   private readonly served = new Map<unknown, number>(); // job or item key → tick of its last service
   private tick = 0;
+  private rounds = 0;
+  private readonly jobKeys = new WeakMap<ShareItem, string>();
   private solo: string | undefined; // the client alone in the last round: its charges are not debts
   private readonly emptied = new Set<string>(); // clients that took all their items in the last round
 
@@ -73,7 +75,9 @@ export class FairShare {
       jobs.set(item.job, list);
       byClient.set(item.client, jobs);
     }
-    this.forgetAbsent(items, byClient);
+    // Every few rounds is enough to keep the bookkeeping of ended jobs from piling up; every round would cost a pass
+    // over all items, paid in every light client's every iteration.
+    if (++this.rounds % forgetEvery === 0) this.forgetAbsent(items, byClient);
     this.solo = undefined;
     this.emptied.clear();
     if (byClient.size === 1) {
@@ -134,7 +138,7 @@ export class FairShare {
     let bestJob: string | undefined;
     for (const [job, list] of jobs) {
       if (list.length === 0) continue;
-      if (bestJob === undefined || this.lastServed(jobKey(list[0]!)) < this.lastServed(jobKey(jobs.get(bestJob)![0]!))) {
+      if (bestJob === undefined || this.lastServed(this.jobKey(list[0]!)) < this.lastServed(this.jobKey(jobs.get(bestJob)![0]!))) {
         bestJob = job;
       }
     }
@@ -153,8 +157,17 @@ export class FairShare {
 
   private mark(item: ShareItem): void {
     this.tick++;
-    this.served.set(jobKey(item), this.tick);
+    this.served.set(this.jobKey(item), this.tick);
     this.served.set(item.key, this.tick);
+  }
+
+  private jobKey(item: ShareItem): string {
+    let key = this.jobKeys.get(item);
+    if (key === undefined) {
+      key = `${item.client}\u0000${item.job}`;
+      this.jobKeys.set(item, key);
+    }
+    return key;
   }
 
   // Drop the bookkeeping of jobs, items and clients that have no work any more.
@@ -162,7 +175,7 @@ export class FairShare {
     const present = new Set<unknown>();
     for (const item of items) {
       present.add(item.key);
-      present.add(jobKey(item));
+      present.add(this.jobKey(item));
     }
     for (const key of this.served.keys()) if (!present.has(key)) this.served.delete(key);
     for (const [client, deficit] of this.deficits) {
@@ -172,6 +185,4 @@ export class FairShare {
   }
 }
 
-function jobKey(item: ShareItem): string {
-  return `${item.client}\u0000${item.job}`;
-}
+const forgetEvery = 32; // rounds
