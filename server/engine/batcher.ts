@@ -134,6 +134,20 @@ export class Batcher {
     };
   }
 
+  /**
+   * Return a gradient graph whose every run is one task of `owner` in the rounds (Score calls): charged to it like
+   * its jobs' rows.
+   */
+  scheduledGradient(owner: WorkOwner): EngineModel['gradient'] {
+    return {
+      run: (batch) => this.enqueue({
+        ...owner, key: Symbol('gradient run'), kind: 'host',
+        estimateMs: (this.typicalRowMs ?? 1) * batch.targets.length,
+        execute: () => this.model.gradient.run(batch),
+      }) as ReturnType<EngineModel['gradient']['run']>,
+    };
+  }
+
   /** Resolve when no run is active and no task waits. */
   async idle(): Promise<void> {
     while (this.loop) await this.loop;

@@ -143,6 +143,11 @@ export class InversionEngine {
     return this.batcher.scheduledDecoder({ client, job: `decode:${client}` });
   }
 
+  /** Return the model's gradient graph for `client`, each run taking its turn in the fair-share rounds (Score). */
+  gradientFor(client: string): EngineModel['gradient'] {
+    return this.batcher.scheduledGradient({ client, job: `score:${client}` });
+  }
+
   /** Check the request, then queue its restarts. Invalid settings or targets throw SettingsError at once. */
   async submit(request: InversionRequest): Promise<InversionHandle> {
     if (this.closed) throw new Error('the inversion engine is closed');

@@ -107,11 +107,13 @@ export class ReciteServiceImpl implements ServiceImpl<typeof ReciteService> {
 
   async score(req: ScoreRequest, ctx: HandlerContext) {
     validateRequest(ScoreRequestSchema, req);
-    clientOf(ctx);
-    const { model } = this.models.require(req.model);
+    const clientId = clientOf(ctx);
+    const { model, engine } = this.models.require(req.model);
     const ids = req.texts.map((text) => model.tokenizer.encode(text));
     try {
-      const scores = await scoreTokenIds(model, ids, req.texts.map((text) => [...text].length));
+      // Its graph runs take their turn in the engine's fair-share rounds, charged to this client.
+      const scores = await scoreTokenIds({ ...model, gradient: engine.gradientFor(clientId) }, ids,
+        req.texts.map((text) => [...text].length));
       return {
         scores: scores.map((s, i) => ({
           ids: ids[i]!,
