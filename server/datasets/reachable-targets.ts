@@ -6,6 +6,8 @@ import { greedyDecodeMany } from '../engine/decoders.js';
 import type { NextTokenModel } from '../engine/decoders.js';
 import { deriveSeed, randomNormal } from '../util/seeded-random.js';
 
+const targetsPerGroup = 256; // hidden prompts decoded together
+
 /** One sampled target. */
 export interface ReachableTarget {
   id: string;
@@ -23,14 +25,19 @@ export interface ReachableTarget {
 export async function sampleReachableTargets(model: EngineModel, count: number, tokens: number, promptVectors: number,
   seed: number, decoder: NextTokenModel = model.decode): Promise<ReachableTarget[]> {
   const C = model.checkpoint.config.nEmbd;
-  const hiddenSeeds = Array.from({ length: count }, (_, i) => deriveSeed(seed, i));
-  // All targets decode together: one decode graph run per step for every hidden prompt (rows are independent).
-  const decoded = await greedyDecodeMany(decoder, hiddenSeeds.map((hiddenSeed) => ({
-    prompt: randomNormal(promptVectors * C, model.embeddings.std, hiddenSeed), // (P, C)
-    promptVectors,
-    steps: tokens,
-  })));
-  return decoded.map((targetIds, i) => ({
-    id: `reachable-${seed}-${i}`, targetIds, text: model.tokenizer.decode(targetIds), hiddenSeed: hiddenSeeds[i]!,
-  }));
+  const targets: ReachableTarget[] = [];
+  // A group of targets decodes together: one decode graph run per step for all its hidden prompts (rows are
+  // independent); groups bound the hidden prompts held at once.
+  for (let first = 0; first < count; first += targetsPerGroup) {
+    const hiddenSeeds = Array.from({ length: Math.min(targetsPerGroup, count - first) }, (_, i) => deriveSeed(seed, first + i));
+    const decoded = await greedyDecodeMany(decoder, hiddenSeeds.map((hiddenSeed) => ({
+      prompt: randomNormal(promptVectors * C, model.embeddings.std, hiddenSeed), // (P, C)
+      promptVectors,
+      steps: tokens,
+    })));
+    decoded.forEach((targetIds, i) => targets.push({
+      id: `reachable-${seed}-${first + i}`, targetIds, text: model.tokenizer.decode(targetIds), hiddenSeed: hiddenSeeds[i]!,
+    }));
+  }
+  return targets;
 }

@@ -3,6 +3,7 @@
 // and shared; the memory budget makes restarts wait to start rather than refusing anyone; Decode steps and batched
 // beam checks give what they give alone.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sampleReachableTargets } from '../../server/datasets/reachable-targets.js';
 import { beamDecode, beamDecodeMany, greedyDecode, greedyDecodeMany } from '../../server/engine/decoders.js';
 import type { EngineModel } from '../../server/engine/engine-model.js';
 import type { InversionEvent, ProgressReport } from '../../server/engine/events.js';
@@ -152,6 +153,12 @@ describe('decoding through the scheduler and in batches', () => {
       expect(greedyMany[i]).toEqual(await greedyDecode(model.decode, prompt, promptVectors, steps[i]!));
     }
     expect(engine.clientUsage().get('someone')!.hostMs).toBeGreaterThan(0); // the steps were charged to it
+    // Reachable targets sampled together through the scheduler: each is its hidden prompt's own greedy continuation.
+    const sampled = await sampleReachableTargets(model, 3, 4, 1, 9, engine.decoderFor('someone'));
+    for (const target of sampled) {
+      const hidden = randomNormal(C, model.embeddings.std, target.hiddenSeed);
+      expect(target.targetIds).toEqual(await greedyDecode(model.decode, hidden, 1, 4));
+    }
     await engine.close();
   });
 });
