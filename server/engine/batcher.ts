@@ -106,10 +106,13 @@ export class Batcher {
     this.wake();
   }
 
-  /** Summarize a finished run in a round (its client's share), batched with the other summaries of that round. */
-  summarize(run: InversionRun): Promise<RunResult> {
+  /**
+   * Summarize a finished run of `owner` in a round (its client's share), batched with the other summaries of that
+   * round.
+   */
+  summarize(run: InversionRun, owner: WorkOwner): Promise<RunResult> {
     const estimateMs = (this.summaryMsPerVector ?? 1) * run.promptVectors;
-    return this.enqueue({ ...this.callbacks.ownerOf(run), key: run, estimateMs, kind: 'summary', run }) as Promise<RunResult>;
+    return this.enqueue({ ...owner, key: run, estimateMs, kind: 'summary', run }) as Promise<RunResult>;
   }
 
   /**
@@ -314,7 +317,7 @@ export class Batcher {
     }
     const ms = performance.now() - started;
     const vectors = runs.reduce((sum, run) => sum + run.promptVectors, 0);
-    runs.forEach((run) => this.chargeHost(this.callbacks.ownerOf(run).client, ms * run.promptVectors / vectors));
+    tasks.forEach((task, i) => this.chargeHost(task.client, ms * runs[i]!.promptVectors / vectors));
     this.summaryMsPerVector = ema(this.summaryMsPerVector, ms / vectors);
   }
 

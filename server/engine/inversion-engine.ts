@@ -92,7 +92,7 @@ export class InversionEngine {
         const inversion = this.owners.get(run);
         this.owners.delete(run);
         this.release(run, inversion);
-        if (inversion) this.track(inversion.finishRun(run, this.batcher.summarize(run)));
+        if (inversion) this.track(inversion.finishRun(run, this.batcher.summarize(run, inversion.owner)));
         this.admit();
       },
       ownerOf: (run) => this.owners.get(run)?.owner ?? { client: defaultClient, job: '' },
@@ -223,7 +223,7 @@ export class InversionEngine {
       this.track(this.makeRun(entry).then((run) => {
         run.cancel();
         run.checkCancelled();
-        return inversion.finishRun(run, this.batcher.summarize(run));
+        return inversion.finishRun(run, this.batcher.summarize(run, inversion.owner));
       }, (error: unknown) => inversion.failRestart(entry.restart, error instanceof Error ? error.message : String(error))));
     }
   }

@@ -75,6 +75,8 @@ describe('two clients on one engine', () => {
     expect(await history(light)).toEqual(lightAlone);
     await heavy.result;
     expect(finished).toEqual(['light', 'heavy']);
+    // Every piece of work, summaries included, was charged to the client it was done for.
+    expect([...engine.clientUsage().keys()].sort()).toEqual(['heavy', 'light']);
     await engine.close();
   });
 
