@@ -8,6 +8,7 @@ import { beamDecode, beamDecodeMany, greedyDecode, greedyDecodeMany } from '../.
 import type { EngineModel } from '../../server/engine/engine-model.js';
 import type { InversionEvent, ProgressReport } from '../../server/engine/events.js';
 import { InversionEngine } from '../../server/engine/inversion-engine.js';
+import type { InversionHandle } from '../../server/engine/inversion-engine.js';
 import { runBytes } from '../../server/engine/run-cost.js';
 import type { InversionSettings } from '../../server/engine/settings.js';
 import { makeInversionSettings } from '../../server/engine/settings.js';
@@ -126,6 +127,36 @@ describe('the memory budget', () => {
     // a's first two fill the budget; b's restart starts before a's third (b holds less).
     expect(starts).toEqual(['a0', 'a1', 'b0', 'a2']);
     expect(engine.memoryInUse).toBe(0);
+    await engine.close();
+  });
+
+  it('keeps a resumed restart\'s checkpoint while it waits to start', async () => {
+    const settings = makeInversionSettings({ ...lightSettings, restarts: 2, maxIterations: 30 });
+    const bytes = runBytes(settings, lightTarget.length, model.checkpoint.config);
+    // A first run of both restarts, stopped at 10 iterations: the snapshots to resume from.
+    const first = new InversionEngine(model);
+    const snapshots = await new Promise<ReturnType<InversionHandle['snapshots']>>((resolve) => {
+      let handle: InversionHandle | undefined;
+      void first.submit({
+        targetIds: lightTarget, settings,
+        onEvent: (event) => {
+          if (event.type === 'progress' && event.progress.restart === 1 && event.progress.iteration === 9) {
+            resolve(handle!.snapshots());
+          }
+        },
+      }).then((h) => { handle = h; });
+    });
+    await first.close();
+    // Resumed where only one restart fits: the other waits, and a checkpoint taken meanwhile still holds its snapshot.
+    const engine = new InversionEngine(model, { memoryBudgetBytes: bytes });
+    const handle = await engine.submit({ targetIds: lightTarget, settings, resumeFrom: snapshots });
+    expect(engine.queued).toBe(1);
+    const waiting = handle.snapshots();
+    expect([...waiting.keys()].sort()).toEqual([0, 1]);
+    const queuedRestart = [0, 1].find((r) => waiting.get(r) === snapshots.get(r))!;
+    expect(waiting.get(queuedRestart)!.iteration).toBe(snapshots.get(queuedRestart)!.iteration);
+    const result = await handle.result;
+    expect(result.restarts.map((r) => r.iterations)).toEqual([30, 30]);
     await engine.close();
   });
 
