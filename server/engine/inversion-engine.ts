@@ -10,7 +10,7 @@ import { InversionRun } from './inversion-run.js';
 import type { RunSnapshot } from './inversion-run.js';
 import type { InversionSettings } from './settings.js';
 import { makeInversionSettings, SettingsError } from './settings.js';
-import { formatBytes, runBytes } from './run-cost.js';
+import { formatBytes, promptVectorsOf, runBytes } from './run-cost.js';
 import { mixSeeds } from '../util/seeded-random.js';
 
 export interface InversionEngineOptions {
@@ -156,8 +156,12 @@ export class InversionEngine {
     this.checkTarget(targetIds, settings);
     const bytes = runBytes(settings, targetIds.length, this.model.checkpoint.config);
     if (bytes > this.options.memoryBudgetBytes) {
-      throw new SettingsError('settings', `one restart of this job holds ${formatBytes(bytes)}; the server's memory ` +
-        `budget for all running restarts is ${formatBytes(this.options.memoryBudgetBytes)}`);
+      // The prompt's size (P x C) and the beams decide a restart's bytes: name the parameterization, with both.
+      const P = promptVectorsOf(settings, targetIds.length);
+      const beams = settings.decode.kind === 'beam' ? `, beam-${settings.decode.beams} checks` : '';
+      throw new SettingsError('parameterization', `one restart of this job (P = ${P} prompt vectors of ` +
+        `C = ${this.model.checkpoint.config.nEmbd}${beams}) holds ${formatBytes(bytes)}; the server's memory budget ` +
+        `for all running restarts is ${formatBytes(this.options.memoryBudgetBytes)}`);
     }
     const owner: WorkOwner = { client: request.client ?? defaultClient, job: `job-${++this.jobs}` };
     const inversion = new Inversion(this.model, settings, targetIds, request.onEvent ?? (() => {}), owner);

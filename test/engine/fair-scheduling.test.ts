@@ -163,7 +163,8 @@ describe('the memory budget', () => {
   it('refuses only a restart larger than the whole budget, naming both', async () => {
     const engine = new InversionEngine(model, { memoryBudgetBytes: 100 });
     await expect(engine.submit({ targetIds: lightTarget, settings: lightSettings })).rejects.toThrow(
-      "settings: one restart of this job holds 768 B; the server's memory budget for all running restarts is 100 B");
+      "parameterization: one restart of this job (P = 1 prompt vectors of C = 32) holds 768 B; the server's memory " +
+      'budget for all running restarts is 100 B');
     await engine.close();
   });
 });
