@@ -6,9 +6,10 @@
 // work never waits behind more than about its own share of someone else's.
 //
 // The quantum is a share (options.share, 1/2) of the smallest demand among the clients with work (what the lightest
-// client would take to advance everything it has once). A client whose work the round empties keeps no balance, as in
-// DRR; so the lightest client is served every round, and a client with more than a round's work gets half of what
-// the lightest uses, in whatever pieces its items come: beside it, the lightest runs at 2/3 of its speed alone. With
+// client would take to advance everything it has once). A client whose work the round empties, within `maxRoundMs`,
+// keeps no balance, as in DRR; so the lightest client is served every round, and a client with more than that gets
+// half of what the lightest uses, in whatever pieces its items come: beside it, the lightest runs at 2/3 of its speed
+// alone. With
 // one client only, it takes everything up to `maxRoundMs` (nobody is waiting, and batching is worth most then) and
 // owes nothing for it; the cap bounds how long a newcomer waits for the round in progress.
 
@@ -104,8 +105,13 @@ export class FairShare {
       const credit = Math.min(this.deficit(client) + quantum, quantum);
       this.deficits.set(client, credit);
       if (credit <= 0) continue;
-      selected.push(...this.take(jobs, credit));
-      if ([...jobs.values()].every((list) => list.length === 0)) this.emptied.add(client);
+      const taken = this.take(jobs, credit);
+      selected.push(...taken);
+      // Only a round's worth is forgiven: one huge item (a long beam check) is paid for like any other.
+      const estimated = taken.reduce((sum, item) => sum + item.estimateMs, 0);
+      if ([...jobs.values()].every((list) => list.length === 0) && estimated <= this.options.maxRoundMs) {
+        this.emptied.add(client);
+      }
     }
     return selected;
   }
@@ -114,7 +120,7 @@ export class FairShare {
   charge(client: string, ms: number): void {
     if (client === this.solo) return;
     // As in DRR, a client whose queue the round emptied keeps no balance: it wanted less than its share (an estimate
-    // below the real cost is no debt; it only ever takes one round's worth).
+    // below the real cost is no debt; it took at most one round's worth).
     if (this.emptied.has(client)) this.deficits.set(client, 0);
     else this.deficits.set(client, this.deficit(client) - ms);
   }

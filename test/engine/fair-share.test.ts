@@ -52,6 +52,16 @@ describe('FairShare', () => {
     expect(ratio).toBeLessThan(1.05);
   });
 
+  it('makes a client with one huge item a round pay for it like any other', () => {
+    const share = new FairShare({ minQuantumMs: 0.5, maxRoundMs: 50, share: 0.5 });
+    const huge = item('huge', 'job', 'x', 500); // one run whose every iteration costs 500 ms
+    const many = Array.from({ length: 50 }, (_, i) => item('many', 'job', `m${i}`, 10));
+    const charged = simulate(share, [huge, ...many], 2000);
+    const ratio = charged.get('huge')! / charged.get('many')!;
+    expect(ratio).toBeGreaterThan(0.9);
+    expect(ratio).toBeLessThan(1.1);
+  });
+
   it('takes a client\'s jobs in turn, then each job\'s items in turn', () => {
     const share = new FairShare({ minQuantumMs: 0.5, maxRoundMs: 50, share: 1 });
     // Client a takes one 10 ms item a round (b's demand sets the quantum): its three jobs and their items rotate.
