@@ -28,7 +28,10 @@ import { EventSubscriber } from './event-subscriber.js';
 import { settingsFieldPath } from './validation.js';
 
 export interface JobHubOptions {
-  /** Unfinished jobs (queued or running) per client beyond which its submissions are refused, unless its own limit says otherwise. */
+  /**
+   * Unfinished jobs (queued or running) per client beyond which its submissions are refused, unless its own limit
+   * says otherwise.
+   */
   maxQueue: number;
   /** Bytes a client's unfinished jobs may hold (see jobBytes), unless its own limit says otherwise. */
   maxQueuedBytes: number;
@@ -45,7 +48,7 @@ export interface JobHubOptions {
 
 export const jobHubDefaults: Readonly<JobHubOptions> = Object.freeze({
   maxQueue: 1000,
-  maxQueuedBytes: 2 ** 30, // 1 GiB: about 250 jobs of 1 restart on gpt2 with P = 256
+  maxQueuedBytes: 2 ** 30, // 1 GiB: about 220 jobs of 1 restart on gpt2 with P = 256 (4.5 MiB each)
   checkpointEvery: 50,
   subscriberBuffer: 256,
   limits: inversionLimits,

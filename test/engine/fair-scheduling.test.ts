@@ -40,7 +40,10 @@ afterAll(async () => {
   await model.release();
 });
 
-/** One history as the test compares it: per restart, every report's NLL, beam text and the hit iteration. */
+/**
+ * One history as the test compares it: per restart, every report's NLL, beam text, the hit iteration and the
+ * summary (decoded text, nearest tokens).
+ */
 async function history(recorded: Recorded) {
   const result = await recorded.result;
   return result.restarts.map((r) => ({
@@ -50,6 +53,7 @@ async function history(recorded: Recorded) {
     iterationsToHit: r.iterationsToHit,
     status: r.status,
     decodedText: r.decodedText,
+    nearest: r.nearestTokens.map((tokens) => tokens.map((t) => [t.id, t.cosine])),
   }));
 }
 
