@@ -11,6 +11,7 @@ import { makeInversionSettings } from '../../server/engine/settings.js';
 import { TokenTable } from '../../server/service/auth.js';
 import { parseClientOptions } from '../../server/service/client-policy.js';
 import { JobState, Status } from '../../sdk/gen/recite/v1/recite_pb.js';
+import { startCli } from '../datasets/processes.js';
 import type { TestServer } from '../helpers/test-server.js';
 import { startTestServer } from '../helpers/test-server.js';
 import type { ReciteClient } from './service-fixtures.js';
@@ -114,6 +115,18 @@ describe('a server with per-client limits and an admin', () => {
       'bob\'s job to end after the admin cancelled it');
     expect((await c.getJob({ jobId: bobs }, bob)).job!.result!.status).toBe(Status.CANCELLED);
     await c.cancelJob({ jobId: alices }, alice);
+  });
+
+  it('lists every client\'s jobs with `recite jobs --all` for the admin, and tells anyone else why not', async () => {
+    const bobs = (await c.submitJob({ spec: endlessSpec }, bob)).jobId;
+    const admin = startCli(['jobs', '--all', '--server', server.url, '--token', 'carol-token-0123456789abcdef']);
+    expect((await admin.exited).code).toBe(0);
+    const row = admin.stdout().split('\n').find((line) => line.includes(bobs));
+    expect(row).toMatch(/│ bob +│/); // the client column
+    const other = startCli(['jobs', '--all', '--server', server.url, '--token', 'alice-token-0123456789abcdef']);
+    expect((await other.exited).code).not.toBe(0);
+    expect(other.stderr()).toContain('client "alice" is not an admin');
+    await c.cancelJob({ jobId: bobs }, bob);
   });
 
   it('reports each client\'s queued cost, running rows and seconds used in the metrics', async () => {
