@@ -10,7 +10,7 @@ import { engineBenchDefaults, runEngineBench } from '../../server/bench/engine-b
 import type { BenchModelName, GraphBenchEvent, GraphBenchResult } from '../../server/bench/graph-bench.js';
 import { benchModelNames, graphBenchDefaults, runGraphBench } from '../../server/bench/graph-bench.js';
 import type { FairnessBenchResult } from '../../server/bench/fairness-bench.js';
-import { fairnessBenchDefaults, runFairnessBench } from '../../server/bench/fairness-bench.js';
+import { fairnessBenchDefaults, median, runFairnessBench } from '../../server/bench/fairness-bench.js';
 import { defaultRandomGpt2Dir } from '../../server/bench/random-gpt2.js';
 import { parseDeviceRequest } from '../../server/model/execution-provider.js';
 
@@ -68,7 +68,8 @@ export function registerBenchCommand(program: Command): void {
       `${Object.entries(engineBenchDefaults.iterations).map(([model, k]) => `${k} on ${model}`).join(', ')})`,
       parsePositiveInteger('--iterations'))
     .option('--repeats <n>', 'with --engine: turns of each mode per point, in alternating order; the fastest are ' +
-      `compared (default: ${engineBenchDefaults.repeats})`, parsePositiveInteger('--repeats'))
+      `compared (default: ${engineBenchDefaults.repeats}); with --fairness: light jobs timed in each phase, medians ` +
+      `compared (default: ${fairnessBenchDefaults.repeats})`, parsePositiveInteger('--repeats'))
     .option('--fairness', 'time a light client\'s job alone and beside a heavy client\'s load on one server (tiny ' +
       'model), and their ratio')
     .option('--heavy-jobs <n>', `with --fairness: the heavy client's jobs (default: ${fairnessBenchDefaults.heavyJobs})`,
@@ -88,7 +89,7 @@ export function registerBenchCommand(program: Command): void {
         command.getOptionValueSource(key) !== 'default';
       if (options.fairness) {
         if (options.engine) command.error('error: --fairness and --engine are two benches; give one');
-        const misplaced = [...graphOnlyFlags, ...engineOnlyFlags].filter(([key]) => given(key));
+        const misplaced = [...graphOnlyFlags, ...engineOnlyFlags].filter(([key]) => key !== 'repeats' && given(key));
         if (misplaced.length > 0) {
           command.error(`error: ${misplaced.map(([, flag]) => flag).join(', ')} ` +
             `${misplaced.length === 1 ? 'does' : 'do'} not apply with --fairness`);
@@ -146,6 +147,7 @@ async function runFairnessCommand(options: BenchCommandOptions): Promise<void> {
     ...(options.heavyBeams === undefined ? {} : { heavyBeams: options.heavyBeams }),
     ...(options.lightIterations === undefined ? {} : { lightIterations: options.lightIterations }),
     ...(options.timeout === undefined ? {} : { timeoutSeconds: options.timeout }),
+    ...(options.repeats === undefined ? {} : { repeats: options.repeats }),
     onProgress: (line) => process.stderr.write(`recite bench: ${line}\n`),
   });
   writeReport(result, formatFairnessReport, options.json);
@@ -154,17 +156,20 @@ async function runFairnessCommand(options: BenchCommandOptions): Promise<void> {
 /** Render the fairness bench's figures: the light job alone, beside the heavy load, and the ratio against the goal. */
 export function formatFairnessReport(result: FairnessBenchResult): string {
   const s = result.settings;
-  const alone = (result.aloneSeconds[0] + result.aloneSeconds[1]) / 2;
-  const beside = result.besideFinished ? `${result.besideSeconds.toFixed(2)} s`
-    : `more than ${result.besideSeconds.toFixed(0)} s (gave up)`;
+  const list = (values: readonly number[]) => values.map((x) => x.toFixed(2)).join(', ');
+  const before = result.aloneSeconds.slice(0, s.repeats);
+  const after = result.aloneSeconds.slice(s.repeats);
   const ratio = `${result.besideFinished ? '' : 'more than '}${result.ratio.toFixed(2)}x`;
   return [
     `provider ${result.provider} (model tiny) | ${result.host.cpus} CPUs, ${result.host.cpuModel} | ` +
       `${result.wallSeconds.toFixed(0)} s`,
     `heavy client: ${s.heavyJobs} jobs x ${s.heavyRestarts} restarts, beam-${s.heavyBeams} hit check every iteration`,
-    `light client: one Invert of "${'Hello world'}", ${s.lightIterations} iterations`,
-    `light alone:         ${alone.toFixed(2)} s (mean of ${result.aloneSeconds.map((x) => x.toFixed(2)).join(' s before and ')} s after the load)`,
-    `light beside heavy:  ${beside}; the heavy client did ${result.heavyIterationsBeside} row-iterations meanwhile`,
+    `light client: one Invert of "Hello world", ${s.lightIterations} iterations, timed ${s.repeats} times in each phase`,
+    `light alone:         median ${median(result.aloneSeconds).toFixed(2)} s (${list(before)} s before the load, ` +
+      `${list(after)} s after)`,
+    `light beside heavy:  median ${median(result.besideSeconds).toFixed(2)} s (${list(result.besideSeconds)} s` +
+      `${result.besideFinished ? '' : ', the last given up'}); the heavy client did ${result.heavyIterationsBeside} ` +
+      'row-iterations meanwhile',
     `work charged beside: light ${result.chargedSecondsBeside.light.toFixed(2)} s, heavy ` +
       `${result.chargedSecondsBeside.heavy.toFixed(2)} s (graph and host work, measured)`,
     `ratio:               ${ratio} (goal: at most 2x, ${result.besideFinished && result.ratio <= 2 ? 'met' : 'NOT met'})`,

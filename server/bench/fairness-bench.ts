@@ -3,8 +3,9 @@
 // of iterations; the heavy client submits many jobs of several restarts, each with a beam-search hit check every
 // iteration (the costliest host work a job can ask for). The figure of merit is beside / alone (goal ≤ 2).
 //
-// The light job runs alone before the heavy load and again after it is cancelled; the ratio divides by the mean of
-// the two, so a machine whose speed drifts during the run (shared with other work) biases it less.
+// The light job runs `repeats` times alone before the heavy load, `repeats` times beside it, and `repeats` times alone
+// again after the load is cancelled; the ratio is the median beside over the median alone, so a machine whose speed
+// drifts during the run (shared with other work) biases it less than one figure of each would.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -31,6 +32,8 @@ export interface FairnessBenchOptions {
   lightIterations: number;
   /** Give up on the light job beside the heavy load after this long (seconds); the ratio is then a lower bound. */
   timeoutSeconds: number;
+  /** Light jobs timed alone before the load, beside it, and alone after it (each). */
+  repeats: number;
   /** Called with a line to print while the bench runs. */
   onProgress?: (line: string) => void;
 }
@@ -42,23 +45,24 @@ export const fairnessBenchDefaults: Readonly<Omit<FairnessBenchOptions, 'onProgr
   heavyBeams: 16,
   lightIterations: 200,
   timeoutSeconds: 600,
+  repeats: 3,
 });
 
 export interface FairnessBenchResult {
   settings: Omit<FairnessBenchOptions, 'onProgress'>;
   provider: string;
   host: HostInfo;
-  /** The light job's wall time on the idle server, before and after the heavy load. */
-  aloneSeconds: [number, number];
-  /** The light job's wall time beside the heavy load (the timeout when it did not finish). */
-  besideSeconds: number;
-  /** Whether the light job finished beside the heavy load within the timeout. */
+  /** The light job's wall times on the idle server: `repeats` before the heavy load, then `repeats` after it. */
+  aloneSeconds: number[];
+  /** The light job's wall times beside the heavy load (the timeout for one that did not finish). */
+  besideSeconds: number[];
+  /** Whether every light job beside the heavy load finished within the timeout. */
   besideFinished: boolean;
-  /** besideSeconds / mean(aloneSeconds): at least this when the light job did not finish. */
+  /** median(besideSeconds) / median(aloneSeconds): at least this when a light job did not finish. */
   ratio: number;
-  /** Row-iterations of the heavy client's restarts while the light job ran beside them. */
+  /** Row-iterations of the heavy client's restarts while the light jobs ran beside them. */
   heavyIterationsBeside: number;
-  /** Seconds of graph and host work the scheduler charged each client while the light job ran beside the load. */
+  /** Seconds of graph and host work the scheduler charged each client while the light jobs ran beside the load. */
   chargedSecondsBeside: { light: number; heavy: number };
   wallSeconds: number;
 }
@@ -103,8 +107,9 @@ export async function runFairnessBench(request: Partial<FairnessBenchOptions> = 
     };
 
     await runLight(); // warm-up: first graph runs and session set-up are not the server's steady speed
-    const before = await runLight();
-    say(`light job alone: ${before.seconds.toFixed(2)} s (${settings.lightIterations} iterations)`);
+    const aloneSeconds: number[] = [];
+    for (let i = 0; i < settings.repeats; i++) aloneSeconds.push((await runLight()).seconds);
+    say(`light job alone: ${aloneSeconds.map((x) => x.toFixed(2)).join(', ')} s (${settings.lightIterations} iterations)`);
 
     const heavyOptions: InvertOptions = {
       restarts: settings.heavyRestarts,
@@ -130,13 +135,20 @@ export async function runFairnessBench(request: Partial<FairnessBenchOptions> = 
       return usage ? (usage.graphMs + usage.hostMs) / 1000 : 0;
     };
     const chargedAtStart = { light: charged('light'), heavy: charged('heavy') };
-    const beside = await runLight(AbortSignal.timeout(settings.timeoutSeconds * 1000));
-    const heavyIterationsBeside = entry.engine.stats.rowIterations - rowsAtStart - settings.lightIterations;
+    const besideSeconds: number[] = [];
+    let besideFinished = true;
+    for (let i = 0; i < settings.repeats && besideFinished; i++) {
+      const beside = await runLight(AbortSignal.timeout(settings.timeoutSeconds * 1000));
+      besideSeconds.push(beside.seconds);
+      besideFinished = beside.finished;
+    }
+    const heavyIterationsBeside = entry.engine.stats.rowIterations - rowsAtStart -
+      besideSeconds.length * settings.lightIterations;
     const chargedSecondsBeside = {
       light: charged('light') - chargedAtStart.light, heavy: charged('heavy') - chargedAtStart.heavy,
     };
-    say(`light job beside the heavy client: ${beside.seconds.toFixed(2)} s` +
-      `${beside.finished ? '' : ` (not finished: gave up after ${settings.timeoutSeconds} s)`}; ` +
+    say(`light job beside the heavy client: ${besideSeconds.map((x) => x.toFixed(2)).join(', ')} s` +
+      `${besideFinished ? '' : ` (the last did not finish: gave up after ${settings.timeoutSeconds} s)`}; ` +
       `the heavy client did ${heavyIterationsBeside} row-iterations meanwhile; work charged: light ` +
       `${chargedSecondsBeside.light.toFixed(2)} s, heavy ${chargedSecondsBeside.heavy.toFixed(2)} s`);
 
@@ -144,17 +156,18 @@ export async function runFairnessBench(request: Partial<FairnessBenchOptions> = 
     // Alone again means alone: after the cancelled jobs' last summaries too.
     while (server.hub.liveJobs > 0) await new Promise((r) => setTimeout(r, 50));
     await entry.engine.idle();
-    const after = await runLight();
-    say(`light job alone again: ${after.seconds.toFixed(2)} s`);
-    const alone = (before.seconds + after.seconds) / 2;
+    const after: number[] = [];
+    for (let i = 0; i < settings.repeats; i++) after.push((await runLight()).seconds);
+    say(`light job alone again: ${after.map((x) => x.toFixed(2)).join(', ')} s`);
+    aloneSeconds.push(...after);
     return {
       settings: { ...settings },
       provider: entry.model.provider,
       host: describeHost(),
-      aloneSeconds: [before.seconds, after.seconds],
-      besideSeconds: beside.seconds,
-      besideFinished: beside.finished,
-      ratio: beside.seconds / alone,
+      aloneSeconds,
+      besideSeconds,
+      besideFinished,
+      ratio: median(besideSeconds) / median(aloneSeconds),
       heavyIterationsBeside,
       chargedSecondsBeside,
       wallSeconds: (performance.now() - started) / 1000,
@@ -163,4 +176,11 @@ export async function runFairnessBench(request: Partial<FairnessBenchOptions> = 
     await server.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The median of a non-empty list (the mean of the middle two for an even count). */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
