@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { defaultModelName, resolveModelDir } from '../../server/model/builtin-models.js';
 import { parseDeviceRequest } from '../../server/model/execution-provider.js';
+import { formatBytes, parseBytes } from '../../server/engine/run-cost.js';
 import { TokenTable } from '../../server/service/auth.js';
 import type { ModelSource } from '../../server/service/model-registry.js';
 import { createReciteServer, reciteServerDefaults } from '../../server/service/server.js';
@@ -16,6 +17,8 @@ interface ServeOptions {
   device: string;
   maxBatch: string;
   maxQueue: string;
+  maxQueued: string;
+  memoryBudget: string;
   db: string;
   tokensFile?: string;
   checkpointEvery: string;
@@ -44,9 +47,14 @@ export function registerServeCommand(program: Command): void {
       (value: string, previous: string[]) => [...previous, value], [] as string[])
     .option('--device <device>', 'cpu | webgpu | cuda | auto', 'auto')
     .option('--max-batch <n>', 'jobs per graph run', String(reciteServerDefaults.maxBatch))
-    .option('--max-queue <n>', 'unfinished jobs before submissions are refused', String(reciteServerDefaults.maxQueue))
+    .option('--max-queue <n>', 'unfinished jobs per client before its submissions are refused (a client\'s own ' +
+      'max-jobs= in the tokens file overrides it)', String(reciteServerDefaults.maxQueue))
+    .option('--max-queued <size>', 'bytes a client\'s unfinished jobs may hold before its submissions are refused ' +
+      '(its own max-queued= overrides it)', formatBytes(reciteServerDefaults.maxQueuedBytes).replace(' ', ''))
+    .option('--memory-budget <size>', 'bytes the running restarts of one model may hold; restarts past it wait to ' +
+      'start', formatBytes(reciteServerDefaults.memoryBudgetBytes).replace(' ', ''))
     .option('--db <file>', 'SQLite file of jobs, events and checkpoints', defaultDbPath())
-    .option('--tokens-file <file>', 'bearer tokens, one "TOKEN CLIENT" per line')
+    .option('--tokens-file <file>', 'bearer tokens, one "TOKEN CLIENT [admin] [max-jobs=N] [max-queued=SIZE]" per line')
     .option('--checkpoint-every <n>', 'iterations between checkpoints of a running job', String(reciteServerDefaults.checkpointEvery))
     .action(async (options: ServeOptions) => {
       const tokens = TokenTable.load(options.tokensFile, process.env.RECITE_TOKENS);
@@ -57,6 +65,8 @@ export function registerServeCommand(program: Command): void {
         device: parseDeviceRequest(options.device),
         maxBatch: positiveInteger('--max-batch', options.maxBatch),
         maxQueue: positiveInteger('--max-queue', options.maxQueue),
+        maxQueuedBytes: parseBytes(options.maxQueued, '--max-queued'),
+        memoryBudgetBytes: parseBytes(options.memoryBudget, '--memory-budget'),
         dbPath: options.db,
         tokens,
         checkpointEvery: positiveInteger('--checkpoint-every', options.checkpointEvery),

@@ -3,7 +3,8 @@
 // outputs that belongs to it (`consume`), so its trajectory cannot depend on who shared the batch.
 //
 // P = prompt vectors, C = channels, T = target tokens, T' = tokens optimized now (T, or a curriculum prefix)
-import { beamDecode, greedyDecode } from './decoders.js';
+import { beamDecodeMany, greedyDecodeMany } from './decoders.js';
+import type { DecodeRequest } from './decoders.js';
 import type { EngineModel } from './engine-model.js';
 import type { NearestTokenReport, ProgressReport, RunResult, RunStatus } from './events.js';
 import { initialTheta } from './initialization.js';
@@ -125,11 +126,26 @@ export class InversionRun {
     this.error = reason;
   }
 
+  /** Whether this iteration's hit test is a beam search (the caller decodes it: see `beamCheck`). */
+  beamCheckDue(): boolean {
+    const d = this.settings.decode;
+    return d.kind === 'beam' && this.optimizedTokens === this.targetIds.length && this.iteration % d.every === 0;
+  }
+
+  /** The beam search this iteration's hit test needs, on a copy of the current prompt: decoded with other runs'. */
+  beamCheck(): DecodeRequest & { beams: number } {
+    const d = this.settings.decode;
+    if (d.kind !== 'beam') throw new Error(`restart ${this.restart}: a beam check was asked of a greedy run`);
+    return { prompt: Float32Array.from(this.currentPrompt()), promptVectors: this.promptVectors,
+      steps: this.targetIds.length, beams: d.beams };
+  }
+
   /**
    * Digest this run's row of a graph run: report, check for a hit and the stop rules, then take an optimizer step.
-   * Returns the progress report, or undefined on iterations that `reportEvery` skips.
+   * `beamIds` is the best beam of `beamCheck()` when `beamCheckDue()` (the batcher decodes the beam checks of a round
+   * together). Returns the progress report, or undefined on iterations that `reportEvery` skips.
    */
-  async consume(row: RunGraphRow): Promise<ProgressReport | undefined> {
+  consume(row: RunGraphRow, beamIds?: readonly number[]): ProgressReport | undefined {
     const started = performance.now();
     const s = this.settings;
     const T = this.targetIds.length;
@@ -143,8 +159,9 @@ export class InversionRun {
     // Hit: teacher-forced argmax equal to the whole target is exactly free-running greedy reproduction.
     let hit = optimized === T && correctPrefix === T;
     let decoded: { ids: number[]; text: string } | undefined;
-    if (s.decode.kind === 'beam' && optimized === T && this.iteration % s.decode.every === 0) {
-      decoded = await this.decodeWith(this.currentPrompt());
+    if (this.beamCheckDue()) {
+      if (!beamIds) throw new Error(`restart ${this.restart}, iteration ${this.iteration}: its beam check was not decoded`);
+      decoded = { ids: [...beamIds], text: this.model.tokenizer.decode(beamIds) };
       hit = decoded.ids.every((id, t) => id === this.targetIds[t]);
     } else if (s.decode.kind === 'beam') {
       hit = false; // a beam hit is only known when the beam decoder runs
@@ -194,16 +211,46 @@ export class InversionRun {
 
   /** Summarize the finished run: the best prompt, decoded, with its nearest tokens. */
   async result(): Promise<RunResult> {
-    const P = this.promptVectors;
-    const C = this.model.checkpoint.config.nEmbd;
-    const embedding = new Float32Array(P * C);
-    this.parameterization.toPrompt(this.best.theta, embedding);
-    const decoded = await this.decodeWith(embedding);
-    const nearestTokens: NearestTokenReport[][] = [];
-    for (let p = 0; p < P; p++) {
-      nearestTokens.push((await this.model.embeddings.nearest(embedding.subarray(p * C, (p + 1) * C), nearestTokensPerVector))
-        .map(({ id, cosine }) => ({ id, text: this.model.tokenizer.tokenText(id), cosine })));
-    }
+    return (await InversionRun.summarize(this.model, [this]))[0]!;
+  }
+
+  /**
+   * Summarize finished runs of one model together: their best prompts decoded in shared decode graph runs (greedy
+   * and beam apart) and their nearest tokens in one pass over the token embeddings. Each run's summary is the one
+   * it gets alone.
+   */
+  static async summarize(model: EngineModel, runs: readonly InversionRun[]): Promise<RunResult[]> {
+    const C = model.checkpoint.config.nEmbd;
+    const embeddings = runs.map((run) => {
+      const embedding = new Float32Array(run.promptVectors * C);
+      run.parameterization.toPrompt(run.best.theta, embedding);
+      return embedding;
+    });
+    const request = (run: InversionRun, i: number): DecodeRequest => ({ prompt: embeddings[i]!,
+      promptVectors: run.promptVectors, steps: run.targetIds.length });
+    const decoded: number[][] = [];
+    const greedy = runs.flatMap((run, i) => (run.settings.decode.kind === 'greedy' ? [i] : []));
+    const beam = runs.flatMap((run, i) => (run.settings.decode.kind === 'beam' ? [i] : []));
+    (await greedyDecodeMany(model.decode, greedy.map((i) => request(runs[i]!, i))))
+      .forEach((ids, j) => { decoded[greedy[j]!] = ids; });
+    (await beamDecodeMany(model.decode, beam.map((i) => {
+      const d = runs[i]!.settings.decode;
+      return { ...request(runs[i]!, i), beams: d.kind === 'beam' ? d.beams : 1 };
+    }))).forEach((result, j) => { decoded[beam[j]!] = result.ids; });
+    const vectors = embeddings.flatMap((embedding, i) =>
+      Array.from({ length: runs[i]!.promptVectors }, (_, p) => embedding.subarray(p * C, (p + 1) * C)));
+    const nearest = await model.embeddings.nearestMany(vectors, nearestTokensPerVector);
+    let vector = 0;
+    return runs.map((run, i) => {
+      const nearestTokens: NearestTokenReport[][] = [];
+      for (let p = 0; p < run.promptVectors; p++) {
+        nearestTokens.push(nearest[vector++]!.map(({ id, cosine }) => ({ id, text: model.tokenizer.tokenText(id), cosine })));
+      }
+      return run.summary(embeddings[i]!, decoded[i]!, nearestTokens);
+    });
+  }
+
+  private summary(embedding: Float32Array, decodedIds: number[], nearestTokens: NearestTokenReport[][]): RunResult {
     return {
       restart: this.restart,
       seed: this.seed,
@@ -212,10 +259,10 @@ export class InversionRun {
       iterationsToHit: this.best.hit ? this.best.iteration : null,
       bestNll: this.best.nll,
       bestIteration: this.best.iteration,
-      embedding: { shape: [P, C], values: embedding },
+      embedding: { shape: [this.promptVectors, this.model.checkpoint.config.nEmbd], values: embedding },
       theta: Float32Array.from(this.best.theta),
-      decodedIds: decoded.ids,
-      decodedText: decoded.text,
+      decodedIds,
+      decodedText: this.model.tokenizer.decode(decodedIds),
       nearestTokens,
       elapsedMs: this.elapsedMs,
       ...(this.error ? { error: this.error } : {}),
@@ -276,16 +323,6 @@ export class InversionRun {
     if (s.patience > 0 && this.sinceImprovement >= s.patience) return this.best.hit ? 'HIT' : 'PATIENCE';
     if (this.iteration + 1 >= s.maxIterations) return this.best.hit ? 'HIT' : 'MAX_ITERATIONS';
     return undefined;
-  }
-
-  private async decodeWith(prompt: Float32Array): Promise<{ ids: number[]; text: string }> {
-    const d = this.settings.decode;
-    const P = this.promptVectors;
-    const T = this.targetIds.length;
-    const ids = d.kind === 'beam'
-      ? (await beamDecode(this.model.decode, prompt, P, T, d.beams)).ids
-      : await greedyDecode(this.model.decode, prompt, P, T);
-    return { ids, text: this.model.tokenizer.decode(ids) };
   }
 }
 

@@ -1,12 +1,18 @@
-// Bearer-token authentication: each token names a client; a client sees and cancels only its own jobs.
-// Tokens come from a file ("TOKEN CLIENT" per line, # comments) or RECITE_TOKENS ("TOKEN=CLIENT,TOKEN=CLIENT").
+// Bearer-token authentication: each token names a client; a client sees and cancels only its own jobs (an admin
+// client any job). Tokens come from a file ("TOKEN CLIENT [OPTIONS]" per line, # comments; the options are the
+// client's quotas and admin mark, see client-policy.ts) or RECITE_TOKENS ("TOKEN=CLIENT,TOKEN=CLIENT").
 import { timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs';
 import type { HandlerContext, Interceptor } from '@connectrpc/connect';
 import { Code, ConnectError, createContextKey } from '@connectrpc/connect';
+import type { ClientPolicy } from './client-policy.js';
+import { mergeClientPolicy, parseClientOptions } from './client-policy.js';
 
 /** The authenticated client of a request (set by the auth interceptor). */
 export const clientIdKey = createContextKey<string>('', { description: 'authenticated client id' });
+
+/** Whether the authenticated client is an admin (set by the auth interceptor). */
+export const clientAdminKey = createContextKey<boolean>(false, { description: 'authenticated client is an admin' });
 
 /** Services that need no token (load balancers probe health without credentials). */
 const publicServices = new Set(['grpc.health.v1.Health']);
@@ -14,8 +20,13 @@ const publicServices = new Set(['grpc.health.v1.Health']);
 export class TokenTable {
   private readonly entries: { token: Buffer; clientId: string }[];
 
-  constructor(tokens: ReadonlyMap<string, string>) {
+  constructor(tokens: ReadonlyMap<string, string>, readonly policies: ReadonlyMap<string, ClientPolicy> = new Map()) {
     this.entries = [...tokens].map(([token, clientId]) => ({ token: Buffer.from(token), clientId }));
+  }
+
+  /** A client's options from the tokens file (no quotas of its own and not an admin when it has none). */
+  policyOf(clientId: string): ClientPolicy {
+    return this.policies.get(clientId) ?? { admin: false };
   }
 
   get size(): number {
@@ -32,20 +43,31 @@ export class TokenTable {
     return found;
   }
 
-  /** Read "TOKEN CLIENT" lines. */
+  /** Read "TOKEN CLIENT [OPTIONS]" lines: the tokens. */
   static parseFile(text: string, file = 'tokens file'): Map<string, string> {
+    return TokenTable.parseFileWithPolicies(text, file).tokens;
+  }
+
+  /** Read "TOKEN CLIENT [OPTIONS]" lines: the tokens, and each client's options merged over its lines. */
+  static parseFileWithPolicies(text: string, file = 'tokens file'):
+    { tokens: Map<string, string>; policies: Map<string, ClientPolicy> } {
     const tokens = new Map<string, string>();
+    const policies = new Map<string, ClientPolicy>();
     text.split('\n').forEach((raw, i) => {
       const line = raw.replace(/#.*/, '').trim();
       if (!line) return;
-      const [token, clientId, extra] = line.split(/\s+/);
-      if (!token || !clientId || extra !== undefined) {
-        throw new Error(`${file}:${i + 1}: expected "TOKEN CLIENT", got ${JSON.stringify(raw)}`);
+      const [token, clientId, ...options] = line.split(/\s+/);
+      if (!token || !clientId) {
+        throw new Error(`${file}:${i + 1}: expected "TOKEN CLIENT [OPTIONS]", got ${JSON.stringify(raw)}`);
       }
       if (token.length < 16) throw new Error(`${file}:${i + 1}: token of ${token.length} characters; at least 16 are needed`);
       tokens.set(token, clientId);
+      const where = `${file}:${i + 1}`;
+      const policy = parseClientOptions(options, where);
+      const earlier = policies.get(clientId);
+      policies.set(clientId, earlier ? mergeClientPolicy(clientId, earlier, policy, where) : policy);
     });
-    return tokens;
+    return { tokens, policies };
   }
 
   /** Read "TOKEN=CLIENT,TOKEN=CLIENT". */
@@ -62,9 +84,14 @@ export class TokenTable {
   /** Load the tokens of a file and of RECITE_TOKENS together. */
   static load(file: string | undefined, env: string | undefined): TokenTable {
     const tokens = new Map<string, string>();
-    if (file) for (const [t, c] of TokenTable.parseFile(fs.readFileSync(file, 'utf8'), file)) tokens.set(t, c);
+    let policies = new Map<string, ClientPolicy>();
+    if (file) {
+      const parsed = TokenTable.parseFileWithPolicies(fs.readFileSync(file, 'utf8'), file);
+      for (const [t, c] of parsed.tokens) tokens.set(t, c);
+      policies = parsed.policies;
+    }
     if (env) for (const [t, c] of TokenTable.parseEnv(env)) tokens.set(t, c);
-    return new TokenTable(tokens);
+    return new TokenTable(tokens, policies);
   }
 }
 
@@ -83,8 +110,14 @@ export function createAuthInterceptor(tokens: TokenTable): Interceptor {
     const clientId = tokens.clientOf(token);
     if (!clientId) throw new ConnectError('the bearer token is not valid on this server', Code.Unauthenticated);
     req.contextValues.set(clientIdKey, clientId);
+    req.contextValues.set(clientAdminKey, tokens.policyOf(clientId).admin);
     return next(req);
   };
+}
+
+/** Return whether the client a handler runs for is an admin. */
+export function isAdmin(ctx: HandlerContext): boolean {
+  return ctx.values.get(clientAdminKey);
 }
 
 /** Return the client a handler runs for. */

@@ -17,7 +17,9 @@ import {
   JobEventSchema, JobSchema, JobSpecSchema, JobState, ProgressSchema, ResultSchema, Status,
 } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { Job, JobEvent, JobSpec, Progress } from '../../sdk/gen/recite/v1/recite_pb.js';
+import type { ClientLimits } from './client-policy.js';
 import type { ModelRegistry } from './model-registry.js';
+import { formatBytes, jobBytes } from '../engine/run-cost.js';
 import {
   decodeEvent, decodeSnapshots, encodeEvent, encodeSnapshots, eventToProto, restartResultFromProto, settingsFromProto,
   settingsToProto,
@@ -26,8 +28,15 @@ import { EventSubscriber } from './event-subscriber.js';
 import { settingsFieldPath } from './validation.js';
 
 export interface JobHubOptions {
-  /** Unfinished jobs (queued or running, all clients) beyond which a submission is refused. */
+  /**
+   * Unfinished jobs (queued or running) per client beyond which its submissions are refused, unless its own limit
+   * says otherwise.
+   */
   maxQueue: number;
+  /** Bytes a client's unfinished jobs may hold (see jobBytes), unless its own limit says otherwise. */
+  maxQueuedBytes: number;
+  /** A client's own limits (from the tokens file); the defaults above fill in what it does not set. */
+  limitsOf?: (clientId: string) => Partial<ClientLimits>;
   /** Iterations (summed over a job's restarts) between two checkpoints of a running job. */
   checkpointEvery: number;
   /** Progress events a subscriber may have waiting before older ones are coalesced. */
@@ -39,6 +48,7 @@ export interface JobHubOptions {
 
 export const jobHubDefaults: Readonly<JobHubOptions> = Object.freeze({
   maxQueue: 1000,
+  maxQueuedBytes: 2 ** 30, // 1 GiB: about 220 jobs of 1 restart on gpt2 with P = 256 (4.5 MiB each)
   checkpointEvery: 50,
   subscriberBuffer: 256,
   limits: inversionLimits,
@@ -47,6 +57,8 @@ export const jobHubDefaults: Readonly<JobHubOptions> = Object.freeze({
 /** A job the engine is working on. */
 interface LiveJob {
   record: JobRecord;
+  /** Bytes its restarts hold while they run (jobBytes): counted against its client's queued-cost limit. */
+  cost: number;
   handle?: InversionHandle;
   nextSequence: number;
   subscribers: Set<EventSubscriber>;
@@ -86,16 +98,54 @@ export class JobHub {
     return this.live.size;
   }
 
+  /** A client's limits in force: its own (tokens file) over the server's defaults. */
+  limitsOf(clientId: string): ClientLimits {
+    const own = this.options.limitsOf?.(clientId) ?? {};
+    return { maxJobs: own.maxJobs ?? this.options.maxQueue, maxQueuedBytes: own.maxQueuedBytes ?? this.options.maxQueuedBytes };
+  }
+
+  /** What a client's unfinished jobs hold: their count and their cost in bytes (jobBytes). */
+  clientUse(clientId: string): { jobs: number; bytes: number } {
+    let jobs = 0;
+    let bytes = 0;
+    for (const live of this.live.values()) {
+      if (live.record.clientId !== clientId) continue;
+      jobs++;
+      bytes += live.cost;
+    }
+    return { jobs, bytes };
+  }
+
+  /** Every client with unfinished jobs, and what they hold (metrics). */
+  useByClient(): Map<string, { jobs: number; bytes: number }> {
+    const out = new Map<string, { jobs: number; bytes: number }>();
+    for (const live of this.live.values()) {
+      const use = out.get(live.record.clientId) ?? { jobs: 0, bytes: 0 };
+      use.jobs++;
+      use.bytes += live.cost;
+      out.set(live.record.clientId, use);
+    }
+    return out;
+  }
+
   /** Check a job request, store it and hand it to the model's engine; returns its id and queue position. */
   async submit(clientId: string, spec: JobSpec): Promise<{ jobId: string; queuePosition: number }> {
     if (!this.accepting) throw new ConnectError('the server is shutting down; retry on another server or later', Code.Unavailable);
-    if (this.live.size >= this.options.maxQueue) {
-      throw new ConnectError(`queue is full: ${this.live.size} jobs are queued or running; the limit is ` +
-        `${this.options.maxQueue}`, Code.ResourceExhausted);
+    const limits = this.limitsOf(clientId);
+    const use = this.clientUse(clientId);
+    if (use.jobs >= limits.maxJobs) {
+      throw new ConnectError(`queue is full for client "${clientId}": ${use.jobs} jobs are queued or running; the ` +
+        `limit is ${limits.maxJobs}`, Code.ResourceExhausted);
     }
     const entry = this.registry.require(spec.model, 'spec.model');
     const targetIds = this.targetIdsOf(spec, entry.model.tokenizer.encode, entry.model.checkpoint.config.vocabSize);
     const settings = this.checkSettings(spec);
+    const cost = jobBytes(settings, targetIds.length, entry.model.checkpoint.config);
+    if (use.bytes + cost > limits.maxQueuedBytes) {
+      throw new ConnectError(`queued cost over the limit for client "${clientId}": its unfinished jobs hold ` +
+        `${formatBytes(use.bytes)} and this job would add ${formatBytes(cost)} (${settings.restarts} restarts); the ` +
+        `limit is ${formatBytes(limits.maxQueuedBytes)}`, Code.ResourceExhausted);
+    }
     const record: JobRecord = {
       id: randomUUID(),
       clientId,
@@ -114,10 +164,11 @@ export class JobHub {
     };
     const { lastSequence: _l, summary: _s, ...insertable } = record;
     this.store.insertJob(insertable);
-    const live = this.addLive(record, 1, new Map(), false);
+    const live = this.addLive(record, 1, new Map(), false, cost);
     const queuePosition = entry.engine.queued;
     try {
-      live.handle = await entry.engine.submit({ targetIds, settings, onEvent: (event) => this.onEvent(live, event) });
+      live.handle = await entry.engine.submit({ targetIds, settings, client: clientId,
+        onEvent: (event) => this.onEvent(live, event) });
     } catch (error: unknown) {
       this.live.delete(record.id);
       this.store.deleteJob(record.id);
@@ -180,15 +231,25 @@ export class JobHub {
   }
 
   /** Return a job's summary: state, latest progress and, once finished, its result. */
-  getJob(clientId: string, jobId: string): Job {
+  getJob(clientId: string, jobId: string, admin = false): Job {
     this.flush();
-    return this.toJob(this.ownedJob(clientId, jobId));
+    return this.toJob(this.ownedJob(clientId, jobId, admin));
   }
 
-  /** List a client's jobs, newest first. */
-  listJobs(clientId: string, pageSize: number, beforeJobId: string): Job[] {
+  /** List a client's jobs, newest first; every client's with `allClients`, which only an admin may ask. */
+  listJobs(clientId: string, pageSize: number, beforeJobId: string, options: { allClients?: boolean; admin?: boolean } = {}): Job[] {
     this.flush();
     const limit = pageSize || 50;
+    if (options.allClients) {
+      if (!options.admin) {
+        throw new ConnectError(`all_clients: client "${clientId}" is not an admin; only clients marked admin in the ` +
+          'tokens file may list every client\'s jobs', Code.PermissionDenied);
+      }
+      if (beforeJobId && !this.store.getJob(beforeJobId)) {
+        throw new ConnectError(`before_job_id: no job "${beforeJobId}"`, Code.NotFound);
+      }
+      return this.store.listAllJobs({ limit, ...(beforeJobId ? { beforeId: beforeJobId } : {}) }).map((r) => this.toJob(r));
+    }
     if (beforeJobId) {
       const cursor = this.store.getJob(beforeJobId);
       // The store refuses a cursor that is not the client's; say so as for any job the client cannot see.
@@ -208,9 +269,9 @@ export class JobHub {
     return () => this.changeListeners.delete(listener);
   }
 
-  /** Ask a job to stop; returns its state now. */
-  cancel(clientId: string, jobId: string): JobState {
-    const record = this.ownedJob(clientId, jobId);
+  /** Ask a job to stop (an admin: any client's job); returns its state now. */
+  cancel(clientId: string, jobId: string, admin = false): JobState {
+    const record = this.ownedJob(clientId, jobId, admin);
     const live = this.live.get(jobId);
     if (!live) {
       this.flush();
@@ -276,9 +337,10 @@ export class JobHub {
       if (event.kind.case === 'restartResult') completed.set(event.kind.value.restart, restartResultFromProto(event.kind.value));
     }
     const resumedFrom = new Map([...snapshots].map(([restart, s]) => [restart, s.iteration]));
-    const live = this.addLive({ ...record, lastSequence: keep }, keep + 1, resumedFrom, keep > 0);
+    const cost = jobBytes(settings, record.targetIds.length, entry.model.checkpoint.config);
+    const live = this.addLive({ ...record, lastSequence: keep }, keep + 1, resumedFrom, keep > 0, cost);
     live.handle = await entry.engine.submit({
-      targetIds: record.targetIds, settings, resumeFrom: snapshots, completed,
+      targetIds: record.targetIds, settings, resumeFrom: snapshots, completed, client: record.clientId,
       onEvent: (event) => this.onEvent(live, event),
     });
     // Read the flag now: a cancel may have arrived while the engine was setting the job up.
@@ -286,9 +348,10 @@ export class JobHub {
     this.log.info({ jobId: record.id, fromSequence: keep, restarts: [...resumedFrom] }, 'job resumed');
   }
 
-  private addLive(record: JobRecord, nextSequence: number, resumedFrom: Map<number, number>, suppressQueued: boolean): LiveJob {
+  private addLive(record: JobRecord, nextSequence: number, resumedFrom: Map<number, number>, suppressQueued: boolean,
+    cost: number): LiveJob {
     const live: LiveJob = {
-      record, nextSequence, subscribers: new Set(), iterationsSinceCheckpoint: 0, resumedFrom, suppressQueued,
+      record, cost, nextSequence, subscribers: new Set(), iterationsSinceCheckpoint: 0, resumedFrom, suppressQueued,
     };
     this.live.set(record.id, live);
     return live;
@@ -406,10 +469,10 @@ export class JobHub {
     this.log.warn({ jobId: record.id, reason }, 'job marked FAILED');
   }
 
-  private ownedJob(clientId: string, jobId: string): JobRecord {
+  private ownedJob(clientId: string, jobId: string, admin = false): JobRecord {
     const record = this.live.get(jobId)?.record ?? this.store.getJob(jobId);
-    // Another client's job is reported as missing: its existence is not this client's business.
-    if (!record || record.clientId !== clientId) throw new ConnectError(`job_id: no job "${jobId}" for this client`, Code.NotFound);
+    // Another client's job is reported as missing: its existence is not this client's business (an admin's it is).
+    if (!record || (record.clientId !== clientId && !admin)) throw new ConnectError(`job_id: no job "${jobId}" for this client`, Code.NotFound);
     return record;
   }
 
@@ -424,6 +487,7 @@ export class JobHub {
     }
     return create(JobSchema, {
       jobId: stored.id,
+      client: stored.clientId,
       state: { QUEUED: JobState.QUEUED, RUNNING: JobState.RUNNING, FINISHED: JobState.FINISHED }[stored.state],
       model: stored.model,
       label: stored.label,

@@ -1,7 +1,12 @@
 // Prometheus metrics: queue depth, running jobs, iterations per second (a counter to rate()), graph-run time and
-// the execution provider per model.
+// the execution provider per model; per client: queued cost, running rows, graph- and host-seconds used.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ModelRegistry } from './model-registry.js';
+
+/** What the per-client metrics read: the job hub's unfinished jobs and their cost, by client. */
+export interface ClientUseSource {
+  useByClient(): Map<string, { jobs: number; bytes: number }>;
+}
 
 export interface ServiceMetrics {
   registry: Registry;
@@ -10,7 +15,7 @@ export interface ServiceMetrics {
 }
 
 /** Create the metrics of one server; gauges read the live state when scraped. */
-export function createServiceMetrics(models: ModelRegistry): ServiceMetrics {
+export function createServiceMetrics(models: ModelRegistry, clients?: ClientUseSource): ServiceMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'recite_' });
   const lastGraph = new Map<string, { runs: number; ms: number }>();
@@ -60,6 +65,56 @@ export function createServiceMetrics(models: ModelRegistry): ServiceMetrics {
         const total = m.engine.stats.rowIterations;
         iterations.inc({ model: m.name }, total - (counted.get(m.name) ?? 0));
         counted.set(m.name, total);
+      }
+    },
+  });
+  if (clients) {
+    new Gauge({
+      name: 'recite_client_queued_cost_bytes', help: 'bytes the client\'s unfinished jobs hold (their admission cost)',
+      labelNames: ['client'], registers: [registry],
+      collect() {
+        this.reset();
+        for (const [client, use] of clients.useByClient()) this.set({ client }, use.bytes);
+      },
+    });
+    new Gauge({
+      name: 'recite_client_unfinished_jobs', help: 'the client\'s queued or running jobs', labelNames: ['client'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [client, use] of clients.useByClient()) this.set({ client }, use.jobs);
+      },
+    });
+  }
+  new Gauge({
+    name: 'recite_client_running_rows', help: 'the client\'s restarts in the batcher (rows of its graph runs)',
+    labelNames: ['client', 'model'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const m of models.list()) {
+        if (m.state !== 'READY') continue;
+        for (const [client, usage] of m.engine.clientUsage()) this.set({ client, model: m.name }, usage.runningRows);
+      }
+    },
+  });
+  // Counters fed from the engines' running totals at scrape time.
+  const seenSeconds = new Map<string, number>();
+  const clientSeconds = new Counter({
+    name: 'recite_client_seconds_total', help: 'seconds of work done for the client: kind="graph" its share of ' +
+      'gradient graph runs, kind="host" decode runs and host work (beam checks, summaries, Decode, sampling)',
+    labelNames: ['client', 'model', 'kind'], registers: [registry],
+    collect() {
+      for (const m of models.list()) {
+        if (m.state !== 'READY') continue;
+        for (const [client, usage] of m.engine.clientUsage()) {
+          for (const [kind, ms] of [['graph', usage.graphMs], ['host', usage.hostMs]] as const) {
+            const key = `${client}\u0000${m.name}\u0000${kind}`;
+            const total = ms / 1000;
+            const delta = total - (seenSeconds.get(key) ?? 0);
+            if (delta > 0) clientSeconds.inc({ client, model: m.name, kind }, delta);
+            seenSeconds.set(key, total);
+          }
+        }
       }
     },
   });

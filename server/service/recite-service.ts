@@ -13,7 +13,7 @@ import type {
   TokenizeRequest,
   WatchJobRequest,
 } from '../../sdk/gen/recite/v1/recite_pb.js';
-import { clientOf } from './auth.js';
+import { clientOf, isAdmin } from './auth.js';
 import type { JobHub } from './job-hub.js';
 import type { ModelRegistry } from './model-registry.js';
 import { validateRequest } from './validation.js';
@@ -53,23 +53,25 @@ export class ReciteServiceImpl implements ServiceImpl<typeof ReciteService> {
 
   async getJob(req: GetJobRequest, ctx: HandlerContext) {
     validateRequest(GetJobRequestSchema, req);
-    return { job: this.hub.getJob(clientOf(ctx), req.jobId) };
+    return { job: this.hub.getJob(clientOf(ctx), req.jobId, isAdmin(ctx)) };
   }
 
   async listJobs(req: ListJobsRequest, ctx: HandlerContext) {
     validateRequest(ListJobsRequestSchema, req);
-    return { jobs: this.hub.listJobs(clientOf(ctx), req.pageSize, req.beforeJobId) };
+    return {
+      jobs: this.hub.listJobs(clientOf(ctx), req.pageSize, req.beforeJobId, { allClients: req.allClients, admin: isAdmin(ctx) }),
+    };
   }
 
   async cancelJob(req: CancelJobRequest, ctx: HandlerContext) {
     validateRequest(CancelJobRequestSchema, req);
-    return { state: this.hub.cancel(clientOf(ctx), req.jobId) };
+    return { state: this.hub.cancel(clientOf(ctx), req.jobId, isAdmin(ctx)) };
   }
 
   async decode(req: DecodeRequest, ctx: HandlerContext) {
     validateRequest(DecodeRequestSchema, req);
-    clientOf(ctx);
-    const { model } = this.models.require(req.model);
+    const clientId = clientOf(ctx);
+    const { model, engine } = this.models.require(req.model);
     const { nEmbd: C, nPositions } = model.checkpoint.config;
     const shape = req.embedding!.shape;
     const values = req.embedding!.values;
@@ -87,9 +89,11 @@ export class ReciteServiceImpl implements ServiceImpl<typeof ReciteService> {
         `${nPositions} positions (at most ${nPositions - P + 1})`, Code.InvalidArgument);
     }
     const prompt = Float32Array.from(values);
+    // Each decode step takes its turn in the engine's fair-share rounds, charged to this client.
+    const decoder = engine.decoderFor(clientId);
     const ids = req.beams > 1
-      ? (await beamDecode(model.decode, prompt, P, req.maxTokens, req.beams)).ids
-      : await greedyDecode(model.decode, prompt, P, req.maxTokens);
+      ? (await beamDecode(decoder, prompt, P, req.maxTokens, req.beams)).ids
+      : await greedyDecode(decoder, prompt, P, req.maxTokens);
     return { ids, text: model.tokenizer.decode(ids) };
   }
 
@@ -103,11 +107,13 @@ export class ReciteServiceImpl implements ServiceImpl<typeof ReciteService> {
 
   async score(req: ScoreRequest, ctx: HandlerContext) {
     validateRequest(ScoreRequestSchema, req);
-    clientOf(ctx);
-    const { model } = this.models.require(req.model);
+    const clientId = clientOf(ctx);
+    const { model, engine } = this.models.require(req.model);
     const ids = req.texts.map((text) => model.tokenizer.encode(text));
     try {
-      const scores = await scoreTokenIds(model, ids, req.texts.map((text) => [...text].length));
+      // Its graph runs take their turn in the engine's fair-share rounds, charged to this client.
+      const scores = await scoreTokenIds({ ...model, gradient: engine.gradientFor(clientId) }, ids,
+        req.texts.map((text) => [...text].length));
       return {
         scores: scores.map((s, i) => ({
           ids: ids[i]!,

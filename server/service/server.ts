@@ -24,6 +24,7 @@ import type { TokenTable } from './auth.js';
 import { createAuthInterceptor } from './auth.js';
 import { HealthServiceImpl } from './health-service.js';
 import { JobHub, jobHubDefaults } from './job-hub.js';
+import { inversionEngineDefaults } from '../engine/inversion-engine.js';
 import { createServiceMetrics } from './metrics.js';
 import type { ModelSource } from './model-registry.js';
 import { ModelRegistry } from './model-registry.js';
@@ -34,8 +35,12 @@ export interface ReciteServerOptions {
   device: DeviceRequest;
   /** Jobs per graph run. */
   maxBatch: number;
-  /** Unfinished jobs beyond which submissions get ResourceExhausted. */
+  /** Unfinished jobs per client beyond which its submissions get ResourceExhausted (unless the tokens file sets its own). */
   maxQueue: number;
+  /** Bytes a client's unfinished jobs may hold (jobBytes) before its submissions get ResourceExhausted (same). */
+  maxQueuedBytes: number;
+  /** Bytes all started restarts of one model may hold; restarts beyond it wait to start. */
+  memoryBudgetBytes: number;
   /** The SQLite file of jobs, events and checkpoints. */
   dbPath: string;
   tokens: TokenTable;
@@ -61,6 +66,8 @@ export const reciteServerDefaults = Object.freeze({
   device: 'auto' as DeviceRequest,
   maxBatch: 64,
   maxQueue: 1000,
+  maxQueuedBytes: jobHubDefaults.maxQueuedBytes,
+  memoryBudgetBytes: inversionEngineDefaults.memoryBudgetBytes,
   checkpointEvery: 50,
   subscriberBuffer: jobHubDefaults.subscriberBuffer,
   limits: inversionLimits,
@@ -94,12 +101,14 @@ export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<
   const store = JobStore.open(options.dbPath);
   const models = new ModelRegistry(options.models, {
     device: options.device,
-    engine: { maxBatch: options.maxBatch, maxActiveRuns: options.maxBatch },
+    engine: { maxBatch: options.maxBatch, memoryBudgetBytes: options.memoryBudgetBytes },
     ...(options.loadModel ? { load: options.loadModel } : {}),
   });
-  const metrics = createServiceMetrics(models);
+  const metrics = createServiceMetrics(models, { useByClient: () => hub.useByClient() });
   const hub = new JobHub(store, models, {
     maxQueue: options.maxQueue,
+    maxQueuedBytes: options.maxQueuedBytes,
+    limitsOf: (clientId) => options.tokens.policyOf(clientId),
     checkpointEvery: options.checkpointEvery,
     subscriberBuffer: options.subscriberBuffer,
     limits: options.limits,

@@ -237,6 +237,17 @@ export class JobStore {
     return this.statements.listBefore.all(clientId, cursor.created_at, cursor.row, limit).map(jobFromRow);
   }
 
+  /** Return every client's jobs, newest first (an admin's listing); `beforeId` pages on from any job. */
+  listAllJobs(options: { limit?: number; beforeId?: string } = {}): JobRecord[] {
+    const op = 'listAllJobs';
+    const limit = options.limit ?? defaultListLimit;
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new JobStoreError(`${op}: limit ${limit} must be an integer ≥ 1`);
+    if (options.beforeId === undefined) return this.statements.listAllFirst.all(limit).map(jobFromRow);
+    const cursor = this.statements.jobCursor.get(options.beforeId);
+    if (cursor === undefined) throw new JobStoreError(`${op}: beforeId '${options.beforeId}' is not a job`);
+    return this.statements.listAllBefore.all(cursor.created_at, cursor.row, limit).map(jobFromRow);
+  }
+
   /**
    * Append events in one transaction, jobs interleaved freely. Each job's sequences must continue its
    * lastSequence one by one (1, 2, 3, …): a gap, a duplicate or a wrong start is a JobStoreError naming the job,
@@ -414,6 +425,9 @@ function prepareStatements(db: Database.Database) {
       `SELECT ${jobColumns} FROM jobs WHERE client_id = ? ${newestFirst} LIMIT ?`),
     listBefore: db.prepare<[string, number, number, number], JobRow>(
       `SELECT ${jobColumns} FROM jobs WHERE client_id = ? AND (created_at, row) < (?, ?) ${newestFirst} LIMIT ?`),
+    listAllFirst: db.prepare<[number], JobRow>(`SELECT ${jobColumns} FROM jobs ${newestFirst} LIMIT ?`),
+    listAllBefore: db.prepare<[number, number, number], JobRow>(
+      `SELECT ${jobColumns} FROM jobs WHERE (created_at, row) < (?, ?) ${newestFirst} LIMIT ?`),
     unfinished: db.prepare<[], JobRow>(
       `SELECT ${jobColumns} FROM jobs WHERE state IN ('QUEUED', 'RUNNING') ${oldestFirst}`),
     lastSequence: db.prepare<[string], number>('SELECT last_sequence FROM jobs WHERE id = ?').pluck(),

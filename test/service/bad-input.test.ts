@@ -279,7 +279,7 @@ describe('a full queue', () => {
     await small.close();
   });
 
-  it('refuses submissions past max_queue with ResourceExhausted, and takes them again once a job ends', async () => {
+  it('refuses a client\'s submissions past max_queue with ResourceExhausted, and takes them again once a job ends', async () => {
     const accepted: string[] = [];
     let refusal;
     for (let i = 0; i < 5 && !refusal; i++) {
@@ -292,15 +292,16 @@ describe('a full queue', () => {
     expect(accepted).toHaveLength(2);
     const submitted = await errorOf(Promise.reject(refusal));
     expect(submitted.code).toBe(Code.ResourceExhausted);
-    expect(submitted.rawMessage).toBe('queue is full: 2 jobs are queued or running; the limit is 2');
+    expect(submitted.rawMessage).toBe('queue is full for client "alice": 2 jobs are queued or running; the limit is 2');
 
-    // Invert and another client are refused the same way; a refused job is not stored.
+    // Invert is refused the same way; a refused job is not stored. The limit is alice's own: bob is still accepted.
     const inverted = await errorOf(drain(c.invert({ spec: helloSpec }, alice)));
     expect(inverted.code).toBe(Code.ResourceExhausted);
-    expect(inverted.rawMessage).toBe('queue is full: 2 jobs are queued or running; the limit is 2');
-    expect((await errorOf(c.submitJob({ spec: helloSpec }, bearer(bobToken)))).code).toBe(Code.ResourceExhausted);
+    expect(inverted.rawMessage).toBe('queue is full for client "alice": 2 jobs are queued or running; the limit is 2');
+    const bobs = (await c.submitJob({ spec: endlessSpec }, bearer(bobToken))).jobId;
     expect((await c.listJobs({}, alice)).jobs.map((j) => j.jobId).sort()).toEqual([...accepted].sort());
-    expect((await c.listJobs({}, bearer(bobToken))).jobs).toEqual([]);
+    expect((await c.listJobs({}, bearer(bobToken))).jobs.map((j) => j.jobId)).toEqual([bobs]);
+    await c.cancelJob({ jobId: bobs }, bearer(bobToken));
     await expectStillServing(c);
 
     // The accepted jobs keep running; once one ends, the queue takes a new job.
