@@ -81,11 +81,11 @@ export class Batcher {
     if (live.length === 0) return;
     const P = live[0]!.promptVectors;
     const C = this.model.checkpoint.config.nEmbd;
-    const prompt = new Float32Array(live.length * P * C); // (B, P, C)
-    live.forEach((run, b) => prompt.set(run.currentPrompt(), b * P * C));
     const started = performance.now();
     let out;
     try {
+      const prompt = new Float32Array(live.length * P * C); // (B, P, C)
+      live.forEach((run, b) => prompt.set(run.currentPrompt(), b * P * C));
       out = await this.model.gradient.run({ prompt, promptVectors: P, targets: live.map((run) => run.graphTargets()) });
     } catch (error: unknown) {
       const reason = `graph run failed: ${error instanceof Error ? error.message : String(error)}`;

@@ -63,7 +63,7 @@ export class InversionEngine {
         const inversion = this.owners.get(run);
         this.owners.delete(run);
         this.admit();
-        if (inversion) this.track(inversion.finishRun(run));
+        if (inversion) this.track(inversion.finishRun(run, !this.closed));
       },
     }, { maxBatch: this.options.maxBatch });
   }
@@ -103,7 +103,7 @@ export class InversionEngine {
     }
     inversion.runs = runs;
     inversion.emit({ type: 'queued', position: this.pending.length });
-    if (runs.length === 0) void inversion.finishIfComplete();
+    if (runs.length === 0) this.track(inversion.finishIfComplete());
     for (const run of runs) {
       this.owners.set(run, inversion);
       this.pending.push({ run, inversion });
@@ -133,9 +133,10 @@ export class InversionEngine {
     while (this.finishing.size > 0) await Promise.all([...this.finishing]);
   }
 
+  // finishRun never rejects (a failing summary is a FAILED result); the catch keeps a bug there inside this engine.
   private track(finishing: Promise<void>): void {
-    this.finishing.add(finishing);
-    void finishing.finally(() => this.finishing.delete(finishing));
+    const tracked = finishing.catch(() => {}).finally(() => this.finishing.delete(tracked));
+    this.finishing.add(tracked);
   }
 
   private cancel(inversion: Inversion): void {
@@ -147,7 +148,7 @@ export class InversionEngine {
       this.pending.splice(i, 1);
       entry.run.checkCancelled();
       this.owners.delete(entry.run);
-      this.track(inversion.finishRun(entry.run));
+      this.track(inversion.finishRun(entry.run, !this.closed));
     }
   }
 
@@ -222,11 +223,33 @@ class Inversion {
     this.results.set(result.restart, result);
   }
 
-  async finishRun(run: InversionRun): Promise<void> {
-    const result = await run.result();
+  /**
+   * Record a finished restart and, when it is the last, the result. Never rejects: this is the boundary of one job's
+   * work, so whatever throws here ends this job FAILED and reaches neither the other jobs nor the process.
+   */
+  async finishRun(run: InversionRun, summarize = true): Promise<void> {
+    let result: RunResult;
+    try {
+      result = await run.result(summarize);
+    } catch (error: unknown) {
+      run.fail(`result summary failed: ${error instanceof Error ? error.message : String(error)}`);
+      result = await run.result(false);
+    }
     this.results.set(run.restart, result);
     this.emit({ type: 'restart_result', result });
-    await this.finishIfComplete();
+    try {
+      await this.finishIfComplete();
+    } catch (error: unknown) {
+      this.finished = true;
+      const reason = `result failed: ${error instanceof Error ? error.message : String(error)}`;
+      const restarts = [...this.results.values()].map((r) => ({ ...r, status: 'FAILED' as const, error: reason }));
+      const final: InversionResult = {
+        status: 'FAILED', best: 0, restarts, targetIds: this.targetIds, targetText: '', settings: this.settings,
+        model: this.model.name, provider: this.model.provider, elapsedMs: performance.now() - this.started,
+      };
+      this.emit({ type: 'result', result: final });
+      this.resolve(final);
+    }
   }
 
   /** Emit the result once every restart has one. */

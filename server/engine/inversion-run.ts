@@ -86,7 +86,13 @@ export class InversionRun {
       relativeToNorm: settings.lrRelativeToNorm,
       totalIterations: settings.maxIterations,
     }, model.embeddings.meanNorm);
-    return new InversionRun(model, settings, targetIds, restart, seed, parameterization, theta, optimizer, schedule);
+    const run = new InversionRun(model, settings, targetIds, restart, seed, parameterization, theta, optimizer, schedule);
+    // A given embedding with NaN or ±Inf cannot start a search; the run ends FAILED before its first graph run.
+    if (settings.init.kind === 'embedding') {
+      const at = settings.init.values.findIndex((v) => !Number.isFinite(v));
+      if (at >= 0) run.fail(`init.embedding.values[${at}]: ${settings.init.values[at]} is not finite`);
+    }
+    return run;
   }
 
   get promptVectors(): number {
@@ -137,6 +143,12 @@ export class InversionRun {
     const tokenNll = Array.from(row.nll.subarray(0, optimized));
     const nllSum = tokenNll.reduce((a, v) => a + v, 0);
     const argmaxIds = Array.from(row.argmaxIds.subarray(0, optimized));
+    const broken = this.nonFinite(nllSum, row.gradPrompt, argmaxIds);
+    if (broken) {
+      // NaN or Inf in the graph's outputs poison every later step: end this run alone, with the reason.
+      this.fail(`iteration ${this.iteration}: ${broken}; the search cannot continue`);
+      return undefined;
+    }
     let correctPrefix = 0;
     while (correctPrefix < optimized && argmaxIds[correctPrefix] === this.targetIds[correctPrefix]) correctPrefix++;
 
@@ -192,17 +204,34 @@ export class InversionRun {
     return progress;
   }
 
-  /** Summarize the finished run: the best prompt, decoded, with its nearest tokens. */
-  async result(): Promise<RunResult> {
+  /**
+   * Summarize the finished run: the best prompt, decoded, with its nearest tokens. A failed run, or one cancelled
+   * before its first iteration, skips the decode and the nearest-token scan (a failed run's numbers may not decode;
+   * a queued one has nothing to show, and thousands of them cancelled at once must not cost a decode each); a
+   * summary that throws ends the run FAILED with the reason rather than escaping. `summarize` false skips them
+   * too (an engine closing for a shutdown: the job resumes from its checkpoint, its summary is not wanted).
+   */
+  async result(summarize = true): Promise<RunResult> {
     const P = this.promptVectors;
     const C = this.model.checkpoint.config.nEmbd;
     const embedding = new Float32Array(P * C);
     this.parameterization.toPrompt(this.best.theta, embedding);
-    const decoded = await this.decodeWith(embedding);
+    let decoded = { ids: [] as number[], text: '' };
     const nearestTokens: NearestTokenReport[][] = [];
-    for (let p = 0; p < P; p++) {
-      nearestTokens.push((await this.model.embeddings.nearest(embedding.subarray(p * C, (p + 1) * C), nearestTokensPerVector))
-        .map(({ id, cosine }) => ({ id, text: this.model.tokenizer.tokenText(id), cosine })));
+    if (summarize && this.status !== 'FAILED' && !(this.status === 'CANCELLED' && this.iteration === 0)) {
+      try {
+        const broken = firstNonFinite(embedding);
+        if (broken >= 0) throw new Error(`the best prompt holds ${embedding[broken]} at index ${broken}`);
+        decoded = await this.decodeWith(embedding);
+        for (let p = 0; p < P; p++) {
+          nearestTokens.push((await this.model.embeddings.nearest(embedding.subarray(p * C, (p + 1) * C), nearestTokensPerVector))
+            .map(({ id, cosine }) => ({ id, text: this.model.tokenizer.tokenText(id), cosine })));
+        }
+      } catch (error: unknown) {
+        this.fail(`result summary failed: ${error instanceof Error ? error.message : String(error)}`);
+        decoded = { ids: [], text: '' };
+        nearestTokens.length = 0;
+      }
     }
     return {
       restart: this.restart,
@@ -278,6 +307,23 @@ export class InversionRun {
     return undefined;
   }
 
+  // Describe what is not finite in a graph run's row (or an argmax outside the vocabulary, which NaN logits give).
+  private nonFinite(nllSum: number, gradPrompt: Float32Array, argmaxIds: readonly number[]): string | undefined {
+    const V = this.model.checkpoint.config.vocabSize;
+    let what: string | undefined;
+    if (!Number.isFinite(nllSum)) what = `the NLL is ${nllSum}`;
+    const g = firstNonFinite(gradPrompt);
+    if (!what && g >= 0) what = `the gradient holds ${gradPrompt[g]} at index ${g}`;
+    const a = argmaxIds.findIndex((id) => !(id >= 0 && id < V));
+    if (!what && a >= 0) what = `the argmax at position ${a} is ${argmaxIds[a]}, outside the vocabulary 0..${V - 1}`;
+    if (!what) return undefined;
+    const prompt = this.currentPrompt();
+    let maxAbs = 0;
+    for (const v of prompt) maxAbs = Math.max(maxAbs, Math.abs(v));
+    return `${what}: non-finite numbers (the prompt's largest |value| is ${maxAbs}, beyond what float32 LayerNorm ` +
+      'and softmax can carry)';
+  }
+
   private async decodeWith(prompt: Float32Array): Promise<{ ids: number[]; text: string }> {
     const d = this.settings.decode;
     const P = this.promptVectors;
@@ -287,6 +333,12 @@ export class InversionRun {
       : await greedyDecode(this.model.decode, prompt, P, T);
     return { ids, text: this.model.tokenizer.decode(ids) };
   }
+}
+
+/** Index of the first NaN or ±Inf in `values`, or -1. */
+function firstNonFinite(values: Float32Array): number {
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i]!)) return i;
+  return -1;
 }
 
 function vectorStats(values: Float32Array): { meanAbs: number; l2: number; maxAbs: number } {

@@ -97,7 +97,9 @@ export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<
     engine: { maxBatch: options.maxBatch, maxActiveRuns: options.maxBatch },
     ...(options.loadModel ? { load: options.loadModel } : {}),
   });
-  const metrics = createServiceMetrics(models);
+  // The hub is made after the metrics (they count its finished jobs) and read by them when scraped.
+  let hubRef: JobHub | undefined;
+  const metrics = createServiceMetrics(models, () => hubRef!);
   const hub = new JobHub(store, models, {
     maxQueue: options.maxQueue,
     checkpointEvery: options.checkpointEvery,
@@ -105,9 +107,10 @@ export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<
     limits: options.limits,
     onJobFinished: (model, status) => metrics.jobsFinished.inc({ model, status }),
   }, log);
+  hubRef = hub;
   const dashboard = options.dashboard === false ? undefined
     : createDashboard({ hub, tokens: options.tokens, log }, options.dashboard === true ? {} : options.dashboard);
-  const health = new HealthServiceImpl(models);
+  const health = new HealthServiceImpl(models, () => hub.storeFault === undefined);
   const datasets = createDatasets({ dbPath: options.dbPath, hub, jobs: store, models, log });
   const routes = (router: ConnectRouter) => router
     .service(ReciteService, new ReciteServiceImpl(hub, models))
@@ -156,6 +159,9 @@ export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<
     }
     const resumed = await hub.resumeUnfinished();
     if (resumed > 0) log.info({ resumed }, 'unfinished jobs resumed');
+  }).catch((error: unknown) => {
+    // Jobs that did not resume stay unfinished in the store; the server serves the rest.
+    log.error({ err: error }, 'resuming unfinished jobs failed');
   });
 
   let url = '';
