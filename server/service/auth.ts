@@ -11,11 +11,23 @@ export const clientIdKey = createContextKey<string>('', { description: 'authenti
 /** Services that need no token (load balancers probe health without credentials). */
 const publicServices = new Set(['grpc.health.v1.Health']);
 
+/** Shortest token accepted: guessing one of 16 random characters is out of reach; "a" or "test" is not. */
+export const minTokenLength = 16;
+
 export class TokenTable {
-  private readonly entries: { token: Buffer; clientId: string }[];
+  private entries: { token: Buffer; clientId: string }[];
 
   constructor(tokens: ReadonlyMap<string, string>) {
-    this.entries = [...tokens].map(([token, clientId]) => ({ token: Buffer.from(token), clientId }));
+    this.entries = TokenTable.entriesOf(tokens);
+  }
+
+  /** Put `tokens` in place of the table's (a reload): requests from now on are checked against them. */
+  replace(tokens: ReadonlyMap<string, string>): void {
+    this.entries = TokenTable.entriesOf(tokens);
+  }
+
+  private static entriesOf(tokens: ReadonlyMap<string, string>) {
+    return [...tokens].map(([token, clientId]) => ({ token: Buffer.from(token), clientId }));
   }
 
   get size(): number {
@@ -42,7 +54,11 @@ export class TokenTable {
       if (!token || !clientId || extra !== undefined) {
         throw new Error(`${file}:${i + 1}: expected "TOKEN CLIENT", got ${JSON.stringify(raw)}`);
       }
-      if (token.length < 16) throw new Error(`${file}:${i + 1}: token of ${token.length} characters; at least 16 are needed`);
+      if (token.length < minTokenLength) {
+        throw new Error(`${file}:${i + 1}: token of ${token.length} characters; at least ${minTokenLength} are needed`);
+      }
+      // A token given twice would silently belong to the later line's client.
+      if (tokens.has(token)) throw new Error(`${file}:${i + 1}: this token is already given (to client ${tokens.get(token)}); each token names one client`);
       tokens.set(token, clientId);
     });
     return tokens;
@@ -54,17 +70,33 @@ export class TokenTable {
     for (const pair of text.split(',').map((p) => p.trim()).filter(Boolean)) {
       const at = pair.indexOf('=');
       if (at <= 0 || at === pair.length - 1) throw new Error(`RECITE_TOKENS: expected TOKEN=CLIENT, got ${JSON.stringify(pair)}`);
-      tokens.set(pair.slice(0, at), pair.slice(at + 1));
+      const token = pair.slice(0, at);
+      const clientId = pair.slice(at + 1);
+      if (token.length < minTokenLength) {
+        throw new Error(`RECITE_TOKENS: the token of client ${clientId} has ${token.length} characters; at least ` +
+          `${minTokenLength} are needed`);
+      }
+      if (tokens.has(token)) throw new Error(`RECITE_TOKENS: the token of client ${clientId} is already given (to client ${tokens.get(token)})`);
+      tokens.set(token, clientId);
     }
     return tokens;
   }
 
   /** Load the tokens of a file and of RECITE_TOKENS together. */
   static load(file: string | undefined, env: string | undefined): TokenTable {
-    const tokens = new Map<string, string>();
-    if (file) for (const [t, c] of TokenTable.parseFile(fs.readFileSync(file, 'utf8'), file)) tokens.set(t, c);
-    if (env) for (const [t, c] of TokenTable.parseEnv(env)) tokens.set(t, c);
-    return new TokenTable(tokens);
+    return new TokenTable(TokenTable.read(file, env));
+  }
+
+  /** Read the tokens of a file and of RECITE_TOKENS together; a token in both is refused. */
+  static read(file: string | undefined, env: string | undefined): Map<string, string> {
+    const tokens = file ? TokenTable.parseFile(fs.readFileSync(file, 'utf8'), file) : new Map<string, string>();
+    if (env) {
+      for (const [t, c] of TokenTable.parseEnv(env)) {
+        if (tokens.has(t)) throw new Error(`RECITE_TOKENS: the token of client ${c} is also in ${file} (client ${tokens.get(t)})`);
+        tokens.set(t, c);
+      }
+    }
+    return tokens;
   }
 }
 
