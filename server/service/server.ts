@@ -32,6 +32,7 @@ import { createServiceMetrics } from './metrics.js';
 import type { ModelSource } from './model-registry.js';
 import { ModelRegistry } from './model-registry.js';
 import { ReciteServiceImpl } from './recite-service.js';
+import { checkBinaryBodies, logErrors, rejectMalformed, strictJsonOptions } from './request-decoding.js';
 
 export interface ReciteServerOptions {
   models: ModelSource[];
@@ -121,14 +122,18 @@ export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<
     : createDashboard({ hub, tokens: options.tokens, log }, options.dashboard === true ? {} : options.dashboard);
   const health = new HealthServiceImpl(models, () => hub.storeFault === undefined);
   const datasets = createDatasets({ dbPath: options.dbPath, hub, jobs: store, models, log });
-  const routes = (router: ConnectRouter) => router
-    .service(ReciteService, new ReciteServiceImpl(hub, models))
-    .service(DatasetService, datasets.service)
-    .service(Health, health);
+  const routes = (router: ConnectRouter) => {
+    router
+      .service(ReciteService, new ReciteServiceImpl(hub, models))
+      .service(DatasetService, datasets.service)
+      .service(Health, health);
+    checkBinaryBodies(router, options.readMaxBytes);
+  };
   const handler = connectNodeAdapter({
     routes,
-    interceptors: [createAuthInterceptor(options.tokens)],
+    interceptors: [logErrors(log), rejectMalformed(), createAuthInterceptor(options.tokens)],
     readMaxBytes: options.readMaxBytes,
+    jsonOptions: strictJsonOptions,
     fallback(req, res) {
       const path = (req.url ?? '/').split('?')[0];
       if (req.method === 'GET' && path === '/metrics') {
