@@ -41,15 +41,30 @@ export function rejectMalformed(): Interceptor {
 /** Return the interceptor that logs every request that ends in an error: internal ones with their stack. */
 export function logErrors(log: Logger): Interceptor {
   return (next) => async (req) => {
-    try {
-      return await next(req);
-    } catch (error: unknown) {
+    const report = (error: unknown) => {
       const e = ConnectError.from(error);
       const fields = { procedure: req.url.replace(/^.*?\/\/[^/]*/, ''), code: Code[e.code], message: e.rawMessage };
       if (e.code === Code.Internal || e.code === Code.Unknown) log.error({ ...fields, err: error }, 'request failed');
-      else log.info(fields, 'request refused');
+      else if (e.code !== Code.Canceled) log.info(fields, 'request refused');
+    };
+    let res;
+    try {
+      res = await next(req);
+    } catch (error: unknown) {
+      report(error);
       throw error;
     }
+    if (!res.stream) return res;
+    // A streaming response fails while it is read (WatchJob on a damaged store, say): log that too.
+    const messages = res.message;
+    return { ...res, message: (async function* () {
+      try {
+        yield* messages;
+      } catch (error: unknown) {
+        report(error);
+        throw error;
+      }
+    })() };
   };
 }
 

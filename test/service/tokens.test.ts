@@ -88,7 +88,7 @@ describe('a shared server tells clients no more than they need', () => {
     }
   });
 
-  it('logs a refused request with its procedure, code and message', async () => {
+  it('logs a refused request, unary or streaming, with its procedure, code and message', async () => {
     const lines: string[] = [];
     const logger = pino({ level: 'info' }, { write: (line: string) => { lines.push(line); } });
     const server = await startTestServer({ logger });
@@ -100,6 +100,14 @@ describe('a shared server tells clients no more than they need', () => {
       const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'request refused');
       expect(logged).toMatchObject({ procedure: '/recite.v1.ReciteService/Decode', code: 'InvalidArgument',
         message: 'embedding.values[0]: NaN is not a finite number' });
+      // a stream that fails while it is read is logged too
+      const watch = ConnectError.from(await (async () => {
+        for await (const _ of client.watchJob({ jobId: 'no-such-job' }, bearer(aliceToken))) { /* none */ }
+      })().catch((e: unknown) => e));
+      expect(watch.code).toBe(Code.NotFound);
+      const streamed = lines.map((l) => JSON.parse(l) as Record<string, unknown>)
+        .find((l) => l.msg === 'request refused' && l.procedure === '/recite.v1.ReciteService/WatchJob');
+      expect(streamed).toMatchObject({ code: 'NotFound', message: 'job_id: no job "no-such-job" for this client' });
     } finally {
       await server.close();
     }
