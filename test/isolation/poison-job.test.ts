@@ -5,11 +5,15 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Code, ConnectError } from '@connectrpc/connect';
+import { create, toJson } from '@bufbuild/protobuf';
+import { Code, ConnectError, createClient } from '@connectrpc/connect';
+import { createGrpcTransport } from '@connectrpc/connect-node';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Status } from '../../sdk/gen/recite/v1/recite_pb.js';
+import { DatasetService, DatasetState } from '../../sdk/gen/recite/v1/dataset_pb.js';
+import { JobSpecSchema, Status } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { JobEvent } from '../../sdk/gen/recite/v1/recite_pb.js';
-import { authHeaders, reciteClient, spawnServe, stopServe } from '../crash/serve-process.js';
+import { authHeaders, reciteClient, serveToken, spawnServe, stopServe } from '../crash/serve-process.js';
+import { openStream } from '../dashboard/ws-client.js';
 import type { ServeProcess } from '../crash/serve-process.js';
 
 const servers: ServeProcess[] = [];
@@ -41,7 +45,7 @@ async function resultOf(url: string, jobId: string): Promise<JobEvent[]> {
 }
 
 describe('a job with poisoned numbers', () => {
-  it('ends FAILED with a reason, is logged with its id, and the server keeps serving', async () => {
+  it('ends FAILED with a reason, is logged with its id, and the server keeps serving (RPC, /ws, data sets)', async () => {
     const serve = await spawnServe(tempDb());
     servers.push(serve);
     const client = reciteClient(serve.url);
@@ -58,6 +62,27 @@ describe('a job with poisoned numbers', () => {
     }
     const refused = await client.submitJob({ spec: poisonSpec(Number.NaN) }, { headers: authHeaders }).catch((e: unknown) => e);
     expect(ConnectError.from(refused).code).toBe(Code.InvalidArgument);
+    // The same job through /ws and as a data set row (both once ended the process the same way).
+    const ws = await openStream(serve.url, serveToken);
+    ws.send({ type: 'submit', id: 1, spec: toJson(JobSpecSchema, create(JobSpecSchema, poisonSpec(1e38))) });
+    const { message } = await ws.next((m) => m.id === 1, { timeoutMs: 10_000 });
+    await ws.close();
+    expect(message.type).toBe('submitted');
+    const viaWs = (await resultOf(serve.url, message.jobId as string)).at(-1)!;
+    expect(viaWs.kind.case === 'result' && viaWs.kind.value.status).toBe(Status.FAILED);
+    const datasets = createClient(DatasetService, createGrpcTransport({ baseUrl: serve.url }));
+    const { settings } = poisonSpec(1e38);
+    await datasets.submitDataset({ name: 'poison', settings, rows: [{ id: 'r0', target: { case: 'text', value: 'Hello world' } }] },
+      { headers: authHeaders });
+    for (let tries = 0; ; tries++) {
+      const { dataset } = await datasets.getDataset({ name: 'poison' }, { headers: authHeaders });
+      if (dataset?.state === DatasetState.FINISHED) {
+        expect(dataset.counts?.failed).toBe(1);
+        break;
+      }
+      if (tries > 300) throw new Error('the poisoned data set did not finish');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     // the same process still runs ordinary jobs
     const { jobId } = await client.submitJob({ spec: { target: { case: 'text', value: 'Hello world' },
       settings: { maxIterations: 5 } } }, { headers: authHeaders });
