@@ -30,6 +30,7 @@ export const connectionLimitsDefaults: Readonly<ConnectionLimits> = Object.freez
   maxStreamsPerConnection: 100,
 });
 
+const goawayGraceMs = 1000; // ms between an idle HTTP/2 session's GOAWAY and the end of its socket
 const logEveryMs = 10_000; // closed connections are logged as one count per period, not one line each
 
 /** Track each connection's deadline; `attach` before handing a socket to the HTTP/1.1 or HTTP/2 server. */
@@ -76,6 +77,7 @@ export class ConnectionGuard {
     h2.on('session', (session: http2.ServerHttp2Session) => {
       const guard = this.handingOver;
       if (!guard) return;
+      guard.session = session;
       session.on('stream', (stream: http2.ServerHttp2Stream) => {
         guard.begin();
         stream.once('close', () => guard.end(this.limits.idleTimeoutMs));
@@ -106,6 +108,8 @@ class SocketGuard {
   private timer: NodeJS.Timeout | undefined;
   private inFlight = 0;
   private released = false;
+  /** The HTTP/2 session on this socket: closed with GOAWAY first, so its client knows to reconnect. */
+  session: http2.ServerHttp2Session | undefined;
 
   constructor(private readonly socket: Duplex, private readonly onTimeout: (reason: 'headers' | 'idle') => void) {
     socket.once('close', () => this.release());
@@ -116,7 +120,12 @@ class SocketGuard {
     if (this.released) return;
     this.timer = setTimeout(() => {
       this.onTimeout(reason);
-      this.socket.destroy();
+      if (this.session && !this.session.closed) {
+        this.session.close();
+        setTimeout(() => this.socket.destroy(), goawayGraceMs).unref();
+      } else {
+        this.socket.destroy();
+      }
     }, ms);
     this.timer.unref();
   }

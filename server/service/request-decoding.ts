@@ -1,13 +1,15 @@
 // What Connect leaves too loose or reports as its own fault: a request whose binary body is not a valid message
 // is the client's error (InvalidArgument naming the message type), not "internal"; JSON with unknown fields or
 // unknown enum names is refused (Connect ignores them by default, silently running defaults the client never asked
-// for). And every refused or failed request is logged, so an "internal error" always has a log line.
+// for). A store error that escapes a handler is Unavailable (transient). And every refused or failed request is
+// logged, so an "internal error" always has a log line.
 import { fromBinary } from '@bufbuild/protobuf';
 import type { DescMessage } from '@bufbuild/protobuf';
 import type { ConnectRouter, Interceptor } from '@connectrpc/connect';
 import { Code, ConnectError, createContextKey, createContextValues } from '@connectrpc/connect';
 import type { UniversalHandler, UniversalServerRequest } from '@connectrpc/connect/protocol';
 import type { Logger } from 'pino';
+import { isStoreFault } from './job-hub.js';
 
 /** JSON options for the Connect adapter: refuse what the schema does not know. */
 export const strictJsonOptions = Object.freeze({ ignoreUnknownFields: false });
@@ -51,8 +53,9 @@ export function logErrors(log: Logger): Interceptor {
     try {
       res = await next(req);
     } catch (error: unknown) {
-      report(error);
-      throw error;
+      const mapped = storeFaultUnavailable(error);
+      report(mapped);
+      throw mapped;
     }
     if (!res.stream) return res;
     // A streaming response fails while it is read (WatchJob on a damaged store, say): log that too.
@@ -61,11 +64,21 @@ export function logErrors(log: Logger): Interceptor {
       try {
         yield* messages;
       } catch (error: unknown) {
-        report(error);
-        throw error;
+        const mapped = storeFaultUnavailable(error);
+        report(mapped);
+        throw mapped;
       }
     })() };
   };
+}
+
+// A store error that escapes a handler (the data set store on a full disk, say) is transient: Unavailable, so that
+// clients retry, rather than Internal.
+function storeFaultUnavailable(error: unknown): unknown {
+  if (error instanceof ConnectError || !isStoreFault(error)) return error;
+  const code = (error as { code: string }).code;
+  return new ConnectError(`the store failed (${code}: ${error instanceof Error ? error.message : String(error)}); retry later`,
+    Code.Unavailable);
 }
 
 const binaryTypes = /^application\/(proto|connect\+proto|grpc|grpc\+proto|grpc-web|grpc-web\+proto)(;|$)/;

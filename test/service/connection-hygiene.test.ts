@@ -91,6 +91,24 @@ describe('socket deadlines', () => {
   });
 });
 
+describe('an idle HTTP/2 connection', () => {
+  it('gets a GOAWAY after its last stream, so its client reconnects rather than meeting a dead socket', async () => {
+    const session = http2.connect(server.url);
+    const goaway = new Promise<number>((resolve) => session.once('goaway', () => resolve(performance.now())));
+    const answered = await new Promise<number>((resolve) => {
+      const stream = session.request({ ':method': 'POST', ':path': '/grpc.health.v1.Health/Check',
+        'content-type': 'application/grpc', te: 'trailers' });
+      stream.on('close', () => resolve(performance.now()));
+      stream.resume();
+      stream.end(Buffer.from([0, 0, 0, 0, 0]));
+    });
+    const ms = (await goaway) - answered;
+    session.destroy();
+    expect(ms).toBeGreaterThanOrEqual(idleTimeoutMs - 50);
+    expect(ms).toBeLessThan(idleTimeoutMs + 1000);
+  });
+});
+
 describe('HTTP/2 streams per connection', () => {
   it('advertises a limit of 100 and refuses streams beyond it', async () => {
     const session = http2.connect(server.url);

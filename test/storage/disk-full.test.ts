@@ -11,6 +11,7 @@ import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from '../../sdk/gen/health/v1/health_pb.js';
+import { DatasetService } from '../../sdk/gen/recite/v1/dataset_pb.js';
 import { Status } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { JobEvent } from '../../sdk/gen/recite/v1/recite_pb.js';
 import { authHeaders, reciteClient, spawnServe, stopServe } from '../crash/serve-process.js';
@@ -115,6 +116,11 @@ describe('a full disk', () => {
       expect(refused.code).toBe(Code.Unavailable);
       expect(refused.rawMessage).toMatch(/job store cannot be written .*SQLITE_FULL/);
       expect(s.stderr()).toContain('the job store cannot be written');
+      // The data set store shares the file: its failed write is Unavailable too (transient), not Internal.
+      const datasets = createClient(DatasetService, createGrpcTransport({ baseUrl: s.url }));
+      const dataset = ConnectError.from(await datasets.submitDataset({ name: 'full', rows: [{ id: 'r0',
+        target: { case: 'text', value: 'Hello world' } }] }, { headers: authHeaders }).catch((e: unknown) => e));
+      expect(dataset.code).toBe(Code.Unavailable);
 
       // Killed while the disk is full, restarted on it: the resumes fail to write, and no job is marked FAILED.
       await stopServe(s, 'SIGKILL');
