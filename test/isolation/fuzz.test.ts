@@ -187,6 +187,15 @@ async function resultWithin(jobId: string): Promise<number> {
 describe('fuzzing the shared server', () => {
   it(`survives ${numRuns} jobs of extreme settings through RPC, /ws and data sets (seed ${seed})`, async () => {
     const pid = serve.pid;
+    // The largest sizes, once each (too costly to draw at random): a million values, the most the proto allows,
+    // for a prompt far past the context; and the longest prompt the context takes, every value 1e38.
+    const million = await viaRpc({ target: { case: 'text', value: 'x' }, settings: { init: { kind: { case: 'embedding',
+      value: { shape: [31_250, C], values: new Array<number>(1_000_000).fill(0.5) } } } } });
+    expect(million.refused).toBe(Code.InvalidArgument);
+    const longest = await viaRpc({ target: { case: 'targetIds', value: { ids: [7] } }, settings: { maxIterations: 3,
+      parameterization: { kind: { case: 'full', value: { promptVectors: 64 } } },
+      init: { kind: { case: 'embedding', value: { shape: [64, C], values: new Array<number>(64 * C).fill(1e38) } } } } });
+    expect(longest.ms).toBeLessThanOrEqual(jobDeadlineMs);
     const tally = { refused: 0, finished: 0 };
     await fc.assert(fc.asyncProperty(jobCase, async ({ channel, spec }) => {
       const outcome = channel === 'rpc' ? await viaRpc(spec) : channel === 'ws' ? await viaWs(spec) : await viaDataset(spec);
