@@ -92,6 +92,8 @@ export class JobHub {
   private retryTimer: NodeJS.Timeout | undefined;
   // Jobs left unresumed because the store failed while resuming them: retried once it writes again.
   private resumeLater: JobRecord[] = [];
+  // The unfinished jobs could not even be listed: list and resume them once the store works again.
+  private resumeAllLater = false;
   /** Failed store writes since the start (metrics). */
   storeWriteErrors = 0;
   readonly options: JobHubOptions;
@@ -291,6 +293,7 @@ export class JobHub {
     } catch (error: unknown) {
       if (!isStoreFault(error)) throw error;
       this.storeFailed(error, 'list unfinished jobs');
+      this.resumeAllLater = true;
       return 0;
     }
     return this.resumeRecords(records);
@@ -330,7 +333,6 @@ export class JobHub {
     return resumed;
   }
 
-  /** Stop accepting jobs and checkpoint every running one, so a restart resumes them. */
   /**
    * Stop accepting jobs and checkpoint every running one, so a restart resumes them. Queued jobs need no checkpoint:
    * they start afresh from their seed. The engines are stopped by the model registry's close, which skips the
@@ -529,7 +531,7 @@ export class JobHub {
   // Nothing waits to be written, but the store failed: see whether a small write goes through now.
   private probeStore(): void {
     try {
-      this.store.transaction(() => this.store.clearResumeMarks());
+      this.store.probeWrite();
     } catch (error: unknown) {
       this.storeFailed(error, 'probe the store');
       return;
@@ -559,10 +561,12 @@ export class JobHub {
     this.fault = undefined;
     clearTimeout(this.retryTimer);
     this.log.warn({ failures: fault.failures, ms: Date.now() - fault.sinceMs }, 'the job store writes again: accepting jobs');
-    if (this.resumeLater.length > 0) {
+    if (this.resumeLater.length > 0 || this.resumeAllLater) {
       const records = this.resumeLater;
+      const all = this.resumeAllLater;
       this.resumeLater = [];
-      void this.resumeRecords(records).then((resumed) => {
+      this.resumeAllLater = false;
+      void (all ? this.resumeUnfinished() : this.resumeRecords(records)).then((resumed) => {
         if (resumed > 0) this.log.info({ resumed }, 'unfinished jobs resumed');
       }, (error: unknown) => this.log.error({ err: error }, 'resuming jobs failed'));
     }

@@ -349,6 +349,12 @@ export class JobStore {
     return this.statements.resumeMark.get(jobId) ?? null;
   }
 
+  /** Write something that changes nothing (the schema version, again): throws as a real write would on a full disk. */
+  probeWrite(): void {
+    const version = this.db.pragma('user_version', { simple: true }) as number;
+    this.db.pragma(`user_version = ${Math.trunc(version)}`);
+  }
+
   /** Clear every unfinished job's resume mark: a clean shutdown checkpointed them, so no resume failed. */
   clearResumeMarks(): void {
     this.statements.clearResumeMarks.run();
