@@ -25,6 +25,7 @@ interface ServeOptions {
   tlsKey?: string;
   headersTimeout: string;
   idleTimeout: string;
+  bodyTimeout: string;
   maxStreamsPerConnection: string;
   maxRequestBytes: string;
 }
@@ -62,6 +63,8 @@ export function registerServeCommand(program: Command): void {
       String(connectionLimitsDefaults.headersTimeoutMs))
     .option('--idle-timeout <ms>', 'close a connection with no request in flight for this long',
       String(connectionLimitsDefaults.idleTimeoutMs))
+    .option('--body-timeout <ms>', 'cut off a request whose body has not ended this long after its head',
+      String(connectionLimitsDefaults.bodyTimeoutMs))
     .option('--max-streams-per-connection <n>', 'HTTP/2 streams open at once on one connection',
       String(connectionLimitsDefaults.maxStreamsPerConnection))
     .option('--max-request-bytes <n>', 'largest request body accepted', String(reciteServerDefaults.readMaxBytes))
@@ -93,6 +96,7 @@ export function registerServeCommand(program: Command): void {
         connectionLimits: {
           headersTimeoutMs: positiveInteger('--headers-timeout', options.headersTimeout),
           idleTimeoutMs: positiveInteger('--idle-timeout', options.idleTimeout),
+          bodyTimeoutMs: positiveInteger('--body-timeout', options.bodyTimeout),
           maxStreamsPerConnection: positiveInteger('--max-streams-per-connection', options.maxStreamsPerConnection),
         },
         ...(tls ? { tls } : {}),

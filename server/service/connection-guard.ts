@@ -1,9 +1,9 @@
 // Connection hygiene in front of Connect: what an unauthenticated or hostile client may hold on a shared server.
 // Every socket (HTTP/1.1, HTTP/2, TLS; also those handed to the HTTP/1.1 server by hand, which Node's own header
 // and request timeouts never see) has a deadline: a complete request within `headersTimeoutMs` of connecting, and
-// the next one within `idleTimeoutMs` of the last response. The deadlines are absolute, so a client trickling one
-// byte at a time does not extend them, and they are off while a request is in flight (a WatchJob may be quiet for
-// long). Requests are refused before their body is read when the token is missing or unknown, or when their
+// the next one within `idleTimeoutMs` of the last response; a request's body must end within `bodyTimeoutMs` of
+// its head. The deadlines are absolute, so a client trickling one byte at a time does not extend them, and the
+// connection deadlines are off while a request is in flight (a WatchJob may be quiet for long). Requests are refused before their body is read when the token is missing or unknown, or when their
 // Content-Length exceeds the limit, in the wire format of their protocol (gRPC, gRPC-Web or Connect).
 import type http from 'node:http';
 import type http2 from 'node:http2';
@@ -20,6 +20,8 @@ export interface ConnectionLimits {
   headersTimeoutMs: number;
   /** From a connection's last response to its next request (none in flight), in ms. */
   idleTimeoutMs: number;
+  /** From a request's head to the end of its body, in ms (a body trickled in holds a socket and a buffer). */
+  bodyTimeoutMs: number;
   /** HTTP/2 streams open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS). */
   maxStreamsPerConnection: number;
 }
@@ -27,6 +29,7 @@ export interface ConnectionLimits {
 export const connectionLimitsDefaults: Readonly<ConnectionLimits> = Object.freeze({
   headersTimeoutMs: 10_000, // ms
   idleTimeoutMs: 120_000, // ms
+  bodyTimeoutMs: 60_000, // ms: 16 MiB at 300 KB/s
   maxStreamsPerConnection: 100,
 });
 
@@ -36,7 +39,7 @@ const logEveryMs = 10_000; // closed connections are logged as one count per per
 /** Track each connection's deadline; `attach` before handing a socket to the HTTP/1.1 or HTTP/2 server. */
 export class ConnectionGuard {
   private readonly guards = new WeakMap<object, SocketGuard>();
-  private closedSinceLog = { headers: 0, idle: 0 };
+  private closedSinceLog = { headers: 0, idle: 0, body: 0 };
   private logTimer: NodeJS.Timeout | undefined;
   // The socket being handed to the HTTP/2 server: its session is created, synchronously, during that hand-over.
   private handingOver: SocketGuard | undefined;
@@ -66,7 +69,12 @@ export class ConnectionGuard {
       const guard = this.guards.get(req.socket);
       if (!guard) return;
       guard.begin();
-      res.once('close', () => guard.end(this.limits.idleTimeoutMs));
+      // `complete`: the whole message has arrived, read or not (nobody reads the empty body of a GET)
+      const clear = this.bodyDeadline(req, () => !req.complete, () => req.socket.destroy());
+      res.once('close', () => {
+        clear();
+        guard.end(this.limits.idleTimeoutMs);
+      });
     });
     // A WebSocket has its own liveness (pings); the upgraded socket is no longer this guard's.
     h1.on('upgrade', (req: http.IncomingMessage) => this.guards.get(req.socket)?.release());
@@ -81,8 +89,24 @@ export class ConnectionGuard {
       session.on('stream', (stream: http2.ServerHttp2Stream) => {
         guard.begin();
         stream.once('close', () => guard.end(this.limits.idleTimeoutMs));
+        this.bodyDeadline(stream, () => !stream.readableEnded, () => stream.close(http2Constants.NGHTTP2_CANCEL));
       });
     });
+  }
+
+  // A request whose body has not ended `bodyTimeoutMs` after its head is cut off (the connection for HTTP/1.1, the
+  // stream for HTTP/2).
+  private bodyDeadline(body: NodeJS.ReadableStream, unfinished: () => boolean, cutOff: () => void): () => void {
+    const timer = setTimeout(() => {
+      if (!unfinished()) return;
+      this.closed('body');
+      cutOff();
+    }, this.limits.bodyTimeoutMs);
+    timer.unref();
+    const clear = () => clearTimeout(timer);
+    body.once('end', clear);
+    body.once('close', clear);
+    return clear;
   }
 
   /** Stop the periodic log. */
@@ -90,15 +114,16 @@ export class ConnectionGuard {
     clearTimeout(this.logTimer);
   }
 
-  private closed(reason: 'headers' | 'idle'): void {
+  private closed(reason: 'headers' | 'idle' | 'body'): void {
     this.closedSinceLog[reason]++;
     if (this.logTimer) return;
     this.logTimer = setTimeout(() => {
       this.logTimer = undefined;
-      const { headers, idle } = this.closedSinceLog;
-      this.closedSinceLog = { headers: 0, idle: 0 };
-      this.log.warn({ noRequest: headers, idle, headersTimeoutMs: this.limits.headersTimeoutMs,
-        idleTimeoutMs: this.limits.idleTimeoutMs }, 'closed connections that sent no request in time');
+      const { headers, idle, body } = this.closedSinceLog;
+      this.closedSinceLog = { headers: 0, idle: 0, body: 0 };
+      this.log.warn({ noRequest: headers, idle, slowBody: body, headersTimeoutMs: this.limits.headersTimeoutMs,
+        idleTimeoutMs: this.limits.idleTimeoutMs, bodyTimeoutMs: this.limits.bodyTimeoutMs },
+      'closed connections that sent no request in time');
     }, logEveryMs);
     this.logTimer.unref();
   }

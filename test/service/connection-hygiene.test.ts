@@ -15,10 +15,11 @@ import { aliceToken, startTestServer } from '../helpers/test-server.js';
 let server: TestServer;
 const headersTimeoutMs = 400;
 const idleTimeoutMs = 600;
+const bodyTimeoutMs = 800;
 
 beforeAll(async () => {
   server = await startTestServer({
-    connectionLimits: { headersTimeoutMs, idleTimeoutMs, maxStreamsPerConnection: 100 },
+    connectionLimits: { headersTimeoutMs, idleTimeoutMs, bodyTimeoutMs, maxStreamsPerConnection: 100 },
     readMaxBytes: 1024 * 1024,
   });
 });
@@ -72,6 +73,22 @@ describe('socket deadlines', () => {
     expect(ms).toBeGreaterThanOrEqual(idleTimeoutMs - 50);
     expect(ms).toBeLessThan(idleTimeoutMs + 1500);
     agent.destroy();
+  });
+
+  it('cuts off a request whose body trickles in past the body deadline', async () => {
+    const { port } = new URL(server.url);
+    const started = performance.now();
+    const ms = await new Promise<number>((resolve) => {
+      const socket = net.connect(Number(port), '127.0.0.1', () => {
+        socket.write(`POST /recite.v1.ReciteService/ListJobs HTTP/1.1\r\nHost: x\r\nauthorization: Bearer ${aliceToken}\r\n` +
+          'content-type: application/proto\r\ncontent-length: 1000\r\n\r\n');
+        const timer = setInterval(() => (socket.destroyed ? clearInterval(timer) : socket.write('\0')), 100);
+      });
+      socket.on('error', () => {});
+      socket.on('close', () => resolve(performance.now() - started));
+    });
+    expect(ms).toBeGreaterThanOrEqual(bodyTimeoutMs - 50);
+    expect(ms).toBeLessThan(bodyTimeoutMs + 1000);
   });
 
   it('keeps an HTTP/2 stream open past the deadlines while it is in flight', async () => {
