@@ -24,7 +24,7 @@ const headersTimeoutMs = 1000;
 describe('an idle-connection flood under ulimit -n', () => {
   it(`serves real clients while ${floodSize} silent connections press on ${fdLimit} descriptors`, async () => {
     const dbPath = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'recite-flood-')), 'recite.db');
-    const command = `ulimit -n ${fdLimit} && exec "${process.execPath}" "${cliPath}" serve --port 0 --device cpu ` +
+    const command = `ulimit -n ${fdLimit} && exec "${process.execPath}" "${cliPath}" serve --port 0 --model tiny --device cpu ` +
       `--db "${dbPath}" --headers-timeout ${headersTimeoutMs}`;
     const child = spawn('bash', ['-c', command], {
       env: { ...process.env, RECITE_TOKENS: `${serveToken}=flood-client` }, stdio: ['ignore', 'pipe', 'pipe'],

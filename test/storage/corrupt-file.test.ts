@@ -39,7 +39,7 @@ describe('a damaged store file', () => {
     let status = 0;
     let stderr = '';
     try {
-      execFileSync(process.execPath, [cliPath, 'serve', '--port', '0', '--device', 'cpu', '--db', file], {
+      execFileSync(process.execPath, [cliPath, 'serve', '--port', '0', '--model', 'tiny', '--device', 'cpu', '--db', file], {
         env: { ...process.env, RECITE_TOKENS: 'corrupt-test-token-0123456789=alice' }, stdio: 'pipe', timeout: 30_000,
       });
     } catch (error: unknown) {
