@@ -164,7 +164,7 @@ export class Batcher {
   }
 
   private wake(): void {
-    this.loop ??= this.runRounds().finally(() => {
+    this.loop ??= this.runRounds().catch((error: unknown) => this.failAll(error)).finally(() => {
       this.loop = undefined;
       // work added while the last round was ending starts the loop again
       if (this.active.length > 0 || this.tasks.length > 0) this.wake();
@@ -239,11 +239,11 @@ export class Batcher {
     if (live.length === 0) return;
     const P = live[0]!.promptVectors;
     const C = this.model.checkpoint.config.nEmbd;
-    const prompt = new Float32Array(live.length * P * C); // (B, P, C)
-    live.forEach((run, b) => prompt.set(run.currentPrompt(), b * P * C));
     const started = performance.now();
     let out;
     try {
+      const prompt = new Float32Array(live.length * P * C); // (B, P, C)
+      live.forEach((run, b) => prompt.set(run.currentPrompt(), b * P * C));
       out = await this.model.gradient.run({ prompt, promptVectors: P, targets: live.map((run) => run.graphTargets()) });
     } catch (error: unknown) {
       const reason = `graph run failed: ${error instanceof Error ? error.message : String(error)}`;
@@ -255,19 +255,22 @@ export class Batcher {
     this.stats.rowIterations += live.length;
     this.stats.graphMs += ms;
     for (const run of live) this.chargeGraph(this.callbacks.ownerOf(run).client, ms / live.length);
-    const beamIds = await this.beamChecks(live);
     const T = out.targetLength;
+    const rows = live.map((_, b) => ({
+      nll: out.nll.subarray(b * T, (b + 1) * T),
+      gradPrompt: out.gradPrompt.subarray(b * P * C, (b + 1) * P * C),
+      argmaxIds: out.argmaxIds.subarray(b * T, (b + 1) * T),
+      ms: ms / live.length,
+    }));
+    // A row with non-finite numbers ends its run here, before the beam checks: its prompt is never decoded.
+    live.forEach((run, b) => this.guard(run, 'the row check', () => run.screen(rows[b]!)));
+    const beamIds = await this.beamChecks(live.filter((run) => !run.finished));
     for (let b = 0; b < live.length; b++) {
       const run = live[b]!;
-      if (run.finished) continue; // its beam check failed
+      if (run.finished) continue; // its row or its beam check failed
       const hostStarted = performance.now();
       try {
-        const progress = run.consume({
-          nll: out.nll.subarray(b * T, (b + 1) * T),
-          gradPrompt: out.gradPrompt.subarray(b * P * C, (b + 1) * P * C),
-          argmaxIds: out.argmaxIds.subarray(b * T, (b + 1) * T),
-          ms: ms / live.length,
-        }, beamIds.get(run));
+        const progress = run.consume(rows[b]!, beamIds.get(run));
         if (progress) this.callbacks.onProgress(run, progress);
       } catch (error: unknown) {
         run.fail(`iteration ${run.iteration} failed: ${error instanceof Error ? error.message : String(error)}`);
@@ -279,19 +282,33 @@ export class Batcher {
     }
   }
 
-  // Decode the beam checks due among `runs` together; each run is charged by its share of the rows.
+  // Decode the beam checks due among `runs` together; each run is charged by its share of the rows. If the shared
+  // decode throws, each check is decoded alone, so only a run whose own check fails ends FAILED.
   private async beamChecks(runs: InversionRun[]): Promise<Map<InversionRun, number[]>> {
-    const due = runs.filter((run) => run.beamCheckDue());
     const ids = new Map<InversionRun, number[]>();
+    const due: InversionRun[] = [];
+    const checks: ReturnType<InversionRun['beamCheck']>[] = [];
+    for (const run of runs) {
+      this.guard(run, 'the beam check', () => {
+        if (!run.beamCheckDue()) return;
+        checks.push(run.beamCheck());
+        due.push(run);
+      });
+    }
     if (due.length === 0) return ids;
-    const checks = due.map((run) => run.beamCheck());
     const started = performance.now();
     try {
       const results = await beamDecodeMany(this.model.decode, checks);
       due.forEach((run, i) => ids.set(run, results[i]!.ids));
     } catch (error: unknown) {
-      const reason = `beam check failed: ${error instanceof Error ? error.message : String(error)}`;
-      for (const run of due) run.fail(reason);
+      if (due.length === 1) due[0]!.fail(`beam check failed: ${error instanceof Error ? error.message : String(error)}`);
+      for (const [i, run] of (due.length > 1 ? due : []).entries()) {
+        try {
+          ids.set(run, (await beamDecodeMany(this.model.decode, [checks[i]!]))[0]!.ids);
+        } catch (alone: unknown) {
+          run.fail(`beam check failed: ${alone instanceof Error ? alone.message : String(alone)}`);
+        }
+      }
     }
     const ms = performance.now() - started;
     const rowSteps = checks.map((c) => c.beams * c.steps);
@@ -303,6 +320,15 @@ export class Batcher {
     });
     this.beamMsPerRowStep = ema(this.beamMsPerRowStep, ms / total);
     return ids;
+  }
+
+  // Run one run's piece of work; what it throws ends that run FAILED with the reason, never the round.
+  private guard(run: InversionRun, what: string, work: () => unknown): void {
+    try {
+      work();
+    } catch (error: unknown) {
+      run.fail(`iteration ${run.iteration}: ${what} failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
   }
 
   private async runSummaries(tasks: Task[]): Promise<void> {
@@ -349,6 +375,19 @@ export class Batcher {
     this.chargedThisRound += ms;
     this.usageOf(client).hostMs += ms;
     this.share.charge(client, ms);
+  }
+
+  // The last line of defence: a round that throws (a bug outside every run's own boundary) ends the runs and tasks it
+  // held FAILED with the reason instead of rejecting into the process; the next round starts clean.
+  private failAll(error: unknown): void {
+    const reason = `scheduling round failed: ${error instanceof Error ? error.message : String(error)}`;
+    for (const run of this.active) if (!run.finished) run.fail(reason);
+    for (const task of this.tasks.splice(0)) task.reject(new Error(reason));
+    try {
+      this.retireFinished();
+    } catch {
+      // onFinished's own boundaries (finishRun never rejects) keep what is left of this round inside the engine
+    }
   }
 
   private retireFinished(): void {

@@ -92,7 +92,7 @@ export class InversionEngine {
         const inversion = this.owners.get(run);
         this.owners.delete(run);
         this.release(run, inversion);
-        if (inversion) this.track(inversion.finishRun(run, this.batcher.summarize(run, inversion.owner)));
+        if (inversion) this.track(inversion.finishRun(run, this.summaryOf(run, inversion)));
         this.admit();
       },
       ownerOf: (run) => this.owners.get(run)?.owner ?? { client: defaultClient, job: '' },
@@ -177,7 +177,7 @@ export class InversionEngine {
     }
     inversion.waiting = new Set(restarts);
     inversion.emit({ type: 'queued', position: this.pending.length });
-    if (restarts.length === 0) void inversion.finishIfComplete();
+    if (restarts.length === 0) this.track(inversion.complete());
     this.pending.push(...restarts);
     this.admit();
     return {
@@ -210,15 +210,17 @@ export class InversionEngine {
     await this.batcher.idle();
   }
 
+  // finishRun never rejects (a failing summary is a FAILED result); the catch keeps a bug there inside this engine.
   private track(finishing: Promise<void>): void {
-    this.finishing.add(finishing);
-    void finishing.finally(() => this.finishing.delete(finishing));
+    const tracked = finishing.catch(() => {}).finally(() => this.finishing.delete(tracked));
+    this.finishing.add(tracked);
   }
 
   private cancel(inversion: Inversion): void {
     inversion.cancelled = true;
     for (const run of inversion.runs) run.cancel();
-    // Restarts that never started end here; they are made only to report their (initial) prompt's summary.
+    // Restarts that never started end here; they are made only to report their initial prompt (no summary is
+    // decoded for a restart cancelled before its first iteration).
     for (let i = this.pending.length - 1; i >= 0; i--) {
       const entry = this.pending[i]!;
       if (entry.inversion !== inversion) continue;
@@ -227,7 +229,7 @@ export class InversionEngine {
       this.track(this.makeRun(entry).then((run) => {
         run.cancel();
         run.checkCancelled();
-        return inversion.finishRun(run, this.batcher.summarize(run, inversion.owner));
+        return inversion.finishRun(run, this.summaryOf(run, inversion));
       }, (error: unknown) => inversion.failRestart(entry.restart, error instanceof Error ? error.message : String(error))));
     }
   }
@@ -282,6 +284,13 @@ export class InversionEngine {
     if (entry.snapshot) run.restore(entry.snapshot);
     inversion.runs.push(run);
     return run;
+  }
+
+  // A finished restart's summary: decoded in the batcher's rounds, charged to its client; none for a run that skips
+  // it (failed, or cancelled before its first iteration) nor while the engine closes for a shutdown.
+  private summaryOf(run: InversionRun, inversion: Inversion): Promise<RunResult> {
+    if (this.closed || !run.wantsSummary()) return run.result(false);
+    return this.batcher.summarize(run, inversion.owner);
   }
 
   private heldBy(client: string): number {
@@ -378,11 +387,22 @@ class Inversion {
     this.results.set(result.restart, result);
   }
 
+  /**
+   * Record a finished restart, its summary made in the batcher's rounds, and, when it is the last, the result. Never
+   * rejects: this is the boundary of one job's work, so whatever throws here ends this job FAILED and reaches neither
+   * the other jobs nor the process.
+   */
   async finishRun(run: InversionRun, summary: Promise<RunResult>): Promise<void> {
-    const result = await summary;
+    let result: RunResult;
+    try {
+      result = await summary;
+    } catch (error: unknown) {
+      run.fail(`result summary failed: ${error instanceof Error ? error.message : String(error)}`);
+      result = await run.result(false);
+    }
     this.results.set(run.restart, result);
     this.emit({ type: 'restart_result', result });
-    await this.finishIfComplete();
+    await this.complete();
   }
 
   /** End a restart that could not be made (its settings failed on this model) with FAILED and the reason. */
@@ -396,7 +416,24 @@ class Inversion {
     };
     this.results.set(restart, result);
     this.emit({ type: 'restart_result', result });
-    await this.finishIfComplete();
+    await this.complete();
+  }
+
+  /** Emit the result if every restart has one; never rejects (a result that cannot be made is a FAILED one). */
+  async complete(): Promise<void> {
+    try {
+      await this.finishIfComplete();
+    } catch (error: unknown) {
+      this.finished = true;
+      const reason = `result failed: ${error instanceof Error ? error.message : String(error)}`;
+      const restarts = [...this.results.values()].map((r) => ({ ...r, status: 'FAILED' as const, error: reason }));
+      const final: InversionResult = {
+        status: 'FAILED', best: 0, restarts, targetIds: this.targetIds, targetText: '', settings: this.settings,
+        model: this.model.name, provider: this.model.provider, elapsedMs: performance.now() - this.started,
+      };
+      this.emit({ type: 'result', result: final });
+      this.resolve(final);
+    }
   }
 
   /** Emit the result once every restart has one. */

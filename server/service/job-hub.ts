@@ -44,6 +44,8 @@ export interface JobHubOptions {
   limits: InversionLimits;
   /** Told of every finished job (metrics). */
   onJobFinished?: (model: string, status: string) => void;
+  /** Wait between two attempts to write to a store that failed (disk full, I/O error), in ms. */
+  storeRetryMs: number;
 }
 
 export const jobHubDefaults: Readonly<JobHubOptions> = Object.freeze({
@@ -52,7 +54,16 @@ export const jobHubDefaults: Readonly<JobHubOptions> = Object.freeze({
   checkpointEvery: 50,
   subscriberBuffer: 256,
   limits: inversionLimits,
+  storeRetryMs: 1000, // ms
 });
+
+/** Why the store cannot be written now, and since when. */
+export interface StoreFault {
+  message: string;
+  sinceMs: number;
+  /** Failed writes since the fault began. */
+  failures: number;
+}
 
 /** A job the engine is working on. */
 interface LiveJob {
@@ -66,6 +77,8 @@ interface LiveJob {
   /** Restart → iteration it resumed from (for the started event after a server restart). */
   resumedFrom: Map<number, number>;
   suppressQueued: boolean;
+  /** For a resumed job: the checkpoint sequence it resumed from (its resume mark once it starts running). */
+  resumedAtCheckpoint?: number;
 }
 
 const eventKinds = { queued: 'queued', started: 'started', progress: 'progress', restartResult: 'restart_result', result: 'result' } as const;
@@ -83,14 +96,28 @@ export class JobHub {
   private readonly pendingSummaries = new Map<string, Progress>();
   private readonly pendingStates = new Map<string, { state: JobRecord['state']; status?: string; finishedAtMs?: number }>();
   private readonly changeListeners = new Set<(change: JobChange) => void>();
+  private readonly pendingMarks = new Map<string, number>();
   private flushScheduled = false;
   private accepting = true;
   private closed = false;
+  private fault: StoreFault | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  // Jobs left unresumed because the store failed while resuming them: retried once it writes again.
+  private resumeLater: JobRecord[] = [];
+  // The unfinished jobs could not even be listed: list and resume them once the store works again.
+  private resumeAllLater = false;
+  /** Failed store writes since the start (metrics). */
+  storeWriteErrors = 0;
   readonly options: JobHubOptions;
 
   constructor(private readonly store: JobStore, private readonly registry: ModelRegistry, options: Partial<JobHubOptions>,
     private readonly log: Logger) {
     this.options = { ...jobHubDefaults, ...options };
+  }
+
+  /** The store's fault while it cannot be written (the server is then not ready), or undefined. */
+  get storeFault(): StoreFault | undefined {
+    return this.fault;
   }
 
   /** Jobs the engine is working on (queued or running). */
@@ -131,6 +158,7 @@ export class JobHub {
   /** Check a job request, store it and hand it to the model's engine; returns its id and queue position. */
   async submit(clientId: string, spec: JobSpec): Promise<{ jobId: string; queuePosition: number }> {
     if (!this.accepting) throw new ConnectError('the server is shutting down; retry on another server or later', Code.Unavailable);
+    if (this.fault) throw storeUnavailable(this.fault);
     const limits = this.limitsOf(clientId);
     const use = this.clientUse(clientId);
     if (use.jobs >= limits.maxJobs) {
@@ -163,7 +191,13 @@ export class JobHub {
       summary: null,
     };
     const { lastSequence: _l, summary: _s, ...insertable } = record;
-    this.store.insertJob(insertable);
+    try {
+      this.store.insertJob(insertable);
+    } catch (error: unknown) {
+      if (!isStoreFault(error)) throw error;
+      this.storeFailed(error, 'insert a job');
+      throw storeUnavailable(this.fault!);
+    }
     const live = this.addLive(record, 1, new Map(), false, cost);
     const queuePosition = entry.engine.queued;
     try {
@@ -211,6 +245,14 @@ export class JobHub {
           if (signal.aborted) return;
         }
         if (page.length < limit) break;
+      }
+      // While the store cannot be written, the newest events wait in memory: replay them from there.
+      for (const pending of this.pendingEvents) {
+        if (pending.jobId !== jobId || pending.sequence <= last || pending.sequence > storedThrough) continue;
+        const event = decodeEvent(pending.payload);
+        last = event.sequence;
+        yield event;
+        if (event.kind.case === 'result') return;
       }
       if (!live) return; // a finished job: its history is complete
       for await (const event of subscriber) {
@@ -278,11 +320,23 @@ export class JobHub {
       const stored = this.store.getJob(jobId)!;
       if (stored.state === 'FINISHED') return JobState.FINISHED;
       // Not resumed yet after a restart: the stored flag makes the resume stop it.
-      this.store.requestCancel(jobId);
+      try {
+        this.store.requestCancel(jobId);
+      } catch (error: unknown) {
+        if (!isStoreFault(error)) throw error;
+        this.storeFailed(error, 'record a cancel');
+        throw storeUnavailable(this.fault!);
+      }
       this.log.info({ jobId, clientId }, 'job cancel requested before its resume');
       return stored.state === 'RUNNING' ? JobState.RUNNING : JobState.QUEUED;
     }
-    this.store.requestCancel(jobId);
+    try {
+      this.store.requestCancel(jobId);
+    } catch (error: unknown) {
+      // The live job stops all the same; the flag only matters to a resume, and its result is stored later.
+      if (!isStoreFault(error)) throw error;
+      this.storeFailed(error, 'record a cancel');
+    }
     live.handle?.cancel();
     this.log.info({ jobId, clientId }, 'job cancel requested');
     return record.state === 'RUNNING' ? JobState.RUNNING : JobState.QUEUED;
@@ -294,41 +348,100 @@ export class JobHub {
    */
   async resumeUnfinished(): Promise<number> {
     await this.registry.ready();
+    let records: JobRecord[];
+    try {
+      records = this.store.unfinishedJobs();
+    } catch (error: unknown) {
+      if (!isStoreFault(error)) throw error;
+      this.storeFailed(error, 'list unfinished jobs');
+      this.resumeAllLater = true;
+      return 0;
+    }
+    return this.resumeRecords(records);
+  }
+
+  // Resume each job. A store fault is transient: the job stays unfinished and is tried again once the store
+  // writes; any other failure is the job's own, and ends it FAILED with the reason.
+  private async resumeRecords(records: JobRecord[]): Promise<number> {
     let resumed = 0;
-    for (const record of this.store.unfinishedJobs()) {
+    for (const [i, record] of records.entries()) {
+      if (this.closed) break;
+      if (this.fault) {
+        this.resumeLater.push(...records.slice(i));
+        break;
+      }
       try {
-        await this.resume(record);
-        resumed++;
+        if (await this.resume(record)) resumed++;
       } catch (error: unknown) {
+        this.live.delete(record.id);
+        if (isStoreFault(error)) {
+          this.storeFailed(error, 'resume a job');
+          this.resumeLater.push(...records.slice(i));
+          break;
+        }
+        const reason = error instanceof Error ? error.message : String(error);
         this.log.error({ jobId: record.id, err: error }, 'job could not be resumed');
-        this.failStored(record, error instanceof Error ? error.message : String(error));
+        try {
+          this.failStored(record, `the job could not be resumed: ${reason}`);
+        } catch (storeError: unknown) {
+          if (!isStoreFault(storeError)) throw storeError;
+          this.storeFailed(storeError, 'fail a job');
+          this.resumeLater.push(...records.slice(i));
+          break;
+        }
       }
     }
     return resumed;
   }
 
-  /** Stop accepting jobs and checkpoint every running one, so a restart resumes them. */
+  /**
+   * Stop accepting jobs and checkpoint every running one, so a restart resumes them. Queued jobs need no checkpoint:
+   * they start afresh from their seed. The engines are stopped by the model registry's close, which skips the
+   * result summaries of the jobs it stops (they resume after the restart).
+   */
   shutdown(): void {
     this.accepting = false;
+    clearTimeout(this.retryTimer);
     this.flush();
-    this.store.transaction(() => {
-      for (const live of this.live.values()) this.checkpoint(live);
-    });
+    let checkpointed = 0;
+    try {
+      this.store.transaction(() => {
+        for (const live of this.live.values()) {
+          if (live.record.state !== 'RUNNING') continue;
+          this.checkpoint(live);
+          checkpointed++;
+        }
+        // A clean stop: no resume failed, whatever ran from a checkpoint since the start.
+        this.store.clearResumeMarks();
+      });
+    } catch (error: unknown) {
+      // The jobs resume from their last stored checkpoint instead.
+      this.log.error({ err: error }, 'jobs could not be checkpointed for shutdown');
+    }
     // From here on the store is left as it is: the engines stop, and their last events are not written.
     this.closed = true;
     for (const live of this.live.values()) {
       for (const s of live.subscribers) s.close();
-      live.handle?.cancel();
     }
-    this.log.info({ jobs: this.live.size }, 'jobs checkpointed for shutdown');
+    this.log.info({ jobs: this.live.size, checkpointed }, 'jobs checkpointed for shutdown');
   }
 
-  private async resume(record: JobRecord): Promise<void> {
+  /** Resume one job; false when it was quarantined instead. */
+  private async resume(record: JobRecord): Promise<boolean> {
+    const checkpoint = this.store.latestCheckpoint(record.id);
+    const keep = checkpoint?.sequence ?? 0;
+    // It ran from this same checkpoint after the last restart, and the server stopped before a new one or a clean
+    // shutdown: whatever stops the server may be this job. Resuming it again could loop forever.
+    if (this.store.resumeMark(record.id) === keep) {
+      const reason = `quarantined: the server stopped while this job was running from its checkpoint at event ${keep} ` +
+        'after a restart, and again with no newer checkpoint; it is not resumed again';
+      this.log.error({ jobId: record.id, clientId: record.clientId, checkpoint: keep }, 'job quarantined');
+      this.failStored(record, reason);
+      return false;
+    }
     const entry = this.registry.require(record.model);
     const spec = fromBinary(JobSpecSchema, record.spec);
     const settings = this.checkSettings(spec);
-    const checkpoint = this.store.latestCheckpoint(record.id);
-    const keep = checkpoint?.sequence ?? 0;
     this.store.truncateEventsAfter(record.id, keep);
     const snapshots: Map<number, RunSnapshot> = checkpoint ? decodeSnapshots(checkpoint.payload) : new Map();
     const completed = new Map<number, RunResult>();
@@ -339,6 +452,7 @@ export class JobHub {
     const resumedFrom = new Map([...snapshots].map(([restart, s]) => [restart, s.iteration]));
     const cost = jobBytes(settings, record.targetIds.length, entry.model.checkpoint.config);
     const live = this.addLive({ ...record, lastSequence: keep }, keep + 1, resumedFrom, keep > 0, cost);
+    live.resumedAtCheckpoint = keep;
     live.handle = await entry.engine.submit({
       targetIds: record.targetIds, settings, resumeFrom: snapshots, completed, client: record.clientId,
       onEvent: (event) => this.onEvent(live, event),
@@ -346,6 +460,7 @@ export class JobHub {
     // Read the flag now: a cancel may have arrived while the engine was setting the job up.
     if (this.store.getJob(record.id)?.cancelRequested) live.handle.cancel();
     this.log.info({ jobId: record.id, fromSequence: keep, restarts: [...resumedFrom] }, 'job resumed');
+    return true;
   }
 
   private addLive(record: JobRecord, nextSequence: number, resumedFrom: Map<number, number>, suppressQueued: boolean,
@@ -357,7 +472,24 @@ export class JobHub {
     return live;
   }
 
+  // The boundary of one job's events: a failure to record one is logged with the job's id and, for the result,
+  // still ends the job (FAILED) rather than leaving it live forever.
   private onEvent(live: LiveJob, event: InversionEvent): void {
+    try {
+      this.recordEvent(live, event);
+    } catch (error: unknown) {
+      this.log.error({ jobId: live.record.id, event: event.type, err: error }, 'job event could not be recorded');
+      if (event.type === 'result' && this.live.get(live.record.id) === live) {
+        const reason = `its result could not be recorded: ${error instanceof Error ? error.message : String(error)}`;
+        this.recordEvent(live, { type: 'result', result: { ...event.result, status: 'FAILED',
+          restarts: event.result.restarts.map((r) => ({ ...r, status: 'FAILED' as const, error: reason,
+            embedding: { shape: [0, 0] as [number, number], values: new Float32Array(0) }, decodedIds: [],
+            decodedText: '', nearestTokens: [] })) } });
+      }
+    }
+  }
+
+  private recordEvent(live: LiveJob, event: InversionEvent): void {
     if (this.closed || (event.type === 'queued' && live.suppressQueued)) return;
     const now = Date.now();
     const resumedFrom = event.type === 'started' ? live.resumedFrom.get(event.restart) ?? 0 : 0;
@@ -374,6 +506,10 @@ export class JobHub {
       iteration: event.type === 'progress' ? event.progress.iteration : null,
       payload,
     });
+    if (event.type === 'started' && live.resumedAtCheckpoint !== undefined) {
+      this.pendingMarks.set(live.record.id, live.resumedAtCheckpoint);
+      live.resumedAtCheckpoint = undefined;
+    }
     if (event.type === 'started' && live.record.state === 'QUEUED') {
       live.record.state = 'RUNNING';
       this.pendingStates.set(live.record.id, { state: 'RUNNING' });
@@ -388,6 +524,10 @@ export class JobHub {
       this.live.delete(live.record.id);
       this.options.onJobFinished?.(live.record.model, event.result.status);
       this.log.info({ jobId: live.record.id, status: event.result.status, ms: Math.round(event.result.elapsedMs) }, 'job finished');
+      const errors = event.result.restarts.flatMap((r) => (r.error ? [`restart ${r.restart}: ${r.error}`] : []));
+      if (errors.length > 0) {
+        this.log.warn({ jobId: live.record.id, clientId: live.record.clientId, errors }, 'job restarts failed');
+      }
     }
     // Live readers get the event as the store keeps it (float fields rounded to float32), so a replayed history
     // and a live one are the same bytes.
@@ -416,22 +556,83 @@ export class JobHub {
     setImmediate(() => this.flush());
   }
 
-  /** Write the events, states, summaries and due checkpoints gathered since the last flush, atomically. */
+  /**
+   * Write the events, states, summaries and due checkpoints gathered since the last flush, atomically. When the
+   * store fails (disk full, I/O error) everything stays in memory, the hub refuses new jobs and tries again every
+   * `storeRetryMs`; the jobs run on. Never throws: it runs from timers, where a throw would end the process.
+   */
   private flush(): void {
     this.flushScheduled = false;
-    if (this.pendingEvents.length === 0 && this.pendingStates.size === 0) return;
+    if (this.closed && this.fault) return;
+    if (this.pendingEvents.length === 0 && this.pendingStates.size === 0 && this.pendingMarks.size === 0) {
+      if (this.fault) this.probeStore();
+      return;
+    }
     const events = this.pendingEvents;
-    this.pendingEvents = [];
-    this.store.transaction(() => {
-      this.store.appendEvents(events);
-      for (const [jobId, progress] of this.pendingSummaries) this.store.setSummary(jobId, toBinary(ProgressSchema, progress));
-      for (const [jobId, s] of this.pendingStates) this.store.setState(jobId, s.state, s);
-      for (const live of this.live.values()) {
-        if (live.iterationsSinceCheckpoint >= this.options.checkpointEvery) this.checkpoint(live);
-      }
-    });
+    try {
+      this.store.transaction(() => {
+        this.store.appendEvents(events);
+        for (const [jobId, progress] of this.pendingSummaries) this.store.setSummary(jobId, toBinary(ProgressSchema, progress));
+        for (const [jobId, s] of this.pendingStates) this.store.setState(jobId, s.state, s);
+        for (const [jobId, sequence] of this.pendingMarks) this.store.setResumeMark(jobId, sequence);
+        for (const live of this.live.values()) {
+          if (live.iterationsSinceCheckpoint >= this.options.checkpointEvery) this.checkpoint(live);
+        }
+      });
+    } catch (error: unknown) {
+      // Rolled back as a whole: the same writes are tried again (a checkpoint is taken again then, as of that time).
+      this.storeFailed(error, 'write job events');
+      return;
+    }
+    this.pendingEvents = this.pendingEvents.slice(events.length);
     this.pendingSummaries.clear();
     this.pendingStates.clear();
+    this.pendingMarks.clear();
+    if (this.fault) this.storeRecovered();
+  }
+
+  // Nothing waits to be written, but the store failed: see whether a small write goes through now.
+  private probeStore(): void {
+    try {
+      this.store.probeWrite();
+    } catch (error: unknown) {
+      this.storeFailed(error, 'probe the store');
+      return;
+    }
+    this.storeRecovered();
+  }
+
+  private storeFailed(error: unknown, what: string): void {
+    this.storeWriteErrors++;
+    const message = `${error instanceof Error ? error.message : String(error)}` +
+      `${(error as { code?: unknown }).code ? ` (${String((error as { code?: unknown }).code)})` : ''}`;
+    if (!this.fault) {
+      this.fault = { message, sinceMs: Date.now(), failures: 1 };
+      this.log.error({ err: error, what, pendingEvents: this.pendingEvents.length },
+        'the job store cannot be written: refusing new jobs and retrying');
+    } else {
+      this.fault.failures++;
+      this.fault.message = message;
+    }
+    if (this.closed) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.flush(), this.options.storeRetryMs);
+  }
+
+  private storeRecovered(): void {
+    const fault = this.fault!;
+    this.fault = undefined;
+    clearTimeout(this.retryTimer);
+    this.log.warn({ failures: fault.failures, ms: Date.now() - fault.sinceMs }, 'the job store writes again: accepting jobs');
+    if (this.resumeLater.length > 0 || this.resumeAllLater) {
+      const records = this.resumeLater;
+      const all = this.resumeAllLater;
+      this.resumeLater = [];
+      this.resumeAllLater = false;
+      void (all ? this.resumeUnfinished() : this.resumeRecords(records)).then((resumed) => {
+        if (resumed > 0) this.log.info({ resumed }, 'unfinished jobs resumed');
+      }, (error: unknown) => this.log.error({ err: error }, 'resuming jobs failed'));
+    }
   }
 
   // Called inside a store transaction, after the job's emitted events are written: the snapshot and the event
@@ -450,11 +651,12 @@ export class JobHub {
   // A job that cannot be resumed still ends its history with a result, so WatchJob and GetJob say why.
   private failStored(record: JobRecord, reason: string): void {
     const now = Date.now();
+    this.live.delete(record.id);
     this.store.transaction(() => {
       const stored = this.store.getJob(record.id) ?? record;
       const result = create(ResultSchema, {
         status: Status.FAILED,
-        restarts: [{ status: Status.FAILED, error: `the job could not be resumed: ${reason}` }],
+        restarts: [{ status: Status.FAILED, error: reason }],
         targetIds: stored.targetIds,
         targetText: stored.targetText,
         model: stored.model,
@@ -520,6 +722,17 @@ export class JobHub {
       throw toConnectError(error);
     }
   }
+}
+
+/** Report a store error (SQLite's, or the file system's under it): transient until proven otherwise. */
+export function isStoreFault(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (code.startsWith('SQLITE_') || code === 'ENOSPC' || code === 'EIO' || code === 'EROFS');
+}
+
+function storeUnavailable(fault: StoreFault): ConnectError {
+  return new ConnectError(`the job store cannot be written (${fault.message}) since ` +
+    `${new Date(fault.sinceMs).toISOString()}; new jobs are refused until it can; retry later`, Code.Unavailable);
 }
 
 function notResumedYet(jobId: string): ConnectError {

@@ -14,9 +14,39 @@ export interface ServiceMetrics {
   jobsFinished: Counter<'model' | 'status'>;
 }
 
+/** What the metrics read of the job store's health (the job hub provides it). */
+export interface StoreHealth {
+  readonly storeFault: { sinceMs: number } | undefined;
+  readonly storeWriteErrors: number;
+}
+
+/** Where the metrics read live state: the job store's health and the per-client use (the job hub gives both). */
+export interface MetricsSources {
+  store?: () => StoreHealth;
+  clients?: ClientUseSource;
+}
+
 /** Create the metrics of one server; gauges read the live state when scraped. */
-export function createServiceMetrics(models: ModelRegistry, clients?: ClientUseSource): ServiceMetrics {
+export function createServiceMetrics(models: ModelRegistry, { store, clients }: MetricsSources = {}): ServiceMetrics {
   const registry = new Registry();
+  if (store) {
+    new Gauge({
+      name: 'recite_store_ready', help: '1 while the job store can be written; 0 while it fails (disk full): new jobs are refused',
+      registers: [registry],
+      collect() {
+        this.set(store().storeFault ? 0 : 1);
+      },
+    });
+    const counted = { errors: 0 };
+    const writeErrors = new Counter({
+      name: 'recite_store_write_errors_total', help: 'failed writes to the job store (each is retried)', registers: [registry],
+      collect() {
+        const total = store().storeWriteErrors;
+        writeErrors.inc(total - counted.errors);
+        counted.errors = total;
+      },
+    });
+  }
   collectDefaultMetrics({ register: registry, prefix: 'recite_' });
   const lastGraph = new Map<string, { runs: number; ms: number }>();
   new Gauge({

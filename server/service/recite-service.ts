@@ -16,7 +16,12 @@ import type {
 import { clientOf, isAdmin } from './auth.js';
 import type { JobHub } from './job-hub.js';
 import type { ModelRegistry } from './model-registry.js';
+import { publicError } from './model-registry.js';
 import { validateRequest } from './validation.js';
+
+// Larger values overflow float32 in the model's LayerNorm (squares summed over C) and decode to nothing; trained
+// prompts stay orders of magnitude below.
+const maxPromptMagnitude = 1e6;
 
 const modelStates = { LOADING: ModelState.LOADING, READY: ModelState.READY, FAILED: ModelState.FAILED } as const;
 
@@ -80,8 +85,19 @@ export class ReciteServiceImpl implements ServiceImpl<typeof ReciteService> {
       throw new ConnectError(`embedding.shape: [${shape.join(', ')}]; expected [P, ${C}] (C is the model's n_embd)`,
         Code.InvalidArgument);
     }
+    if (P < 1 || P > nPositions) {
+      throw new ConnectError(`embedding.shape: [${shape.join(', ')}]: P = ${P} prompt vectors; the model's context ` +
+        `of ${nPositions} positions takes 1 to ${nPositions}`, Code.InvalidArgument);
+    }
     if (values.length !== P * C) {
       throw new ConnectError(`embedding.values: ${values.length} numbers; shape [${P}, ${C}] needs ${P * C}`, Code.InvalidArgument);
+    }
+    const bad = values.findIndex((v) => !(Math.abs(v) <= maxPromptMagnitude));
+    if (bad >= 0) {
+      const v = values[bad]!;
+      throw new ConnectError(Number.isFinite(v)
+        ? `embedding.values[${bad}]: ${v} is beyond ±${maxPromptMagnitude}, the largest magnitude a prompt value may have`
+        : `embedding.values[${bad}]: ${v} is not a finite number`, Code.InvalidArgument);
     }
     // the last step reads the prompt and max_tokens - 1 generated tokens
     if (P + req.maxTokens - 1 > nPositions) {
@@ -147,7 +163,7 @@ export class ReciteServiceImpl implements ServiceImpl<typeof ReciteService> {
           provider: m.state === 'READY' ? m.model.provider : '',
           isDefault: m.name === this.models.defaultModel,
           description: m.description,
-          error: m.state === 'FAILED' ? m.error : '',
+          error: m.state === 'FAILED' ? publicError(m) : '',
         };
       }),
     };
