@@ -80,6 +80,11 @@ describe('a server with per-client limits and an admin', () => {
     const bobs = (await c.submitJob({ spec: endlessSpec }, bob)).jobId;
     expect((await c.getJob({ jobId: bobs }, bob)).job!.state).not.toBe(JobState.FINISHED);
     for (const [jobId, who] of [[first, alice], [second, alice], [bobs, bob]] as const) await c.cancelJob({ jobId }, who);
+    // A cancelled job counts against alice's limit until it has ended: the tests below submit for her again.
+    for (const [jobId, who] of [[first, alice], [second, alice], [bobs, bob]] as const) {
+      await waitFor(async () => (await c.getJob({ jobId }, who)).job!.state === JobState.FINISHED, 10_000,
+        'a cancelled job to end');
+    }
   });
 
   it('refuses dave past his max-queued, naming his queued cost, the job\'s and the limit', async () => {
