@@ -42,6 +42,7 @@ export function registerTrainCommands(program: Command): void {
     .option('--corpus <dir>', 'corpus folder from `recite corpus build`', defaultCorpusDir)
     .option('--run <dir>', 'run folder: state, log; a run that exists is resumed', defaultRunDir)
     .option('--export <dir>', 'write the model here when the run ends (float16)')
+    .option('--init-from <run>', 'a new run starts from the last weights of this run folder (a second phase)')
     .option('--stop-after <steps>', 'stop after this many steps of this invocation (resume later)',
       (v) => positiveInteger('--stop-after', v));
   const integerFlags: [keyof TrainingOptions, string][] = [['nEmbd', '--n-embd'], ['nLayer', '--n-layer'],
@@ -77,15 +78,24 @@ export function registerTrainCommands(program: Command): void {
       'tokens, samples, sha256; draw the loss curve from the run\'s log')
     .requiredOption('--model <dir>', 'the exported model folder')
     .option('--corpus <dir>', 'corpus folder', defaultCorpusDir)
-    .option('--run <dir>', 'the training run folder (for its log)', defaultRunDir)
+    .option('--run <dir>', 'a training run folder, for its log; repeat for the phases of a training in order',
+      (value: string, previous: string[]) => [...previous, value], [] as string[])
     .requiredOption('--out <dir>', 'where to write evaluation.json, loss-curve.svg and training-log.jsonl')
-    .action(async (options: { model: string; corpus: string; run: string; out: string }) => {
+    .action(async (options: { model: string; corpus: string; run: string[]; out: string }) => {
       fs.mkdirSync(options.out, { recursive: true });
       const evaluation = await evaluateModel(options.model, options.corpus);
       fs.writeFileSync(path.join(options.out, 'evaluation.json'), `${JSON.stringify(evaluation, null, 2)}\n`);
-      const logText = fs.readFileSync(path.join(options.run, 'log.jsonl'), 'utf8');
-      fs.writeFileSync(path.join(options.out, 'training-log.jsonl'), logText);
-      const log = logText.split('\n').filter(Boolean).map((line) => JSON.parse(line) as TrainingLogLine);
+      // Phases follow one another: a later phase's steps and tokens continue from the earlier one's last line.
+      const log: (TrainingLogLine & { phase: number })[] = [];
+      (options.run.length > 0 ? options.run : [defaultRunDir]).forEach((run, phase) => {
+        const last = log.at(-1);
+        for (const line of fs.readFileSync(path.join(run, 'log.jsonl'), 'utf8').split('\n').filter(Boolean)) {
+          const entry = JSON.parse(line) as TrainingLogLine;
+          log.push({ ...entry, phase: phase + 1, step: entry.step + (last?.step ?? 0), tokens: entry.tokens + (last?.tokens ?? 0),
+            elapsed: entry.elapsed + (last?.elapsed ?? 0) });
+        }
+      });
+      fs.writeFileSync(path.join(options.out, 'training-log.jsonl'), log.map((l) => `${JSON.stringify(l)}\n`).join(''));
       fs.writeFileSync(path.join(options.out, 'loss-curve.svg'), await renderLossCurve(log, evaluation.validation.bigramNll));
       const v = evaluation.validation;
       process.stdout.write(`validation: ${v.tokensPredicted} tokens; model perplexity ${v.modelPerplexity.toFixed(1)}, ` +

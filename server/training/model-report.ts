@@ -119,11 +119,16 @@ function sampleTopK(logprobs: Float32Array, k: number, temperature: number, u: n
 }
 
 /** Draw the loss curve (training loss, validation loss, the bigram's validation loss) as an SVG document. */
-export async function renderLossCurve(log: readonly TrainingLogLine[], bigramNll: number): Promise<string> {
+export async function renderLossCurve(log: readonly (TrainingLogLine & { phase?: number })[], bigramNll: number):
+  Promise<string> {
+  // Each phase's validation points are their own series: phases may have evaluated different windows.
   const values = [
     ...log.map((line) => ({ tokens: line.tokens / 1e6, nll: line.loss, series: 'training loss (batch)' })),
-    ...log.filter((line) => line.validationLoss !== undefined)
-      .map((line) => ({ tokens: line.tokens / 1e6, nll: line.validationLoss!, series: 'validation loss (8 k tokens)' })),
+    ...log.filter((line) => line.validationLoss !== undefined).map((line) => ({
+      tokens: line.tokens / 1e6,
+      nll: line.validationLoss!,
+      series: `validation loss (8 k tokens${line.phase === undefined ? '' : `, phase ${line.phase}`})`,
+    })),
   ];
   const lastTokens = Math.max(...values.map((v) => v.tokens));
   values.push({ tokens: 0, nll: bigramNll, series: 'Kneser-Ney bigram, validation' },

@@ -47,6 +47,8 @@ export interface TrainingOptions {
   evalWindows: number;
   /** Save the run's state every this many steps. */
   checkpointEvery: number;
+  /** Start from the weights of another run folder (its last state) instead of GPT-2's random initialization. */
+  initFrom?: string;
 }
 
 export const trainingDefaults: Readonly<TrainingOptions> = Object.freeze({
@@ -176,8 +178,9 @@ export interface WindowEvaluation {
 }
 
 /**
- * Evaluate mean NLL over the first `windows` windows of `stream` (all of them when Infinity): window k reads tokens
- * kS .. kS+S-1 and predicts kS+1 .. kS+S.
+ * Evaluate mean NLL over `windows` windows of `stream`, spread evenly over it (all of them when Infinity): window k
+ * reads tokens kS .. kS+S-1 and predicts kS+1 .. kS+S. Spread, so a partial evaluation sees every source of a
+ * split that holds its sources one after another.
  */
 export async function evaluateWindows(session: ort.InferenceSession, state: Pick<TrainingState, 'config' | 'weights'>,
   stream: Uint16Array, S: number, windows: number, helpers = sequenceHelpers(S)): Promise<WindowEvaluation> {
@@ -190,7 +193,7 @@ export async function evaluateWindows(session: ort.InferenceSession, state: Pick
     const inputIds = new BigInt64Array(B * S);
     const targetIds = new BigInt64Array(B * S);
     for (let b = 0; b < B; b++) {
-      const start = (first + b) * S;
+      const start = Math.floor(((first + b) * available) / count) * S;
       for (let s = 0; s < S; s++) {
         inputIds[b * S + s] = BigInt(stream[start + s]!);
         targetIds[b * S + s] = BigInt(stream[start + s + 1]!);
@@ -412,21 +415,36 @@ function openRun(runDir: string, corpusDir: string, partial: Partial<TrainingOpt
   const options = { ...trainingDefaults, ...Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined)) };
   const config = modelConfig(options);
   fs.mkdirSync(runDir, { recursive: true });
-  // GPT-2's initialization: N(0, 0.02) matrices, zero biases, unit LayerNorm gains.
-  const init = writeRandomCheckpoint(path.join(runDir, 'init'), { config, seed: options.seed, prefixKeys: false });
-  const checkpoint = loadCheckpoint(init.dir);
-  const weights = new Map<string, Float32Array>();
+  const weights = options.initFrom ? readRunWeights(options.initFrom, config) : randomWeights(runDir, config, options.seed);
   const moments = new Map<string, AdamState>();
   const adam = makeAdamOptions();
-  for (const name of trainableWeights(config).keys()) {
-    const value = checkpoint.readFloat32(name);
-    weights.set(name, value);
-    moments.set(name, createAdamState(value.length, adam));
-  }
-  fs.rmSync(init.dir, { recursive: true });
+  for (const [name, value] of weights) moments.set(name, createAdamState(value.length, adam));
   const state = { config, weights, moments, step: 0, elapsed: 0 };
   saveRun(runDir, corpusDir, options, state);
   return { options, state };
+}
+
+// GPT-2's initialization: N(0, 0.02) matrices, zero biases, unit LayerNorm gains.
+function randomWeights(runDir: string, config: Gpt2Config, seed: number): Map<string, Float32Array> {
+  const init = writeRandomCheckpoint(path.join(runDir, 'init'), { config, seed, prefixKeys: false });
+  const checkpoint = loadCheckpoint(init.dir);
+  const weights = new Map([...trainableWeights(config).keys()].map((name) => [name, checkpoint.readFloat32(name)]));
+  fs.rmSync(init.dir, { recursive: true });
+  return weights;
+}
+
+// The float32 weights of another run's last state; its shape must be this run's.
+function readRunWeights(otherRunDir: string, config: Gpt2Config): Map<string, Float32Array> {
+  const other = JSON.parse(fs.readFileSync(path.join(otherRunDir, runFile), 'utf8')) as RunRecord;
+  for (const key of ['nEmbd', 'nLayer', 'nHead', 'nPositions'] as const) {
+    const value = { nEmbd: config.nEmbd, nLayer: config.nLayer, nHead: config.nHead, nPositions: config.nPositions }[key];
+    if (other.options[key] !== value) {
+      throw new Error(`start training from ${otherRunDir}: its ${key} is ${other.options[key]}, this run's ${value}`);
+    }
+  }
+  const header = readSafetensorsHeader(path.join(otherRunDir, stateFile));
+  const byName = new Map(header.tensors.map((t) => [t.name, t]));
+  return new Map([...trainableWeights(config).keys()].map((name) => [name, readTensorFloat32(byName.get(name)!)]));
 }
 
 function saveRun(runDir: string, corpusDir: string, options: TrainingOptions, state: TrainingState): void {

@@ -145,7 +145,9 @@ def summarize(tensor, probes):
 def train_speed(folder, batch, steps):
     """Time PyTorch training steps (forward, backward to every weight, AdamW) of the model's shape, for the trainer's
     side-by-side figure; the same shape and batch as recite's trainer."""
+    import os
     import time
+    torch.set_num_threads(os.cpu_count())  # every core, as recite's trainer uses
     model = Gpt2(folder)
     for t in model.w.values():
         t.requires_grad_(True)
