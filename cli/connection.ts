@@ -7,8 +7,9 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import pino from 'pino';
-import { createReciteClient } from '../sdk/index.js';
-import type { ReciteClient } from '../sdk/index.js';
+import type { Transport } from '@connectrpc/connect';
+import { createReciteClient, createReciteNodeTransport, createReciteTransport } from '../sdk/node.js';
+import type { ReciteClient } from '../sdk/node.js';
 import { parseDeviceRequest } from '../server/model/execution-provider.js';
 import { TokenTable } from '../server/service/auth.js';
 import { createReciteServer } from '../server/service/server.js';
@@ -17,6 +18,8 @@ import { parseModelSource } from './commands/serve.js';
 export interface ConnectionOptions {
   server?: string;
   token?: string;
+  /** PEM file of the CA that signed an https server's certificate. */
+  caFile?: string;
 }
 
 export interface Connection {
@@ -24,6 +27,8 @@ export interface Connection {
   /** The server's base URL and the bearer token the client sends (for clients of the server's other services). */
   baseUrl: string;
   token: string;
+  /** The transport the client uses, with the token (for clients of the server's other services). */
+  transport: Transport;
   /** The model name to ask for ('' = the server's default). */
   model: string;
   close(): Promise<void>;
@@ -33,7 +38,8 @@ export interface Connection {
 export function withServerOptions(command: Command, serverRequired = true): Command {
   return command
     .option('--server <url>', `recite server${serverRequired ? ' (default $RECITE_SERVER or http://127.0.0.1:7070)' : '; without it, one runs in this process'}`)
-    .option('--token <token>', 'bearer token (default $RECITE_TOKEN)');
+    .option('--token <token>', 'bearer token (default $RECITE_TOKEN)')
+    .option('--ca-file <file>', 'PEM certificate of the CA to trust for an https --server (default $RECITE_CA_FILE)');
 }
 
 /** Connect to --server (or $RECITE_SERVER, or the default local port). */
@@ -41,7 +47,23 @@ export function connectToServer(options: ConnectionOptions): Connection {
   const url = options.server ?? process.env.RECITE_SERVER ?? 'http://127.0.0.1:7070';
   const token = options.token ?? process.env.RECITE_TOKEN;
   if (!token) throw new Error(`no token for ${url}: give --token TOKEN or set RECITE_TOKEN`);
-  return { client: createReciteClient(url, { token }), baseUrl: url, token, model: '', close: async () => {} };
+  const caFile = options.caFile ?? process.env.RECITE_CA_FILE;
+  let transport: Transport;
+  if (url.startsWith('https://') || caFile) {
+    let ca: string | undefined;
+    if (caFile) {
+      try {
+        ca = fs.readFileSync(caFile, 'utf8');
+      } catch (error: unknown) {
+        throw new Error(`--ca-file ${caFile}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+    // Node's HTTP client: it takes the CA that fetch cannot.
+    transport = createReciteNodeTransport(url, { token, ...(ca !== undefined ? { ca } : {}) });
+  } else {
+    transport = createReciteTransport(url, { token });
+  }
+  return { client: createReciteClient(url, { transport }), baseUrl: url, token, transport, model: '', close: async () => {} };
 }
 
 /**
@@ -67,10 +89,12 @@ export async function startInProcessServer(model: string, device: string, dbPath
     await server.close();
     throw new Error(`model ${entry.name} (${entry.dir}) could not be loaded: ${entry.error}`);
   }
+  const transport = createReciteTransport(server.url, { token });
   return {
-    client: createReciteClient(server.url, { token }),
+    client: createReciteClient(server.url, { transport }),
     baseUrl: server.url,
     token,
+    transport,
     model: source.name,
     async close() {
       await server.close();

@@ -59,6 +59,8 @@ export interface ListJobsOptions extends CallOptions {
   pageSize?: number;
   /** Jobs created before this one (unset: the newest); pass the last job id of a page for the next. */
   beforeJobId?: string;
+  /** Every client's jobs (admin clients only; others get PERMISSION_DENIED). */
+  allClients?: boolean;
 }
 
 /** Configure decode. */
@@ -133,7 +135,8 @@ export function createReciteClient(baseUrl: string, options: ReciteClientOptions
       return job;
     },
     async listJobs(options = {}) {
-      const request = { pageSize: options.pageSize ?? 0, beforeJobId: options.beforeJobId ?? '' };
+      const request = { pageSize: options.pageSize ?? 0, beforeJobId: options.beforeJobId ?? '',
+        allClients: options.allClients ?? false };
       return (await raw.listJobs(request, callOptions(options))).jobs;
     },
     async cancelJob(jobId, options) {

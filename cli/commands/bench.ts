@@ -1,6 +1,6 @@
 // `recite bench`: time the gradient graph against the same-run MatMul peak, or with --engine the inversion engine's
-// job-iterations per second with N jobs batched against the same jobs in turn; progress on stderr, the table (or the
-// JSON with `--json -`) on stdout.
+// job-iterations per second with N jobs batched against the same jobs in turn, or with --fairness a light client's
+// job alone and beside a heavy client; progress on stderr, the table (or the JSON with `--json -`) on stdout.
 import fs from 'node:fs';
 import Table from 'cli-table3';
 import type { Command } from 'commander';
@@ -9,6 +9,8 @@ import type { EngineBenchEvent, EngineBenchResult } from '../../server/bench/eng
 import { engineBenchDefaults, runEngineBench } from '../../server/bench/engine-bench.js';
 import type { BenchModelName, GraphBenchEvent, GraphBenchResult } from '../../server/bench/graph-bench.js';
 import { benchModelNames, graphBenchDefaults, runGraphBench } from '../../server/bench/graph-bench.js';
+import type { FairnessBenchResult } from '../../server/bench/fairness-bench.js';
+import { fairnessBenchDefaults, median, runFairnessBench } from '../../server/bench/fairness-bench.js';
 import { defaultRandomGpt2Dir } from '../../server/bench/random-gpt2.js';
 import { parseDeviceRequest } from '../../server/model/execution-provider.js';
 
@@ -25,11 +27,19 @@ interface BenchCommandOptions {
   repeats?: number;
   json?: string;
   cacheDir?: string;
+  fairness?: boolean;
+  heavyJobs?: number;
+  heavyRestarts?: number;
+  heavyBeams?: number;
+  lightIterations?: number;
+  timeout?: number;
 }
 
 // Flags of one bench only, by option key and flag: given to the other bench they would be ignored silently.
 const graphOnlyFlags = [['batches', '--batches'], ['minRuns', '--min-runs'], ['minSeconds', '--min-seconds']] as const;
 const engineOnlyFlags = [['jobs', '--jobs'], ['iterations', '--iterations'], ['repeats', '--repeats']] as const;
+const fairnessOnlyFlags = [['heavyJobs', '--heavy-jobs'], ['heavyRestarts', '--heavy-restarts'],
+  ['heavyBeams', '--heavy-beams'], ['lightIterations', '--light-iterations'], ['timeout', '--timeout']] as const;
 
 /** Register `recite bench`: parse the flags, run runGraphBench (or runEngineBench), print the table or the JSON. */
 export function registerBenchCommand(program: Command): void {
@@ -58,12 +68,40 @@ export function registerBenchCommand(program: Command): void {
       `${Object.entries(engineBenchDefaults.iterations).map(([model, k]) => `${k} on ${model}`).join(', ')})`,
       parsePositiveInteger('--iterations'))
     .option('--repeats <n>', 'with --engine: turns of each mode per point, in alternating order; the fastest are ' +
-      `compared (default: ${engineBenchDefaults.repeats})`, parsePositiveInteger('--repeats'))
+      `compared (default: ${engineBenchDefaults.repeats}); with --fairness: light jobs timed in each phase, medians ` +
+      `compared (default: ${fairnessBenchDefaults.repeats})`, parsePositiveInteger('--repeats'))
+    .option('--fairness', 'time a light client\'s job alone and beside a heavy client\'s load on one server (tiny ' +
+      'model), and their ratio')
+    .option('--heavy-jobs <n>', `with --fairness: the heavy client's jobs (default: ${fairnessBenchDefaults.heavyJobs})`,
+      parsePositiveInteger('--heavy-jobs'))
+    .option('--heavy-restarts <n>', 'with --fairness: restarts per heavy job (default: ' +
+      `${fairnessBenchDefaults.heavyRestarts})`, parsePositiveInteger('--heavy-restarts'))
+    .option('--heavy-beams <n>', 'with --fairness: beams of the heavy jobs\' hit check, every iteration (default: ' +
+      `${fairnessBenchDefaults.heavyBeams})`, parsePositiveInteger('--heavy-beams'))
+    .option('--light-iterations <n>', 'with --fairness: iterations of the light client\'s job (default: ' +
+      `${fairnessBenchDefaults.lightIterations})`, parsePositiveInteger('--light-iterations'))
+    .option('--timeout <s>', 'with --fairness: give up on the light job beside the load after this many seconds ' +
+      `(default: ${fairnessBenchDefaults.timeoutSeconds})`, parsePositiveInteger('--timeout'))
     .option('--json <file>', 'also write every figure as JSON to <file>; "-" writes it to stdout instead of the table')
     .option('--cache-dir <dir>', `folder of the generated GPT-2 124M random checkpoint (default ${defaultRandomGpt2Dir()})`)
     .action(async (options: BenchCommandOptions, command: Command) => {
       const given = (key: string) => command.getOptionValueSource(key) !== undefined &&
         command.getOptionValueSource(key) !== 'default';
+      if (options.fairness) {
+        if (options.engine) command.error('error: --fairness and --engine are two benches; give one');
+        const misplaced = [...graphOnlyFlags, ...engineOnlyFlags].filter(([key]) => key !== 'repeats' && given(key));
+        if (misplaced.length > 0) {
+          command.error(`error: ${misplaced.map(([, flag]) => flag).join(', ')} ` +
+            `${misplaced.length === 1 ? 'does' : 'do'} not apply with --fairness`);
+        }
+        await runFairnessCommand(options);
+        return;
+      }
+      const misplacedFairness = fairnessOnlyFlags.filter(([key]) => given(key));
+      if (misplacedFairness.length > 0) {
+        command.error(`error: ${misplacedFairness.map(([, flag]) => flag).join(', ')} only ` +
+          `${misplacedFairness.length === 1 ? 'applies' : 'apply'} with --fairness`);
+      }
       const misplaced = (options.engine ? graphOnlyFlags : engineOnlyFlags).filter(([key]) => given(key));
       if (misplaced.length > 0) {
         command.error(`error: ${misplaced.map(([, flag]) => flag).join(', ')} only ` +
@@ -99,6 +137,43 @@ async function runEngineCommand(options: BenchCommandOptions, lengthsGiven: bool
     onProgress: (event) => process.stderr.write(`recite bench: ${describeEngineEvent(event)}\n`),
   });
   writeReport(result, formatEngineBenchReport, options.json);
+}
+
+async function runFairnessCommand(options: BenchCommandOptions): Promise<void> {
+  const result = await runFairnessBench({
+    device: parseDeviceRequest(options.device),
+    ...(options.heavyJobs === undefined ? {} : { heavyJobs: options.heavyJobs }),
+    ...(options.heavyRestarts === undefined ? {} : { heavyRestarts: options.heavyRestarts }),
+    ...(options.heavyBeams === undefined ? {} : { heavyBeams: options.heavyBeams }),
+    ...(options.lightIterations === undefined ? {} : { lightIterations: options.lightIterations }),
+    ...(options.timeout === undefined ? {} : { timeoutSeconds: options.timeout }),
+    ...(options.repeats === undefined ? {} : { repeats: options.repeats }),
+    onProgress: (line) => process.stderr.write(`recite bench: ${line}\n`),
+  });
+  writeReport(result, formatFairnessReport, options.json);
+}
+
+/** Render the fairness bench's figures: the light job alone, beside the heavy load, and the ratio against the goal. */
+export function formatFairnessReport(result: FairnessBenchResult): string {
+  const s = result.settings;
+  const list = (values: readonly number[]) => values.map((x) => x.toFixed(2)).join(', ');
+  const before = result.aloneSeconds.slice(0, s.repeats);
+  const after = result.aloneSeconds.slice(s.repeats);
+  const ratio = `${result.besideFinished ? '' : 'more than '}${result.ratio.toFixed(2)}x`;
+  return [
+    `provider ${result.provider} (model tiny) | ${result.host.cpus} CPUs, ${result.host.cpuModel} | ` +
+      `${result.wallSeconds.toFixed(0)} s`,
+    `heavy client: ${s.heavyJobs} jobs x ${s.heavyRestarts} restarts, beam-${s.heavyBeams} hit check every iteration`,
+    `light client: one Invert of "Hello world", ${s.lightIterations} iterations, timed ${s.repeats} times in each phase`,
+    `light alone:         median ${median(result.aloneSeconds).toFixed(2)} s (${list(before)} s before the load, ` +
+      `${list(after)} s after)`,
+    `light beside heavy:  median ${median(result.besideSeconds).toFixed(2)} s (${list(result.besideSeconds)} s` +
+      `${result.besideFinished ? '' : ', the last given up'}); the heavy client did ${result.heavyIterationsBeside} ` +
+      'row-iterations meanwhile',
+    `work charged beside: light ${result.chargedSecondsBeside.light.toFixed(2)} s, heavy ` +
+      `${result.chargedSecondsBeside.heavy.toFixed(2)} s (graph and host work, measured)`,
+    `ratio:               ${ratio} (goal: at most 2x, ${result.besideFinished && result.ratio <= 2 ? 'met' : 'NOT met'})`,
+  ].join('\n');
 }
 
 /** Print the table, or the JSON with `--json -`; `--json FILE` writes the JSON there as well. */

@@ -3,6 +3,7 @@
 // longest prefix hit is the text's capacity. Reports each text and the mean and median tokens per vector.
 import Table from 'cli-table3';
 import type { Command } from 'commander';
+import type { Transport } from '@connectrpc/connect';
 import { InvalidArgumentError } from 'commander';
 import { Status } from '../../sdk/index.js';
 import type { InvertOptions, ReciteClient, ResultEvent } from '../../sdk/index.js';
@@ -157,7 +158,7 @@ async function readTexts(client: ReciteClient, file: string, model: string): Pro
   })));
 }
 
-async function sampleTexts(connection: { baseUrl: string; token: string }, model: string, flags: CapacityFlags, P: number) {
+async function sampleTexts(connection: { transport: Transport }, model: string, flags: CapacityFlags, P: number) {
   const { targets } = await createDatasetClient(connection).sampleReachableTargets({
     model,
     count: positiveInteger('--reachable', flags.reachable),

@@ -18,22 +18,24 @@ export function registerJobCommands(program: Command): void {
   withServerOptions(program.command('jobs')
     .description('list your jobs on the server, newest first')
     .option('--limit <n>', 'jobs to show', '50')
+    .option('--all', 'every client\'s jobs (admin clients only)')
     .option('--json', 'one JSON object per job'))
-    .action(async (options: ConnectionOptions & JsonOption & { limit: string }) => {
+    .action(async (options: ConnectionOptions & JsonOption & { limit: string; all?: boolean }) => {
       const { client } = connectToServer(options);
-      const jobs = await client.listJobs({ pageSize: positiveInteger('--limit', options.limit) });
+      const jobs = await client.listJobs({ pageSize: positiveInteger('--limit', options.limit), allClients: options.all ?? false });
       if (options.json) {
         for (const job of jobs) process.stdout.write(`${JSON.stringify(jobSummary(job))}\n`);
         return;
       }
       const table = new Table({
-        head: ['job', 'state', 'status', 'model', 'target', 'iteration', 'NLL', 'correct', 'created'],
+        head: ['job', ...(options.all ? ['client'] : []), 'state', 'status', 'model', 'target', 'iteration', 'NLL',
+          'correct', 'created'],
         style: { head: [], border: [] },
       });
       for (const job of jobs) {
         const s = jobSummary(job);
-        table.push([s.jobId, s.state, s.status ?? '', s.model, truncate(s.target, 32), s.iteration ?? '',
-          s.nll?.toFixed(3) ?? '', s.correct ?? '', s.createdAt]);
+        table.push([s.jobId, ...(options.all ? [job.client] : []), s.state, s.status ?? '', s.model, truncate(s.target, 32),
+          s.iteration ?? '', s.nll?.toFixed(3) ?? '', s.correct ?? '', s.createdAt]);
       }
       process.stdout.write(`${table.toString()}\n`);
     });

@@ -1,12 +1,15 @@
 // `recite serve`: the shared server. Tokens from --tokens-file and RECITE_TOKENS; jobs in a SQLite file.
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { defaultModelName, resolveModelDir } from '../../server/model/builtin-models.js';
 import { parseDeviceRequest } from '../../server/model/execution-provider.js';
+import { formatBytes, parseBytes } from '../../server/engine/run-cost.js';
 import { TokenTable } from '../../server/service/auth.js';
 import type { ModelSource } from '../../server/service/model-registry.js';
 import { createReciteServer, reciteServerDefaults } from '../../server/service/server.js';
+import { connectionLimitsDefaults } from '../../server/service/connection-guard.js';
 import { positiveInteger } from '../options.js';
 
 interface ServeOptions {
@@ -16,9 +19,18 @@ interface ServeOptions {
   device: string;
   maxBatch: string;
   maxQueue: string;
+  maxQueued: string;
+  memoryBudget: string;
   db: string;
   tokensFile?: string;
   checkpointEvery: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  headersTimeout: string;
+  idleTimeout: string;
+  bodyTimeout: string;
+  maxStreamsPerConnection: string;
+  maxRequestBytes: string;
 }
 
 /** Default database file: one per user, so a restart finds its jobs. */
@@ -44,22 +56,60 @@ export function registerServeCommand(program: Command): void {
       (value: string, previous: string[]) => [...previous, value], [] as string[])
     .option('--device <device>', 'cpu | webgpu | cuda | auto', 'auto')
     .option('--max-batch <n>', 'jobs per graph run', String(reciteServerDefaults.maxBatch))
-    .option('--max-queue <n>', 'unfinished jobs before submissions are refused', String(reciteServerDefaults.maxQueue))
+    .option('--max-queue <n>', 'unfinished jobs per client before its submissions are refused (a client\'s own ' +
+      'max-jobs= in the tokens file overrides it)', String(reciteServerDefaults.maxQueue))
+    .option('--max-queued <size>', 'bytes a client\'s unfinished jobs may hold before its submissions are refused ' +
+      '(its own max-queued= overrides it)', formatBytes(reciteServerDefaults.maxQueuedBytes).replace(' ', ''))
+    .option('--memory-budget <size>', 'bytes the running restarts of one model may hold; restarts past it wait to ' +
+      'start', formatBytes(reciteServerDefaults.memoryBudgetBytes).replace(' ', ''))
     .option('--db <file>', 'SQLite file of jobs, events and checkpoints', defaultDbPath())
-    .option('--tokens-file <file>', 'bearer tokens, one "TOKEN CLIENT" per line')
+    .option('--tokens-file <file>', 'bearer tokens, one "TOKEN CLIENT [admin] [max-jobs=N] [max-queued=SIZE]" per line')
     .option('--checkpoint-every <n>', 'iterations between checkpoints of a running job', String(reciteServerDefaults.checkpointEvery))
+    .option('--tls-cert <file>', 'serve TLS (HTTP/2 by ALPN and HTTP/1.1 on the one port) with this PEM certificate chain')
+    .option('--tls-key <file>', 'the PEM private key of --tls-cert')
+    .option('--headers-timeout <ms>', 'close a connection that sends no complete request within this long of connecting',
+      String(connectionLimitsDefaults.headersTimeoutMs))
+    .option('--idle-timeout <ms>', 'close a connection with no request in flight for this long',
+      String(connectionLimitsDefaults.idleTimeoutMs))
+    .option('--body-timeout <ms>', 'cut off a request whose body has not ended this long after its head',
+      String(connectionLimitsDefaults.bodyTimeoutMs))
+    .option('--max-streams-per-connection <n>', 'HTTP/2 streams open at once on one connection',
+      String(connectionLimitsDefaults.maxStreamsPerConnection))
+    .option('--max-request-bytes <n>', 'largest request body accepted', String(reciteServerDefaults.readMaxBytes))
     .action(async (options: ServeOptions) => {
       const tokens = TokenTable.load(options.tokensFile, process.env.RECITE_TOKENS);
-      if (tokens.size === 0) throw new Error('no tokens: give --tokens-file FILE ("TOKEN CLIENT" lines) or RECITE_TOKENS=TOKEN=CLIENT');
+      if (tokens.size === 0) throw new Error('no tokens: give --tokens-file FILE ("TOKEN CLIENT [OPTIONS]" lines) or RECITE_TOKENS=TOKEN=CLIENT');
+      if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
+        throw new Error('--tls-cert and --tls-key go together: give both, or neither for cleartext');
+      }
+      const readFile = (flag: string, file: string) => {
+        try {
+          return fs.readFileSync(file);
+        } catch (error: unknown) {
+          throw new Error(`${flag} ${file}: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      };
+      const tls = options.tlsCert && options.tlsKey
+        ? { cert: readFile('--tls-cert', options.tlsCert), key: readFile('--tls-key', options.tlsKey) } : undefined;
       const models = (options.model.length > 0 ? options.model : [defaultModelName]).map(parseModelSource);
       const server = createReciteServer({
         models,
         device: parseDeviceRequest(options.device),
         maxBatch: positiveInteger('--max-batch', options.maxBatch),
         maxQueue: positiveInteger('--max-queue', options.maxQueue),
+        maxQueuedBytes: parseBytes(options.maxQueued, '--max-queued'),
+        memoryBudgetBytes: parseBytes(options.memoryBudget, '--memory-budget'),
         dbPath: options.db,
         tokens,
         checkpointEvery: positiveInteger('--checkpoint-every', options.checkpointEvery),
+        readMaxBytes: positiveInteger('--max-request-bytes', options.maxRequestBytes),
+        connectionLimits: {
+          headersTimeoutMs: positiveInteger('--headers-timeout', options.headersTimeout),
+          idleTimeoutMs: positiveInteger('--idle-timeout', options.idleTimeout),
+          bodyTimeoutMs: positiveInteger('--body-timeout', options.bodyTimeout),
+          maxStreamsPerConnection: positiveInteger('--max-streams-per-connection', options.maxStreamsPerConnection),
+        },
+        ...(tls ? { tls } : {}),
       });
       await server.listen(positiveInteger('--port', options.port, 0), options.host);
       process.stdout.write(`recite serve: listening on ${server.url} (database ${options.db})\n`);
@@ -69,5 +119,18 @@ export function registerServeCommand(program: Command): void {
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
+      // Reload the tokens (file and RECITE_TOKENS) and the clients' quotas and admin marks without a restart; a file
+      // that does not parse keeps the old ones.
+      process.on('SIGHUP', () => {
+        try {
+          const reloaded = TokenTable.read(options.tokensFile, process.env.RECITE_TOKENS);
+          if (reloaded.tokens.size === 0) throw new Error('no tokens left: keeping the old ones');
+          tokens.replace(reloaded.tokens, reloaded.policies);
+          server.log.info({ tokens: reloaded.tokens.size, clients: new Set(reloaded.tokens.values()).size },
+            'tokens reloaded');
+        } catch (error: unknown) {
+          server.log.error({ err: error }, 'tokens not reloaded');
+        }
+      });
     });
 }

@@ -1,13 +1,12 @@
-// A DatasetService client for the CLI's data set commands, on the connection the other commands use (the same base
-// URL and bearer token, Connect over fetch with the binary encoding: results carry embeddings).
+// A DatasetService client for the CLI's data set commands, on the connection the other commands use (the same
+// transport: base URL, bearer token, TLS settings, binary encoding since results carry embeddings).
 import { createClient } from '@connectrpc/connect';
-import type { Client } from '@connectrpc/connect';
-import { createReciteTransport } from '../../sdk/index.js';
+import type { Client, Transport } from '@connectrpc/connect';
 import { DatasetService } from '../../sdk/gen/recite/v1/dataset_pb.js';
 
 export type DatasetClient = Client<typeof DatasetService>;
 
-/** Create a DatasetService client for `baseUrl` that sends `token`. */
-export function createDatasetClient(connection: { baseUrl: string; token: string }): DatasetClient {
-  return createClient(DatasetService, createReciteTransport(connection.baseUrl, { token: connection.token }));
+/** Create a DatasetService client on a connection's transport. */
+export function createDatasetClient(connection: { transport: Transport }): DatasetClient {
+  return createClient(DatasetService, connection.transport);
 }

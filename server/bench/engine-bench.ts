@@ -215,7 +215,7 @@ export interface EngineBenchResult {
     jobs: number[];
     targetLengths: number[];
     iterations: Record<BenchModelName, number>;
-    engine: InversionEngineOptions;
+    engine: Pick<InversionEngineOptions, 'maxBatch' | 'maxActiveRuns'>;
     repeats: number;
     job: Partial<InversionSettings>; // every job's settings but its seed and maxIterations = reportEvery = K
     seed: number;

@@ -16,6 +16,7 @@ import type { JobHub } from '../service/job-hub.js';
 import { validateRequest } from '../service/validation.js';
 import type { JobListFeed, JobListReader } from './job-list-feed.js';
 import { jobSummaryJson } from './job-summary.js';
+import { unknownIn } from '../service/request-decoding.js';
 
 export interface SessionOptions {
   /** Bytes a socket may have waiting to be sent before its live progress is held back and merged. */
@@ -345,6 +346,8 @@ function specOf(value: unknown): JobSpec {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new ConnectError('spec: expected the JSON of a recite.v1.JobSpec object', Code.InvalidArgument);
   }
+  const unknown = unknownIn(value, JobSpecSchema, 'spec');
+  if (unknown) throw new ConnectError(unknown, Code.InvalidArgument);
   try {
     return fromJson(JobSpecSchema, value as JsonValue);
   } catch (error: unknown) {

@@ -16,7 +16,7 @@ import type { DatasetRecord, DatasetRowRecord, DatasetStore, RowOutcome } from '
 export interface DatasetRunnerOptions {
   /** Unfinished jobs one data set may have at once: enough to fill a few graph runs, few enough to share. */
   window: number;
-  /** Share of the job hub's queue limit that data sets leave to other submissions (interactive jobs). */
+  /** Share of the client's unfinished-jobs limit that its data sets leave to its other submissions (interactive jobs). */
   queueReserve: number;
   /** Time between two passes over the active data sets, in ms. */
   pollIntervalMs: number;
@@ -24,7 +24,7 @@ export interface DatasetRunnerOptions {
 
 export const datasetRunnerDefaults: Readonly<DatasetRunnerOptions> = Object.freeze({
   window: 128, // jobs per data set
-  queueReserve: 0.1, // of the hub's maxQueue
+  queueReserve: 0.1, // of the client's unfinished-jobs limit
   pollIntervalMs: 200, // ms
 });
 
@@ -183,7 +183,10 @@ export class DatasetRunner {
   private async advance(dataset: ActiveDataset): Promise<boolean> {
     let changed = this.collect(dataset);
     if (dataset.record.state === 'CANCELLED') return this.drainCancelled(dataset) || changed;
-    const queueRoom = Math.floor(this.hub.options.maxQueue * (1 - this.options.queueReserve)) - this.hub.liveJobs;
+    // The data set's client's own job limit, less a reserve for the jobs it submits by hand meanwhile.
+    const clientId = dataset.record.clientId;
+    const queueRoom = Math.floor(this.hub.limitsOf(clientId).maxJobs * (1 - this.options.queueReserve)) -
+      this.hub.clientUse(clientId).jobs;
     const room = Math.min(this.options.window - dataset.inFlight.size, queueRoom);
     if (room <= 0) return changed;
     const settings = fromBinary(JobSettingsSchema, dataset.record.settings);

@@ -154,8 +154,8 @@ export class DatasetServiceImpl implements ServiceImpl<typeof DatasetService> {
 
   async sampleReachableTargets(req: SampleReachableTargetsRequest, ctx: HandlerContext) {
     validateRequest(SampleReachableTargetsRequestSchema, req);
-    clientOf(ctx);
-    const { model } = this.models.require(req.model);
+    const clientId = clientOf(ctx);
+    const { model, engine } = this.models.require(req.model);
     const P = req.promptVectors || 1;
     const positions = model.checkpoint.config.nPositions;
     if (P + req.tokens > positions) {
@@ -166,7 +166,8 @@ export class DatasetServiceImpl implements ServiceImpl<typeof DatasetService> {
       throw new ConnectError(`count × tokens: ${req.count} × ${req.tokens} = ${req.count * req.tokens} decoding steps; ` +
         `the limit is ${maxDecodeSteps}`, Code.InvalidArgument);
     }
-    const targets = await sampleReachableTargets(model, req.count, req.tokens, P, req.seed);
+    // Its decode steps take their turn in the engine's fair-share rounds, charged to this client.
+    const targets = await sampleReachableTargets(model, req.count, req.tokens, P, req.seed, engine.decoderFor(clientId));
     return { targets };
   }
 

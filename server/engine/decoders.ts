@@ -17,15 +17,44 @@ export interface DecodeOptions {
 
 export const decodeDefaults: Readonly<DecodeOptions> = Object.freeze({ suppressTokenIds: [50256] });
 
+/** One prompt to decode from: its (P, C) vectors and the number of tokens to produce. */
+export interface DecodeRequest {
+  prompt: Float32Array; // (P, C)
+  promptVectors: number; // P
+  steps: number;
+}
+
+// Rows of one decode graph run at most, counted in log-probabilities held (rows × V): 16M floats = 64 MiB, so a
+// batch of gpt2 beams (V = 50257) takes about 330 rows at once.
+const maxLogprobsPerRun = 16 * 1024 * 1024;
+
 /** Decode `steps` tokens greedily from one prompt (P, C). */
 export async function greedyDecode(model: NextTokenModel, prompt: Float32Array, promptVectors: number, steps: number,
   options: DecodeOptions = decodeDefaults): Promise<number[]> {
-  const tokens: number[] = [];
-  for (let step = 0; step < steps; step++) {
-    const logprobs = await model.nextLogprobs(prompt, promptVectors, [tokens]); // (1, V)
-    tokens.push(argmaxExcluding(logprobs, 0, logprobs.length, options.suppressTokenIds));
+  return (await greedyDecodeMany(model, [{ prompt, promptVectors, steps }], options))[0]!;
+}
+
+/**
+ * Decode greedily from many prompts at once: at each step the rows of every prompt of one P that still has tokens
+ * to produce share one decode graph run (rows are independent, so each prompt gets what it gets alone).
+ */
+export async function greedyDecodeMany(model: NextTokenModel, requests: readonly DecodeRequest[],
+  options: DecodeOptions = decodeDefaults): Promise<number[][]> {
+  const out = requests.map(() => [] as number[]);
+  for (const group of byPromptVectors(requests)) {
+    const P = group[0]!.request.promptVectors;
+    const longest = Math.max(...group.map((g) => g.request.steps));
+    for (let step = 0; step < longest; step++) {
+      const live = group.filter((g) => g.request.steps > step);
+      const rows = live.map((g) => ({ prompt: g.request.prompt, ids: out[g.index]! }));
+      const next: number[] = [];
+      await forEachRow(model, P, rows, (logprobs, offset, V) => {
+        next.push(argmaxExcluding(logprobs, offset, offset + V, options.suppressTokenIds));
+      });
+      live.forEach((g, r) => out[g.index]!.push(next[r]!));
+    }
   }
-  return tokens;
+  return out;
 }
 
 export interface BeamResult {
@@ -41,35 +70,93 @@ export interface BeamResult {
  */
 export async function beamDecode(model: NextTokenModel, prompt: Float32Array, promptVectors: number, steps: number,
   numBeams: number, options: DecodeOptions = decodeDefaults): Promise<BeamResult> {
-  if (!Number.isInteger(numBeams) || numBeams < 1) throw new RangeError(`beams: ${numBeams} is not an integer ≥ 1`);
-  const suppressed = new Set(options.suppressTokenIds);
-  let beams: { ids: number[]; logprob: number }[] = [{ ids: [], logprob: 0 }];
-  for (let step = 0; step < steps; step++) {
-    const rows = beams.length;
-    const prompts = repeatPrompt(prompt, rows);
-    const logprobs = await model.nextLogprobs(prompts, promptVectors, beams.map((b) => b.ids)); // (rows, V)
-    const V = logprobs.length / rows;
-    // Keep the best K (beam, token) continuations by summed log-probability.
-    const best = new TopK(numBeams);
-    for (let r = 0; r < rows; r++) {
-      const base = beams[r]!.logprob;
-      for (let v = 0; v < V; v++) {
-        if (suppressed.has(v)) continue;
-        best.offer(base + logprobs[r * V + v]!, r * V + v);
-      }
-    }
-    beams = best.sorted().map(({ score, index }) => {
-      const r = Math.floor(index / V);
-      return { ids: [...beams[r]!.ids, index % V], logprob: score };
-    });
-  }
-  return { ids: beams[0]!.ids, logprob: beams[0]!.logprob, beams };
+  return (await beamDecodeMany(model, [{ prompt, promptVectors, steps, beams: numBeams }], options))[0]!;
 }
 
-function repeatPrompt(prompt: Float32Array, rows: number): Float32Array {
-  const out = new Float32Array(prompt.length * rows);
-  for (let r = 0; r < rows; r++) out.set(prompt, r * prompt.length);
-  return out;
+/**
+ * Beam-search many prompts at once: at each step the beams of every prompt of one P that still has tokens to
+ * produce share one decode graph run (B × beams rows); each prompt keeps its own K best, so it gets what it gets
+ * alone.
+ */
+export async function beamDecodeMany(model: NextTokenModel, requests: readonly (DecodeRequest & { beams: number })[],
+  options: DecodeOptions = decodeDefaults): Promise<BeamResult[]> {
+  for (const r of requests) {
+    if (!Number.isInteger(r.beams) || r.beams < 1) throw new RangeError(`beams: ${r.beams} is not an integer ≥ 1`);
+  }
+  const beams = requests.map(() => [{ ids: [] as number[], logprob: 0 }]);
+  for (const group of byPromptVectors(requests)) {
+    const P = group[0]!.request.promptVectors;
+    const longest = Math.max(...group.map((g) => g.request.steps));
+    for (let step = 0; step < longest; step++) {
+      const live = group.filter((g) => g.request.steps > step);
+      const rows = live.flatMap((g) => beams[g.index]!.map((beam, b) => ({ prompt: g.request.prompt, ids: beam.ids, g, b })));
+      const best = new Map(live.map((g) => [g.index, new TopK(g.request.beams)]));
+      let V = 0;
+      let suppressed: Uint8Array | undefined; // (V) 1 for a token never produced: a lookup per candidate, not a Set's
+      await forEachRow(model, P, rows, (logprobs, offset, vocab, r) => {
+        // Keep the best K (beam, token) continuations of this row's prompt by summed log-probability.
+        V = vocab;
+        suppressed ??= suppressionMask(V, options.suppressTokenIds);
+        const { g, b } = rows[r]!;
+        const topK = best.get(g.index)!;
+        const base = beams[g.index]![b]!.logprob;
+        // Only candidates above the current K-th best can enter: a plain comparison per token, the call for few.
+        let floor = topK.floor();
+        for (let v = 0; v < V; v++) {
+          const score = base + logprobs[offset + v]!;
+          if (score <= floor || suppressed[v] === 1) continue;
+          topK.offer(score, b * V + v);
+          floor = topK.floor();
+        }
+      });
+      for (const g of live) {
+        const previous = beams[g.index]!;
+        beams[g.index] = best.get(g.index)!.sorted().map(({ score, index }) => {
+          const r = Math.floor(index / V);
+          return { ids: [...previous[r]!.ids, index % V], logprob: score };
+        });
+      }
+    }
+  }
+  return beams.map((b) => ({ ids: b[0]!.ids, logprob: b[0]!.logprob, beams: b }));
+}
+
+function suppressionMask(V: number, ids: readonly number[]): Uint8Array {
+  const mask = new Uint8Array(V);
+  for (const id of ids) if (id >= 0 && id < V) mask[id] = 1;
+  return mask;
+}
+
+// Requests grouped by P (one decode graph run holds one P), each with its index in the request list.
+function byPromptVectors<R extends DecodeRequest>(requests: readonly R[]): { request: R; index: number }[][] {
+  const groups = new Map<number, { request: R; index: number }[]>();
+  requests.forEach((request, index) => {
+    if (request.steps < 1) return;
+    const group = groups.get(request.promptVectors) ?? [];
+    group.push({ request, index });
+    groups.set(request.promptVectors, group);
+  });
+  return [...groups.values()];
+}
+
+/**
+ * Run the decode graph over rows of equal token count (each row: a prompt (P, C) and its tokens so far), in chunks
+ * that bound the log-probabilities held, and hand each row's (V) log-probabilities to `visit` in row order.
+ */
+async function forEachRow(model: NextTokenModel, P: number, rows: readonly { prompt: Float32Array; ids: readonly number[] }[],
+  visit: (logprobs: Float32Array, offset: number, V: number, row: number) => void): Promise<void> {
+  let chunk = Math.min(rows.length, 256);
+  for (let start = 0; start < rows.length; start += chunk) {
+    const part = rows.slice(start, start + chunk);
+    const size = part[0]!.prompt.length;
+    const prompts = new Float32Array(size * part.length); // (rows, P, C)
+    part.forEach((row, r) => prompts.set(row.prompt, r * size));
+    const logprobs = await model.nextLogprobs(prompts, P, part.map((row) => row.ids)); // (rows, V)
+    const V = logprobs.length / part.length;
+    part.forEach((_, r) => visit(logprobs, r * V, V, start + r));
+    // V is known after the first run: keep the later ones within the bound.
+    chunk = Math.max(1, Math.floor(maxLogprobsPerRun / V));
+  }
 }
 
 function argmaxExcluding(values: Float32Array, start: number, end: number, excluded: readonly number[]): number {
@@ -98,6 +185,11 @@ class TopK {
     while (at > 0 && items[at - 1]!.score < score) at--;
     items.splice(at, 0, { score, index });
     if (items.length > this.k) items.pop();
+  }
+
+  /** The score a candidate must beat to enter (−Infinity until K are held). */
+  floor(): number {
+    return this.items.length === this.k ? this.items[this.items.length - 1]!.score : -Infinity;
   }
 
   sorted(): { score: number; index: number }[] {

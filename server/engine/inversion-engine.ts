@@ -1,25 +1,38 @@
-// The inversion engine of one model: takes inversions (a target and settings), queues their restarts, admits
-// them into the batcher up to a limit, and reports each inversion's events until its result.
+// The inversion engine of one model: takes inversions (a target and settings), queues their restarts, starts them
+// (their buffers are made then, not at submission) as the memory budget allows, in fair order between clients,
+// and reports each inversion's events until its result. The batcher's fair-share rounds decide who advances.
 import { Batcher, batcherDefaults } from './batcher.js';
+import type { ClientUsage, WorkOwner } from './batcher.js';
+import type { NextTokenModel } from './decoders.js';
 import type { EngineModel } from './engine-model.js';
 import type { InversionEvent, InversionResult, RunResult } from './events.js';
 import { InversionRun } from './inversion-run.js';
 import type { RunSnapshot } from './inversion-run.js';
 import type { InversionSettings } from './settings.js';
 import { makeInversionSettings, SettingsError } from './settings.js';
+import { formatBytes, promptVectorsOf, runBytes } from './run-cost.js';
 import { mixSeeds } from '../util/seeded-random.js';
 
 export interface InversionEngineOptions {
   /** Rows per graph run. */
   maxBatch: number;
-  /** Restarts running at once; the rest wait in the queue. */
+  /** Restarts started at once at most; the rest wait in the queue. */
   maxActiveRuns: number;
+  /**
+   * Bytes the started restarts may hold together (see runBytes); a restart that does not fit waits for others to
+   * end. Never a reason to refuse a job, except one restart larger than the whole budget.
+   */
+  memoryBudgetBytes: number;
 }
 
 export const inversionEngineDefaults: Readonly<InversionEngineOptions> = Object.freeze({
   maxBatch: batcherDefaults.maxBatch,
-  maxActiveRuns: batcherDefaults.maxBatch,
+  maxActiveRuns: 4096,
+  memoryBudgetBytes: 2 * 2 ** 30, // 2 GiB: about 450 gpt2 restarts of P = 256 (runBytes = 4.5 MiB each)
 });
+
+/** The client of an inversion submitted without one (engine tests, benches, the CLI's in-process server). */
+export const defaultClient = 'local';
 
 export interface InversionRequest {
   targetIds: readonly number[];
@@ -30,6 +43,8 @@ export interface InversionRequest {
   resumeFrom?: ReadonlyMap<number, RunSnapshot>;
   /** Restarts that had already ended before a resume, by restart index: they are not run again. */
   completed?: ReadonlyMap<number, RunResult>;
+  /** Who asks: rounds are shared fairly between clients, then between a client's jobs. */
+  client?: string;
 }
 
 export interface InversionHandle {
@@ -46,13 +61,27 @@ export function restartSeed(seed: number, restart: number): number {
   return restart === 0 ? seed : mixSeeds(seed, restart);
 }
 
+/** A restart waiting to start: its run is made (and its buffers allocated) only then. */
+interface PendingRun {
+  inversion: Inversion;
+  restart: number;
+  snapshot?: RunSnapshot;
+  bytes: number;
+}
+
 export class InversionEngine {
   private readonly batcher: Batcher;
-  private readonly pending: { run: InversionRun; inversion: Inversion }[] = [];
+  private readonly pending: PendingRun[] = [];
   private readonly owners = new Map<InversionRun, Inversion>();
+  // Bytes held by started restarts (being made or in the batcher), in all and by client.
+  private startedBytes = 0;
+  private readonly startedBytesByClient = new Map<string, number>();
+  private readonly runBytesOf = new Map<InversionRun, number>();
+  private starting = 0;
   // Result summaries still decoding: closing waits for them before the model's sessions are released.
   private readonly finishing = new Set<Promise<void>>();
   private closed = false;
+  private jobs = 0;
   readonly options: InversionEngineOptions;
 
   constructor(readonly model: EngineModel, options: Partial<InversionEngineOptions> = {}) {
@@ -62,13 +91,15 @@ export class InversionEngine {
       onFinished: (run) => {
         const inversion = this.owners.get(run);
         this.owners.delete(run);
+        this.release(run, inversion);
+        if (inversion) this.track(inversion.finishRun(run, this.summaryOf(run, inversion)));
         this.admit();
-        if (inversion) this.track(inversion.finishRun(run));
       },
+      ownerOf: (run) => this.owners.get(run)?.owner ?? { client: defaultClient, job: '' },
     }, { maxBatch: this.options.maxBatch });
   }
 
-  /** Restarts waiting for a place in the batcher. */
+  /** Restarts waiting to start. */
   get queued(): number {
     return this.pending.length;
   }
@@ -82,44 +113,87 @@ export class InversionEngine {
     return this.batcher.stats;
   }
 
+  /** Bytes the started restarts hold now (see runBytes), against `options.memoryBudgetBytes`. */
+  get memoryInUse(): number {
+    return this.startedBytes;
+  }
+
+  /** Per client: restarts running and waiting, and the graph and host milliseconds used so far. */
+  clientUsage(): Map<string, ClientUsage & { runningRows: number; queuedRuns: number }> {
+    const out = new Map<string, ClientUsage & { runningRows: number; queuedRuns: number }>();
+    const entry = (client: string) => {
+      let e = out.get(client);
+      if (!e) {
+        e = { graphMs: 0, hostMs: 0, runningRows: 0, queuedRuns: 0 };
+        out.set(client, e);
+      }
+      return e;
+    };
+    for (const [client, usage] of this.batcher.usage) Object.assign(entry(client), usage);
+    for (const [client, rows] of this.batcher.activeRunsByClient()) entry(client).runningRows = rows;
+    for (const p of this.pending) entry(p.inversion.owner.client).queuedRuns++;
+    return out;
+  }
+
+  /**
+   * Return a next-token model for `client` whose decode steps run in the engine's fair-share rounds (Decode calls,
+   * target sampling): one client's long decode cannot hold up the others' jobs.
+   */
+  decoderFor(client: string): NextTokenModel {
+    return this.batcher.scheduledDecoder({ client, job: `decode:${client}` });
+  }
+
+  /** Return the model's gradient graph for `client`, each run taking its turn in the fair-share rounds (Score). */
+  gradientFor(client: string): EngineModel['gradient'] {
+    return this.batcher.scheduledGradient({ client, job: `score:${client}` });
+  }
+
   /** Check the request, then queue its restarts. Invalid settings or targets throw SettingsError at once. */
   async submit(request: InversionRequest): Promise<InversionHandle> {
     if (this.closed) throw new Error('the inversion engine is closed');
     const settings = makeInversionSettings(request.settings ?? {});
     const targetIds = [...request.targetIds];
     this.checkTarget(targetIds, settings);
-    const inversion = new Inversion(this.model, settings, targetIds, request.onEvent ?? (() => {}));
-    const runs: InversionRun[] = [];
+    const bytes = runBytes(settings, targetIds.length, this.model.checkpoint.config);
+    if (bytes > this.options.memoryBudgetBytes) {
+      // The prompt's size (P x C) and the beams decide a restart's bytes: name the parameterization, with both.
+      const P = promptVectorsOf(settings, targetIds.length);
+      const beams = settings.decode.kind === 'beam' ? `, beam-${settings.decode.beams} checks` : '';
+      throw new SettingsError('parameterization', `one restart of this job (P = ${P} prompt vectors of ` +
+        `C = ${this.model.checkpoint.config.nEmbd}${beams}) holds ${formatBytes(bytes)}; the server's memory budget ` +
+        `for all running restarts is ${formatBytes(this.options.memoryBudgetBytes)}`);
+    }
+    const owner: WorkOwner = { client: request.client ?? defaultClient, job: `job-${++this.jobs}` };
+    const inversion = new Inversion(this.model, settings, targetIds, request.onEvent ?? (() => {}), owner);
+    const restarts: PendingRun[] = [];
     for (let r = 0; r < settings.restarts; r++) {
       const completed = request.completed?.get(r);
       if (completed) {
         inversion.recordCompleted(completed);
         continue;
       }
-      const run = await InversionRun.create(this.model, settings, targetIds, r, restartSeed(settings.seed, r));
       const snapshot = request.resumeFrom?.get(r);
-      if (snapshot) run.restore(snapshot);
-      runs.push(run);
+      restarts.push({ inversion, restart: r, bytes, ...(snapshot ? { snapshot } : {}) });
     }
-    inversion.runs = runs;
+    inversion.waiting = new Set(restarts);
     inversion.emit({ type: 'queued', position: this.pending.length });
-    if (runs.length === 0) void inversion.finishIfComplete();
-    for (const run of runs) {
-      this.owners.set(run, inversion);
-      this.pending.push({ run, inversion });
-    }
+    if (restarts.length === 0) this.track(inversion.complete());
+    this.pending.push(...restarts);
     this.admit();
     return {
       settings,
       result: inversion.done,
       cancel: () => this.cancel(inversion),
-      snapshots: () => new Map(runs.filter((r) => !inversion.hasResult(r.restart)).map((r) => [r.restart, r.snapshot()])),
+      snapshots: () => inversion.snapshots(),
     };
   }
 
-  /** Resolve when nothing is queued or running. */
+  /** Resolve when nothing is queued, starting or running. */
   async idle(): Promise<void> {
-    while (this.pending.length > 0 || this.batcher.size > 0) await this.batcher.idle();
+    while (this.pending.length > 0 || this.starting > 0 || this.batcher.size > 0) {
+      await this.batcher.idle();
+      if (this.starting > 0) await new Promise((resolve) => setImmediate(resolve));
+    }
   }
 
   /**
@@ -128,36 +202,112 @@ export class InversionEngine {
    */
   async close(): Promise<void> {
     this.closed = true;
-    for (const inversion of new Set(this.owners.values())) this.cancel(inversion);
+    for (const inversion of new Set([...this.owners.values(), ...this.pending.map((p) => p.inversion)])) {
+      this.cancel(inversion);
+    }
     await this.idle();
     while (this.finishing.size > 0) await Promise.all([...this.finishing]);
+    await this.batcher.idle();
   }
 
+  // finishRun never rejects (a failing summary is a FAILED result); the catch keeps a bug there inside this engine.
   private track(finishing: Promise<void>): void {
-    this.finishing.add(finishing);
-    void finishing.finally(() => this.finishing.delete(finishing));
+    const tracked = finishing.catch(() => {}).finally(() => this.finishing.delete(tracked));
+    this.finishing.add(tracked);
   }
 
   private cancel(inversion: Inversion): void {
+    inversion.cancelled = true;
     for (const run of inversion.runs) run.cancel();
-    // queued restarts never reach the batcher: finish them here
+    // Restarts that never started end here; they are made only to report their initial prompt (no summary is
+    // decoded for a restart cancelled before its first iteration).
     for (let i = this.pending.length - 1; i >= 0; i--) {
       const entry = this.pending[i]!;
       if (entry.inversion !== inversion) continue;
       this.pending.splice(i, 1);
-      entry.run.checkCancelled();
-      this.owners.delete(entry.run);
-      this.track(inversion.finishRun(entry.run));
+      inversion.waiting.delete(entry);
+      this.track(this.makeRun(entry).then((run) => {
+        run.cancel();
+        run.checkCancelled();
+        return inversion.finishRun(run, this.summaryOf(run, inversion));
+      }, (error: unknown) => inversion.failRestart(entry.restart, error instanceof Error ? error.message : String(error))));
     }
   }
 
+  /**
+   * Start waiting restarts while the budget allows: always the one of the client holding the fewest started bytes
+   * (oldest first among equals), so one client's backlog never keeps another client's first restart waiting for
+   * more than the restarts already running. A restart that does not fit waits; nothing behind it overtakes it.
+   */
   private admit(): void {
-    while (this.pending.length > 0 && this.batcher.size < this.options.maxActiveRuns) {
-      const { run, inversion } = this.pending.shift()!;
-      inversion.emit({ type: 'started', restart: run.restart, seed: run.seed, promptVectors: run.promptVectors,
-        parameterCount: run.parameterization.size });
-      this.batcher.add(run);
+    while (this.pending.length > 0 && this.batcher.size + this.starting < this.options.maxActiveRuns) {
+      let at = 0;
+      for (let i = 1; i < this.pending.length; i++) {
+        if (this.heldBy(this.pending[i]!.inversion.owner.client) < this.heldBy(this.pending[at]!.inversion.owner.client)) at = i;
+      }
+      const entry = this.pending[at]!;
+      if (this.startedBytes > 0 && this.startedBytes + entry.bytes > this.options.memoryBudgetBytes) return;
+      this.pending.splice(at, 1);
+      this.hold(entry.inversion.owner.client, entry.bytes);
+      this.starting++;
+      void this.start(entry);
     }
+  }
+
+  private async start(entry: PendingRun): Promise<void> {
+    const { inversion } = entry;
+    let run: InversionRun;
+    try {
+      run = await this.makeRun(entry);
+    } catch (error: unknown) {
+      this.starting--;
+      this.hold(inversion.owner.client, -entry.bytes);
+      inversion.waiting.delete(entry);
+      this.track(inversion.failRestart(entry.restart, error instanceof Error ? error.message : String(error)));
+      this.admit();
+      return;
+    }
+    this.starting--;
+    inversion.waiting.delete(entry);
+    this.runBytesOf.set(run, entry.bytes);
+    this.owners.set(run, inversion);
+    if (inversion.cancelled) run.cancel();
+    inversion.emit({ type: 'started', restart: run.restart, seed: run.seed, promptVectors: run.promptVectors,
+      parameterCount: run.parameterization.size });
+    this.batcher.add(run);
+  }
+
+  private async makeRun(entry: PendingRun): Promise<InversionRun> {
+    const { inversion, restart } = entry;
+    const run = await InversionRun.create(this.model, inversion.settings, inversion.targetIds, restart,
+      restartSeed(inversion.settings.seed, restart));
+    if (entry.snapshot) run.restore(entry.snapshot);
+    inversion.runs.push(run);
+    return run;
+  }
+
+  // A finished restart's summary: decoded in the batcher's rounds, charged to its client; none for a run that skips
+  // it (failed, or cancelled before its first iteration) nor while the engine closes for a shutdown.
+  private summaryOf(run: InversionRun, inversion: Inversion): Promise<RunResult> {
+    if (this.closed || !run.wantsSummary()) return run.result(false);
+    return this.batcher.summarize(run, inversion.owner);
+  }
+
+  private heldBy(client: string): number {
+    return this.startedBytesByClient.get(client) ?? 0;
+  }
+
+  private hold(client: string, bytes: number): void {
+    this.startedBytes += bytes;
+    const held = this.heldBy(client) + bytes;
+    if (held > 0) this.startedBytesByClient.set(client, held);
+    else this.startedBytesByClient.delete(client);
+  }
+
+  private release(run: InversionRun, inversion: Inversion | undefined): void {
+    const bytes = this.runBytesOf.get(run) ?? 0;
+    this.runBytesOf.delete(run);
+    this.hold(inversion?.owner.client ?? defaultClient, -bytes);
   }
 
   private checkTarget(targetIds: number[], settings: InversionSettings): void {
@@ -196,6 +346,9 @@ export class InversionEngine {
 /** One inversion's restarts and its event stream. */
 class Inversion {
   runs: InversionRun[] = [];
+  /** Restarts not started yet. */
+  waiting = new Set<PendingRun>();
+  cancelled = false;
   private readonly results = new Map<number, RunResult>();
   private finished = false;
   private readonly started = performance.now();
@@ -203,7 +356,19 @@ class Inversion {
   readonly done = new Promise<InversionResult>((resolve) => { this.resolve = resolve; });
 
   constructor(private readonly model: EngineModel, readonly settings: InversionSettings,
-    readonly targetIds: number[], private readonly onEvent: (event: InversionEvent) => void) {}
+    readonly targetIds: number[], private readonly onEvent: (event: InversionEvent) => void,
+    readonly owner: WorkOwner) {}
+
+  /**
+   * Snapshots of the restarts whose result is not yet reported (for checkpoints): the running ones', and the resume
+   * snapshots of those still waiting to start, so a checkpoint taken while they wait keeps what they had reached.
+   */
+  snapshots(): Map<number, RunSnapshot> {
+    const out = new Map<number, RunSnapshot>();
+    for (const entry of this.waiting) if (entry.snapshot) out.set(entry.restart, entry.snapshot);
+    for (const run of this.runs) if (!this.results.has(run.restart)) out.set(run.restart, run.snapshot());
+    return out;
+  }
 
   emit(event: InversionEvent): void {
     try {
@@ -222,11 +387,53 @@ class Inversion {
     this.results.set(result.restart, result);
   }
 
-  async finishRun(run: InversionRun): Promise<void> {
-    const result = await run.result();
+  /**
+   * Record a finished restart, its summary made in the batcher's rounds, and, when it is the last, the result. Never
+   * rejects: this is the boundary of one job's work, so whatever throws here ends this job FAILED and reaches neither
+   * the other jobs nor the process.
+   */
+  async finishRun(run: InversionRun, summary: Promise<RunResult>): Promise<void> {
+    let result: RunResult;
+    try {
+      result = await summary;
+    } catch (error: unknown) {
+      run.fail(`result summary failed: ${error instanceof Error ? error.message : String(error)}`);
+      result = await run.result(false);
+    }
     this.results.set(run.restart, result);
     this.emit({ type: 'restart_result', result });
-    await this.finishIfComplete();
+    await this.complete();
+  }
+
+  /** End a restart that could not be made (its settings failed on this model) with FAILED and the reason. */
+  async failRestart(restart: number, reason: string): Promise<void> {
+    const C = this.model.checkpoint.config.nEmbd;
+    const result: RunResult = {
+      restart, seed: restartSeed(this.settings.seed, restart), status: 'FAILED', iterations: 0, iterationsToHit: null,
+      bestNll: Infinity, bestIteration: 0, embedding: { shape: [0, C], values: new Float32Array(0) },
+      theta: new Float32Array(0), decodedIds: [], decodedText: '', nearestTokens: [], elapsedMs: 0,
+      error: `the restart could not start: ${reason}`,
+    };
+    this.results.set(restart, result);
+    this.emit({ type: 'restart_result', result });
+    await this.complete();
+  }
+
+  /** Emit the result if every restart has one; never rejects (a result that cannot be made is a FAILED one). */
+  async complete(): Promise<void> {
+    try {
+      await this.finishIfComplete();
+    } catch (error: unknown) {
+      this.finished = true;
+      const reason = `result failed: ${error instanceof Error ? error.message : String(error)}`;
+      const restarts = [...this.results.values()].map((r) => ({ ...r, status: 'FAILED' as const, error: reason }));
+      const final: InversionResult = {
+        status: 'FAILED', best: 0, restarts, targetIds: this.targetIds, targetText: '', settings: this.settings,
+        model: this.model.name, provider: this.model.provider, elapsedMs: performance.now() - this.started,
+      };
+      this.emit({ type: 'result', result: final });
+      this.resolve(final);
+    }
   }
 
   /** Emit the result once every restart has one. */

@@ -3,7 +3,8 @@
 // outputs that belongs to it (`consume`), so its trajectory cannot depend on who shared the batch.
 //
 // P = prompt vectors, C = channels, T = target tokens, T' = tokens optimized now (T, or a curriculum prefix)
-import { beamDecode, greedyDecode } from './decoders.js';
+import { beamDecodeMany, greedyDecodeMany } from './decoders.js';
+import type { DecodeRequest } from './decoders.js';
 import type { EngineModel } from './engine-model.js';
 import type { NearestTokenReport, ProgressReport, RunResult, RunStatus } from './events.js';
 import { initialTheta } from './initialization.js';
@@ -86,7 +87,13 @@ export class InversionRun {
       relativeToNorm: settings.lrRelativeToNorm,
       totalIterations: settings.maxIterations,
     }, model.embeddings.meanNorm);
-    return new InversionRun(model, settings, targetIds, restart, seed, parameterization, theta, optimizer, schedule);
+    const run = new InversionRun(model, settings, targetIds, restart, seed, parameterization, theta, optimizer, schedule);
+    // A given embedding with NaN or ±Inf cannot start a search; the run ends FAILED before its first graph run.
+    if (settings.init.kind === 'embedding') {
+      const at = settings.init.values.findIndex((v) => !Number.isFinite(v));
+      if (at >= 0) run.fail(`init.embedding.values[${at}]: ${settings.init.values[at]} is not finite`);
+    }
+    return run;
   }
 
   get promptVectors(): number {
@@ -125,11 +132,26 @@ export class InversionRun {
     this.error = reason;
   }
 
+  /** Whether this iteration's hit test is a beam search (the caller decodes it: see `beamCheck`). */
+  beamCheckDue(): boolean {
+    const d = this.settings.decode;
+    return d.kind === 'beam' && this.optimizedTokens === this.targetIds.length && this.iteration % d.every === 0;
+  }
+
+  /** The beam search this iteration's hit test needs, on a copy of the current prompt: decoded with other runs'. */
+  beamCheck(): DecodeRequest & { beams: number } {
+    const d = this.settings.decode;
+    if (d.kind !== 'beam') throw new Error(`restart ${this.restart}: a beam check was asked of a greedy run`);
+    return { prompt: Float32Array.from(this.currentPrompt()), promptVectors: this.promptVectors,
+      steps: this.targetIds.length, beams: d.beams };
+  }
+
   /**
    * Digest this run's row of a graph run: report, check for a hit and the stop rules, then take an optimizer step.
-   * Returns the progress report, or undefined on iterations that `reportEvery` skips.
+   * `beamIds` is the best beam of `beamCheck()` when `beamCheckDue()` (the batcher decodes the beam checks of a round
+   * together). Returns the progress report, or undefined on iterations that `reportEvery` skips.
    */
-  async consume(row: RunGraphRow): Promise<ProgressReport | undefined> {
+  consume(row: RunGraphRow, beamIds?: readonly number[]): ProgressReport | undefined {
     const started = performance.now();
     const s = this.settings;
     const T = this.targetIds.length;
@@ -137,14 +159,17 @@ export class InversionRun {
     const tokenNll = Array.from(row.nll.subarray(0, optimized));
     const nllSum = tokenNll.reduce((a, v) => a + v, 0);
     const argmaxIds = Array.from(row.argmaxIds.subarray(0, optimized));
+    // NaN or Inf in the graph's outputs poison every later step: end this run alone, with the reason.
+    if (this.screen(row)) return undefined;
     let correctPrefix = 0;
     while (correctPrefix < optimized && argmaxIds[correctPrefix] === this.targetIds[correctPrefix]) correctPrefix++;
 
     // Hit: teacher-forced argmax equal to the whole target is exactly free-running greedy reproduction.
     let hit = optimized === T && correctPrefix === T;
     let decoded: { ids: number[]; text: string } | undefined;
-    if (s.decode.kind === 'beam' && optimized === T && this.iteration % s.decode.every === 0) {
-      decoded = await this.decodeWith(this.currentPrompt());
+    if (this.beamCheckDue()) {
+      if (!beamIds) throw new Error(`restart ${this.restart}, iteration ${this.iteration}: its beam check was not decoded`);
+      decoded = { ids: [...beamIds], text: this.model.tokenizer.decode(beamIds) };
       hit = decoded.ids.every((id, t) => id === this.targetIds[t]);
     } else if (s.decode.kind === 'beam') {
       hit = false; // a beam hit is only known when the beam decoder runs
@@ -192,18 +217,65 @@ export class InversionRun {
     return progress;
   }
 
-  /** Summarize the finished run: the best prompt, decoded, with its nearest tokens. */
-  async result(): Promise<RunResult> {
-    const P = this.promptVectors;
-    const C = this.model.checkpoint.config.nEmbd;
-    const embedding = new Float32Array(P * C);
-    this.parameterization.toPrompt(this.best.theta, embedding);
-    const decoded = await this.decodeWith(embedding);
-    const nearestTokens: NearestTokenReport[][] = [];
-    for (let p = 0; p < P; p++) {
-      nearestTokens.push((await this.model.embeddings.nearest(embedding.subarray(p * C, (p + 1) * C), nearestTokensPerVector))
-        .map(({ id, cosine }) => ({ id, text: this.model.tokenizer.tokenText(id), cosine })));
+  /**
+   * Summarize the finished run: the best prompt, decoded, with its nearest tokens (see `summarize`). `summarize`
+   * false skips the decode and the nearest-token scan (an engine closing for a shutdown: the job resumes from its
+   * checkpoint, its summary is not wanted).
+   */
+  async result(summarize = true): Promise<RunResult> {
+    return (await InversionRun.summarize(this.model, [this], summarize))[0]!;
+  }
+
+  /**
+   * Whether the finished run's summary decodes anything. A failed run, or one cancelled before its first iteration,
+   * skips the decode and the nearest-token scan: a failed run's numbers may not decode; a queued one has nothing to
+   * show, and thousands of them cancelled at once must not cost a decode each.
+   */
+  wantsSummary(): boolean {
+    return this.status !== 'FAILED' && !(this.status === 'CANCELLED' && this.iteration === 0);
+  }
+
+  /**
+   * Summarize finished runs of one model together: their best prompts decoded in shared decode graph runs (greedy
+   * and beam apart) and their nearest tokens in one pass over the token embeddings. Each run's summary is the one
+   * it gets alone. Never rejects for one run's sake: runs that skip their summary (`wantsSummary`, or `summarize`
+   * false) get none, and when the shared summary throws each run is summarized alone, so a summary that throws (a
+   * best prompt that is not finite, a decode that fails) ends only its own run FAILED with the reason.
+   */
+  static async summarize(model: EngineModel, runs: readonly InversionRun[], summarize = true): Promise<RunResult[]> {
+    const C = model.checkpoint.config.nEmbd;
+    const embeddings = runs.map((run) => {
+      const embedding = new Float32Array(run.promptVectors * C);
+      run.parameterization.toPrompt(run.best.theta, embedding);
+      return embedding;
+    });
+    const summaries: (RunSummary | undefined)[] = runs.map(() => undefined);
+    const wanted: number[] = [];
+    runs.forEach((run, i) => {
+      if (!summarize || !run.wantsSummary()) return;
+      const broken = firstNonFinite(embeddings[i]!);
+      if (broken >= 0) run.fail(`result summary failed: the best prompt holds ${embeddings[i]![broken]} at index ${broken}`);
+      else wanted.push(i);
+    });
+    const failSummary = (i: number, error: unknown) =>
+      runs[i]!.fail(`result summary failed: ${error instanceof Error ? error.message : String(error)}`);
+    try {
+      const done = await summarizeTogether(model, wanted.map((i) => runs[i]!), wanted.map((i) => embeddings[i]!));
+      wanted.forEach((i, j) => { summaries[i] = done[j]; });
+    } catch (error: unknown) {
+      if (wanted.length === 1) failSummary(wanted[0]!, error);
+      for (const i of wanted.length > 1 ? wanted : []) {
+        try {
+          summaries[i] = (await summarizeTogether(model, [runs[i]!], [embeddings[i]!]))[0];
+        } catch (alone: unknown) {
+          failSummary(i, alone);
+        }
+      }
     }
+    return runs.map((run, i) => run.summary(embeddings[i]!, summaries[i] ?? { decodedIds: [], decodedText: '', nearestTokens: [] }));
+  }
+
+  private summary(embedding: Float32Array, { decodedIds, decodedText, nearestTokens }: RunSummary): RunResult {
     return {
       restart: this.restart,
       seed: this.seed,
@@ -212,10 +284,10 @@ export class InversionRun {
       iterationsToHit: this.best.hit ? this.best.iteration : null,
       bestNll: this.best.nll,
       bestIteration: this.best.iteration,
-      embedding: { shape: [P, C], values: embedding },
+      embedding: { shape: [this.promptVectors, this.model.checkpoint.config.nEmbd], values: embedding },
       theta: Float32Array.from(this.best.theta),
-      decodedIds: decoded.ids,
-      decodedText: decoded.text,
+      decodedIds,
+      decodedText,
       nearestTokens,
       elapsedMs: this.elapsedMs,
       ...(this.error ? { error: this.error } : {}),
@@ -278,15 +350,77 @@ export class InversionRun {
     return undefined;
   }
 
-  private async decodeWith(prompt: Float32Array): Promise<{ ids: number[]; text: string }> {
-    const d = this.settings.decode;
-    const P = this.promptVectors;
-    const T = this.targetIds.length;
-    const ids = d.kind === 'beam'
-      ? (await beamDecode(this.model.decode, prompt, P, T, d.beams)).ids
-      : await greedyDecode(this.model.decode, prompt, P, T);
-    return { ids, text: this.model.tokenizer.decode(ids) };
+  /**
+   * End the run FAILED if its row of a graph run holds non-finite numbers (NaN or Inf poison every later step);
+   * return whether it did. The batcher screens rows before their beam checks, so a poisoned prompt is never decoded.
+   */
+  screen(row: RunGraphRow): boolean {
+    const optimized = this.optimizedTokens;
+    const nllSum = row.nll.subarray(0, optimized).reduce((a, v) => a + v, 0);
+    const broken = this.nonFinite(nllSum, row.gradPrompt, Array.from(row.argmaxIds.subarray(0, optimized)));
+    if (broken) this.fail(`iteration ${this.iteration}: ${broken}; the search cannot continue`);
+    return broken !== undefined;
   }
+
+  // Describe what is not finite in a graph run's row (or an argmax outside the vocabulary, which NaN logits give).
+  private nonFinite(nllSum: number, gradPrompt: Float32Array, argmaxIds: readonly number[]): string | undefined {
+    const V = this.model.checkpoint.config.vocabSize;
+    let what: string | undefined;
+    if (!Number.isFinite(nllSum)) what = `the NLL is ${nllSum}`;
+    const g = firstNonFinite(gradPrompt);
+    if (!what && g >= 0) what = `the gradient holds ${gradPrompt[g]} at index ${g}`;
+    const a = argmaxIds.findIndex((id) => !(id >= 0 && id < V));
+    if (!what && a >= 0) what = `the argmax at position ${a} is ${argmaxIds[a]}, outside the vocabulary 0..${V - 1}`;
+    if (!what) return undefined;
+    const prompt = this.currentPrompt();
+    let maxAbs = 0;
+    for (const v of prompt) maxAbs = Math.max(maxAbs, Math.abs(v));
+    return `${what}: non-finite numbers (the prompt's largest |value| is ${maxAbs}, beyond what float32 LayerNorm ` +
+      'and softmax can carry)';
+  }
+}
+
+/** What a run's summary decodes: the best prompt's text and its nearest tokens. */
+interface RunSummary {
+  decodedIds: number[];
+  decodedText: string;
+  nearestTokens: NearestTokenReport[][];
+}
+
+// Decode runs' best prompts in shared decode graph runs (greedy and beam apart) and find their nearest tokens in one
+// pass over the token embeddings; throws if any of it fails (the caller then summarizes each run alone).
+async function summarizeTogether(model: EngineModel, runs: readonly InversionRun[],
+  embeddings: readonly Float32Array[]): Promise<RunSummary[]> {
+  if (runs.length === 0) return [];
+  const C = model.checkpoint.config.nEmbd;
+  const request = (run: InversionRun, i: number): DecodeRequest => ({ prompt: embeddings[i]!,
+    promptVectors: run.promptVectors, steps: run.targetIds.length });
+  const decoded: number[][] = [];
+  const greedy = runs.flatMap((run, i) => (run.settings.decode.kind === 'greedy' ? [i] : []));
+  const beam = runs.flatMap((run, i) => (run.settings.decode.kind === 'beam' ? [i] : []));
+  (await greedyDecodeMany(model.decode, greedy.map((i) => request(runs[i]!, i))))
+    .forEach((ids, j) => { decoded[greedy[j]!] = ids; });
+  (await beamDecodeMany(model.decode, beam.map((i) => {
+    const d = runs[i]!.settings.decode;
+    return { ...request(runs[i]!, i), beams: d.kind === 'beam' ? d.beams : 1 };
+  }))).forEach((result, j) => { decoded[beam[j]!] = result.ids; });
+  const vectors = embeddings.flatMap((embedding, i) =>
+    Array.from({ length: runs[i]!.promptVectors }, (_, p) => embedding.subarray(p * C, (p + 1) * C)));
+  const nearest = await model.embeddings.nearestMany(vectors, nearestTokensPerVector);
+  let vector = 0;
+  return runs.map((run, i) => {
+    const nearestTokens: NearestTokenReport[][] = [];
+    for (let p = 0; p < run.promptVectors; p++) {
+      nearestTokens.push(nearest[vector++]!.map(({ id, cosine }) => ({ id, text: model.tokenizer.tokenText(id), cosine })));
+    }
+    return { decodedIds: decoded[i]!, decodedText: model.tokenizer.decode(decoded[i]!), nearestTokens };
+  });
+}
+
+/** Index of the first NaN or ±Inf in `values`, or -1. */
+function firstNonFinite(values: Float32Array): number {
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i]!)) return i;
+  return -1;
 }
 
 function vectorStats(values: Float32Array): { meanAbs: number; l2: number; maxAbs: number } {

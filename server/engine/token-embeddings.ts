@@ -63,23 +63,38 @@ export class TokenEmbeddings {
    * other jobs' rounds and streams go on meanwhile.
    */
   async nearest(vector: Float32Array, k: number): Promise<NearestToken[]> {
+    return (await this.nearestMany([vector], k))[0]!;
+  }
+
+  /**
+   * Return the k nearest tokens of each of R vectors (C) in one pass over wte: the product (R, C) x (C, V) with a
+   * running top-k per vector, so the summaries of runs that finish together read the matrix once. Each vector's
+   * numbers are those `nearest` gives it alone.
+   */
+  async nearestMany(vectors: readonly Float32Array[], k: number): Promise<NearestToken[][]> {
     const { C, V } = this;
-    let vectorNorm = 0;
-    for (let c = 0; c < C; c++) vectorNorm += vector[c]! * vector[c]!;
-    vectorNorm = Math.sqrt(vectorNorm) || 1;
-    const best: NearestToken[] = [];
-    const rowsPerBlock = Math.max(1, Math.floor(nearestBlockSize / C));
+    const norms = vectors.map((vector) => {
+      let sq = 0;
+      for (let c = 0; c < C; c++) sq += vector[c]! * vector[c]!;
+      return Math.sqrt(sq) || 1;
+    });
+    const best = vectors.map(() => [] as NearestToken[]);
+    const rowsPerBlock = Math.max(1, Math.floor(nearestBlockSize / (C * Math.max(1, vectors.length))));
     for (let v = 0; v < V; v++) {
       if (v > 0 && v % rowsPerBlock === 0) await new Promise((resolve) => setImmediate(resolve));
-      let dot = 0;
       const base = v * C;
-      for (let c = 0; c < C; c++) dot += vector[c]! * this.wte[base + c]!;
-      const cosine = dot / (vectorNorm * (this.norms[v]! || 1));
-      if (best.length < k || cosine > best[best.length - 1]!.cosine) {
-        let at = best.length;
-        while (at > 0 && best[at - 1]!.cosine < cosine) at--;
-        best.splice(at, 0, { id: v, cosine });
-        if (best.length > k) best.pop();
+      for (let r = 0; r < vectors.length; r++) {
+        const vector = vectors[r]!;
+        let dot = 0;
+        for (let c = 0; c < C; c++) dot += vector[c]! * this.wte[base + c]!;
+        const cosine = dot / (norms[r]! * (this.norms[v]! || 1));
+        const top = best[r]!;
+        if (top.length < k || cosine > top[top.length - 1]!.cosine) {
+          let at = top.length;
+          while (at > 0 && top[at - 1]!.cosine < cosine) at--;
+          top.splice(at, 0, { id: v, cosine });
+          if (top.length > k) top.pop();
+        }
       }
     }
     return best;

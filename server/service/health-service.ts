@@ -1,4 +1,5 @@
-// grpc.health.v1.Health: SERVING once every model is ready, NOT_SERVING while one loads or the server drains.
+// grpc.health.v1.Health: SERVING once every model is ready, NOT_SERVING while one loads, while the job store cannot
+// be written (disk full: new jobs are refused until it can), or while the server drains.
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from '../../sdk/gen/health/v1/health_pb.js';
@@ -11,7 +12,8 @@ const watchIntervalMs = 1000;
 export class HealthServiceImpl implements ServiceImpl<typeof Health> {
   private draining = false;
 
-  constructor(private readonly models: ModelRegistry) {}
+  /** `storeReady` says whether the job store can be written now (a server without one passes nothing). */
+  constructor(private readonly models: ModelRegistry, private readonly storeReady: () => boolean = () => true) {}
 
   /** Report NOT_SERVING from now on (graceful shutdown). */
   drain(): void {
@@ -41,7 +43,7 @@ export class HealthServiceImpl implements ServiceImpl<typeof Health> {
     if (service !== '' && service !== ReciteService.typeName) {
       throw new ConnectError(`service: "${service}" is not served here`, Code.NotFound);
     }
-    if (this.draining) return ServingStatus.NOT_SERVING;
+    if (this.draining || !this.storeReady()) return ServingStatus.NOT_SERVING;
     return this.models.list().every((m) => m.state === 'READY') ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
   }
 }

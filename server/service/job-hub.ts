@@ -17,7 +17,9 @@ import {
   JobEventSchema, JobSchema, JobSpecSchema, JobState, ProgressSchema, ResultSchema, Status,
 } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { Job, JobEvent, JobSpec, Progress } from '../../sdk/gen/recite/v1/recite_pb.js';
+import type { ClientLimits } from './client-policy.js';
 import type { ModelRegistry } from './model-registry.js';
+import { formatBytes, jobBytes } from '../engine/run-cost.js';
 import {
   decodeEvent, decodeSnapshots, encodeEvent, encodeSnapshots, eventToProto, restartResultFromProto, settingsFromProto,
   settingsToProto,
@@ -26,8 +28,15 @@ import { EventSubscriber } from './event-subscriber.js';
 import { settingsFieldPath } from './validation.js';
 
 export interface JobHubOptions {
-  /** Unfinished jobs (queued or running, all clients) beyond which a submission is refused. */
+  /**
+   * Unfinished jobs (queued or running) per client beyond which its submissions are refused, unless its own limit
+   * says otherwise.
+   */
   maxQueue: number;
+  /** Bytes a client's unfinished jobs may hold (see jobBytes), unless its own limit says otherwise. */
+  maxQueuedBytes: number;
+  /** A client's own limits (from the tokens file); the defaults above fill in what it does not set. */
+  limitsOf?: (clientId: string) => Partial<ClientLimits>;
   /** Iterations (summed over a job's restarts) between two checkpoints of a running job. */
   checkpointEvery: number;
   /** Progress events a subscriber may have waiting before older ones are coalesced. */
@@ -35,18 +44,32 @@ export interface JobHubOptions {
   limits: InversionLimits;
   /** Told of every finished job (metrics). */
   onJobFinished?: (model: string, status: string) => void;
+  /** Wait between two attempts to write to a store that failed (disk full, I/O error), in ms. */
+  storeRetryMs: number;
 }
 
 export const jobHubDefaults: Readonly<JobHubOptions> = Object.freeze({
   maxQueue: 1000,
+  maxQueuedBytes: 2 ** 30, // 1 GiB: about 220 jobs of 1 restart on gpt2 with P = 256 (4.5 MiB each)
   checkpointEvery: 50,
   subscriberBuffer: 256,
   limits: inversionLimits,
+  storeRetryMs: 1000, // ms
 });
+
+/** Why the store cannot be written now, and since when. */
+export interface StoreFault {
+  message: string;
+  sinceMs: number;
+  /** Failed writes since the fault began. */
+  failures: number;
+}
 
 /** A job the engine is working on. */
 interface LiveJob {
   record: JobRecord;
+  /** Bytes its restarts hold while they run (jobBytes): counted against its client's queued-cost limit. */
+  cost: number;
   handle?: InversionHandle;
   nextSequence: number;
   subscribers: Set<EventSubscriber>;
@@ -54,6 +77,8 @@ interface LiveJob {
   /** Restart → iteration it resumed from (for the started event after a server restart). */
   resumedFrom: Map<number, number>;
   suppressQueued: boolean;
+  /** For a resumed job: the checkpoint sequence it resumed from (its resume mark once it starts running). */
+  resumedAtCheckpoint?: number;
 }
 
 const eventKinds = { queued: 'queued', started: 'started', progress: 'progress', restartResult: 'restart_result', result: 'result' } as const;
@@ -71,9 +96,18 @@ export class JobHub {
   private readonly pendingSummaries = new Map<string, Progress>();
   private readonly pendingStates = new Map<string, { state: JobRecord['state']; status?: string; finishedAtMs?: number }>();
   private readonly changeListeners = new Set<(change: JobChange) => void>();
+  private readonly pendingMarks = new Map<string, number>();
   private flushScheduled = false;
   private accepting = true;
   private closed = false;
+  private fault: StoreFault | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  // Jobs left unresumed because the store failed while resuming them: retried once it writes again.
+  private resumeLater: JobRecord[] = [];
+  // The unfinished jobs could not even be listed: list and resume them once the store works again.
+  private resumeAllLater = false;
+  /** Failed store writes since the start (metrics). */
+  storeWriteErrors = 0;
   readonly options: JobHubOptions;
 
   constructor(private readonly store: JobStore, private readonly registry: ModelRegistry, options: Partial<JobHubOptions>,
@@ -81,21 +115,65 @@ export class JobHub {
     this.options = { ...jobHubDefaults, ...options };
   }
 
+  /** The store's fault while it cannot be written (the server is then not ready), or undefined. */
+  get storeFault(): StoreFault | undefined {
+    return this.fault;
+  }
+
   /** Jobs the engine is working on (queued or running). */
   get liveJobs(): number {
     return this.live.size;
   }
 
+  /** A client's limits in force: its own (tokens file) over the server's defaults. */
+  limitsOf(clientId: string): ClientLimits {
+    const own = this.options.limitsOf?.(clientId) ?? {};
+    return { maxJobs: own.maxJobs ?? this.options.maxQueue, maxQueuedBytes: own.maxQueuedBytes ?? this.options.maxQueuedBytes };
+  }
+
+  /** What a client's unfinished jobs hold: their count and their cost in bytes (jobBytes). */
+  clientUse(clientId: string): { jobs: number; bytes: number } {
+    let jobs = 0;
+    let bytes = 0;
+    for (const live of this.live.values()) {
+      if (live.record.clientId !== clientId) continue;
+      jobs++;
+      bytes += live.cost;
+    }
+    return { jobs, bytes };
+  }
+
+  /** Every client with unfinished jobs, and what they hold (metrics). */
+  useByClient(): Map<string, { jobs: number; bytes: number }> {
+    const out = new Map<string, { jobs: number; bytes: number }>();
+    for (const live of this.live.values()) {
+      const use = out.get(live.record.clientId) ?? { jobs: 0, bytes: 0 };
+      use.jobs++;
+      use.bytes += live.cost;
+      out.set(live.record.clientId, use);
+    }
+    return out;
+  }
+
   /** Check a job request, store it and hand it to the model's engine; returns its id and queue position. */
   async submit(clientId: string, spec: JobSpec): Promise<{ jobId: string; queuePosition: number }> {
     if (!this.accepting) throw new ConnectError('the server is shutting down; retry on another server or later', Code.Unavailable);
-    if (this.live.size >= this.options.maxQueue) {
-      throw new ConnectError(`queue is full: ${this.live.size} jobs are queued or running; the limit is ` +
-        `${this.options.maxQueue}`, Code.ResourceExhausted);
+    if (this.fault) throw storeUnavailable(this.fault);
+    const limits = this.limitsOf(clientId);
+    const use = this.clientUse(clientId);
+    if (use.jobs >= limits.maxJobs) {
+      throw new ConnectError(`queue is full for client "${clientId}": ${use.jobs} jobs are queued or running; the ` +
+        `limit is ${limits.maxJobs}`, Code.ResourceExhausted);
     }
     const entry = this.registry.require(spec.model, 'spec.model');
     const targetIds = this.targetIdsOf(spec, entry.model.tokenizer.encode, entry.model.checkpoint.config.vocabSize);
     const settings = this.checkSettings(spec);
+    const cost = jobBytes(settings, targetIds.length, entry.model.checkpoint.config);
+    if (use.bytes + cost > limits.maxQueuedBytes) {
+      throw new ConnectError(`queued cost over the limit for client "${clientId}": its unfinished jobs hold ` +
+        `${formatBytes(use.bytes)} and this job would add ${formatBytes(cost)} (${settings.restarts} restarts); the ` +
+        `limit is ${formatBytes(limits.maxQueuedBytes)}`, Code.ResourceExhausted);
+    }
     const record: JobRecord = {
       id: randomUUID(),
       clientId,
@@ -113,11 +191,18 @@ export class JobHub {
       summary: null,
     };
     const { lastSequence: _l, summary: _s, ...insertable } = record;
-    this.store.insertJob(insertable);
-    const live = this.addLive(record, 1, new Map(), false);
+    try {
+      this.store.insertJob(insertable);
+    } catch (error: unknown) {
+      if (!isStoreFault(error)) throw error;
+      this.storeFailed(error, 'insert a job');
+      throw storeUnavailable(this.fault!);
+    }
+    const live = this.addLive(record, 1, new Map(), false, cost);
     const queuePosition = entry.engine.queued;
     try {
-      live.handle = await entry.engine.submit({ targetIds, settings, onEvent: (event) => this.onEvent(live, event) });
+      live.handle = await entry.engine.submit({ targetIds, settings, client: clientId,
+        onEvent: (event) => this.onEvent(live, event) });
     } catch (error: unknown) {
       this.live.delete(record.id);
       this.store.deleteJob(record.id);
@@ -161,6 +246,14 @@ export class JobHub {
         }
         if (page.length < limit) break;
       }
+      // While the store cannot be written, the newest events wait in memory: replay them from there.
+      for (const pending of this.pendingEvents) {
+        if (pending.jobId !== jobId || pending.sequence <= last || pending.sequence > storedThrough) continue;
+        const event = decodeEvent(pending.payload);
+        last = event.sequence;
+        yield event;
+        if (event.kind.case === 'result') return;
+      }
       if (!live) return; // a finished job: its history is complete
       for await (const event of subscriber) {
         if (event.sequence <= last) continue;
@@ -180,15 +273,25 @@ export class JobHub {
   }
 
   /** Return a job's summary: state, latest progress and, once finished, its result. */
-  getJob(clientId: string, jobId: string): Job {
+  getJob(clientId: string, jobId: string, admin = false): Job {
     this.flush();
-    return this.toJob(this.ownedJob(clientId, jobId));
+    return this.toJob(this.ownedJob(clientId, jobId, admin));
   }
 
-  /** List a client's jobs, newest first. */
-  listJobs(clientId: string, pageSize: number, beforeJobId: string): Job[] {
+  /** List a client's jobs, newest first; every client's with `allClients`, which only an admin may ask. */
+  listJobs(clientId: string, pageSize: number, beforeJobId: string, options: { allClients?: boolean; admin?: boolean } = {}): Job[] {
     this.flush();
     const limit = pageSize || 50;
+    if (options.allClients) {
+      if (!options.admin) {
+        throw new ConnectError(`all_clients: client "${clientId}" is not an admin; only clients marked admin in the ` +
+          'tokens file may list every client\'s jobs', Code.PermissionDenied);
+      }
+      if (beforeJobId && !this.store.getJob(beforeJobId)) {
+        throw new ConnectError(`before_job_id: no job "${beforeJobId}"`, Code.NotFound);
+      }
+      return this.store.listAllJobs({ limit, ...(beforeJobId ? { beforeId: beforeJobId } : {}) }).map((r) => this.toJob(r));
+    }
     if (beforeJobId) {
       const cursor = this.store.getJob(beforeJobId);
       // The store refuses a cursor that is not the client's; say so as for any job the client cannot see.
@@ -208,20 +311,32 @@ export class JobHub {
     return () => this.changeListeners.delete(listener);
   }
 
-  /** Ask a job to stop; returns its state now. */
-  cancel(clientId: string, jobId: string): JobState {
-    const record = this.ownedJob(clientId, jobId);
+  /** Ask a job to stop (an admin: any client's job); returns its state now. */
+  cancel(clientId: string, jobId: string, admin = false): JobState {
+    const record = this.ownedJob(clientId, jobId, admin);
     const live = this.live.get(jobId);
     if (!live) {
       this.flush();
       const stored = this.store.getJob(jobId)!;
       if (stored.state === 'FINISHED') return JobState.FINISHED;
       // Not resumed yet after a restart: the stored flag makes the resume stop it.
-      this.store.requestCancel(jobId);
+      try {
+        this.store.requestCancel(jobId);
+      } catch (error: unknown) {
+        if (!isStoreFault(error)) throw error;
+        this.storeFailed(error, 'record a cancel');
+        throw storeUnavailable(this.fault!);
+      }
       this.log.info({ jobId, clientId }, 'job cancel requested before its resume');
       return stored.state === 'RUNNING' ? JobState.RUNNING : JobState.QUEUED;
     }
-    this.store.requestCancel(jobId);
+    try {
+      this.store.requestCancel(jobId);
+    } catch (error: unknown) {
+      // The live job stops all the same; the flag only matters to a resume, and its result is stored later.
+      if (!isStoreFault(error)) throw error;
+      this.storeFailed(error, 'record a cancel');
+    }
     live.handle?.cancel();
     this.log.info({ jobId, clientId }, 'job cancel requested');
     return record.state === 'RUNNING' ? JobState.RUNNING : JobState.QUEUED;
@@ -233,41 +348,100 @@ export class JobHub {
    */
   async resumeUnfinished(): Promise<number> {
     await this.registry.ready();
+    let records: JobRecord[];
+    try {
+      records = this.store.unfinishedJobs();
+    } catch (error: unknown) {
+      if (!isStoreFault(error)) throw error;
+      this.storeFailed(error, 'list unfinished jobs');
+      this.resumeAllLater = true;
+      return 0;
+    }
+    return this.resumeRecords(records);
+  }
+
+  // Resume each job. A store fault is transient: the job stays unfinished and is tried again once the store
+  // writes; any other failure is the job's own, and ends it FAILED with the reason.
+  private async resumeRecords(records: JobRecord[]): Promise<number> {
     let resumed = 0;
-    for (const record of this.store.unfinishedJobs()) {
+    for (const [i, record] of records.entries()) {
+      if (this.closed) break;
+      if (this.fault) {
+        this.resumeLater.push(...records.slice(i));
+        break;
+      }
       try {
-        await this.resume(record);
-        resumed++;
+        if (await this.resume(record)) resumed++;
       } catch (error: unknown) {
+        this.live.delete(record.id);
+        if (isStoreFault(error)) {
+          this.storeFailed(error, 'resume a job');
+          this.resumeLater.push(...records.slice(i));
+          break;
+        }
+        const reason = error instanceof Error ? error.message : String(error);
         this.log.error({ jobId: record.id, err: error }, 'job could not be resumed');
-        this.failStored(record, error instanceof Error ? error.message : String(error));
+        try {
+          this.failStored(record, `the job could not be resumed: ${reason}`);
+        } catch (storeError: unknown) {
+          if (!isStoreFault(storeError)) throw storeError;
+          this.storeFailed(storeError, 'fail a job');
+          this.resumeLater.push(...records.slice(i));
+          break;
+        }
       }
     }
     return resumed;
   }
 
-  /** Stop accepting jobs and checkpoint every running one, so a restart resumes them. */
+  /**
+   * Stop accepting jobs and checkpoint every running one, so a restart resumes them. Queued jobs need no checkpoint:
+   * they start afresh from their seed. The engines are stopped by the model registry's close, which skips the
+   * result summaries of the jobs it stops (they resume after the restart).
+   */
   shutdown(): void {
     this.accepting = false;
+    clearTimeout(this.retryTimer);
     this.flush();
-    this.store.transaction(() => {
-      for (const live of this.live.values()) this.checkpoint(live);
-    });
+    let checkpointed = 0;
+    try {
+      this.store.transaction(() => {
+        for (const live of this.live.values()) {
+          if (live.record.state !== 'RUNNING') continue;
+          this.checkpoint(live);
+          checkpointed++;
+        }
+        // A clean stop: no resume failed, whatever ran from a checkpoint since the start.
+        this.store.clearResumeMarks();
+      });
+    } catch (error: unknown) {
+      // The jobs resume from their last stored checkpoint instead.
+      this.log.error({ err: error }, 'jobs could not be checkpointed for shutdown');
+    }
     // From here on the store is left as it is: the engines stop, and their last events are not written.
     this.closed = true;
     for (const live of this.live.values()) {
       for (const s of live.subscribers) s.close();
-      live.handle?.cancel();
     }
-    this.log.info({ jobs: this.live.size }, 'jobs checkpointed for shutdown');
+    this.log.info({ jobs: this.live.size, checkpointed }, 'jobs checkpointed for shutdown');
   }
 
-  private async resume(record: JobRecord): Promise<void> {
+  /** Resume one job; false when it was quarantined instead. */
+  private async resume(record: JobRecord): Promise<boolean> {
+    const checkpoint = this.store.latestCheckpoint(record.id);
+    const keep = checkpoint?.sequence ?? 0;
+    // It ran from this same checkpoint after the last restart, and the server stopped before a new one or a clean
+    // shutdown: whatever stops the server may be this job. Resuming it again could loop forever.
+    if (this.store.resumeMark(record.id) === keep) {
+      const reason = `quarantined: the server stopped while this job was running from its checkpoint at event ${keep} ` +
+        'after a restart, and again with no newer checkpoint; it is not resumed again';
+      this.log.error({ jobId: record.id, clientId: record.clientId, checkpoint: keep }, 'job quarantined');
+      this.failStored(record, reason);
+      return false;
+    }
     const entry = this.registry.require(record.model);
     const spec = fromBinary(JobSpecSchema, record.spec);
     const settings = this.checkSettings(spec);
-    const checkpoint = this.store.latestCheckpoint(record.id);
-    const keep = checkpoint?.sequence ?? 0;
     this.store.truncateEventsAfter(record.id, keep);
     const snapshots: Map<number, RunSnapshot> = checkpoint ? decodeSnapshots(checkpoint.payload) : new Map();
     const completed = new Map<number, RunResult>();
@@ -276,25 +450,46 @@ export class JobHub {
       if (event.kind.case === 'restartResult') completed.set(event.kind.value.restart, restartResultFromProto(event.kind.value));
     }
     const resumedFrom = new Map([...snapshots].map(([restart, s]) => [restart, s.iteration]));
-    const live = this.addLive({ ...record, lastSequence: keep }, keep + 1, resumedFrom, keep > 0);
+    const cost = jobBytes(settings, record.targetIds.length, entry.model.checkpoint.config);
+    const live = this.addLive({ ...record, lastSequence: keep }, keep + 1, resumedFrom, keep > 0, cost);
+    live.resumedAtCheckpoint = keep;
     live.handle = await entry.engine.submit({
-      targetIds: record.targetIds, settings, resumeFrom: snapshots, completed,
+      targetIds: record.targetIds, settings, resumeFrom: snapshots, completed, client: record.clientId,
       onEvent: (event) => this.onEvent(live, event),
     });
     // Read the flag now: a cancel may have arrived while the engine was setting the job up.
     if (this.store.getJob(record.id)?.cancelRequested) live.handle.cancel();
     this.log.info({ jobId: record.id, fromSequence: keep, restarts: [...resumedFrom] }, 'job resumed');
+    return true;
   }
 
-  private addLive(record: JobRecord, nextSequence: number, resumedFrom: Map<number, number>, suppressQueued: boolean): LiveJob {
+  private addLive(record: JobRecord, nextSequence: number, resumedFrom: Map<number, number>, suppressQueued: boolean,
+    cost: number): LiveJob {
     const live: LiveJob = {
-      record, nextSequence, subscribers: new Set(), iterationsSinceCheckpoint: 0, resumedFrom, suppressQueued,
+      record, cost, nextSequence, subscribers: new Set(), iterationsSinceCheckpoint: 0, resumedFrom, suppressQueued,
     };
     this.live.set(record.id, live);
     return live;
   }
 
+  // The boundary of one job's events: a failure to record one is logged with the job's id and, for the result,
+  // still ends the job (FAILED) rather than leaving it live forever.
   private onEvent(live: LiveJob, event: InversionEvent): void {
+    try {
+      this.recordEvent(live, event);
+    } catch (error: unknown) {
+      this.log.error({ jobId: live.record.id, event: event.type, err: error }, 'job event could not be recorded');
+      if (event.type === 'result' && this.live.get(live.record.id) === live) {
+        const reason = `its result could not be recorded: ${error instanceof Error ? error.message : String(error)}`;
+        this.recordEvent(live, { type: 'result', result: { ...event.result, status: 'FAILED',
+          restarts: event.result.restarts.map((r) => ({ ...r, status: 'FAILED' as const, error: reason,
+            embedding: { shape: [0, 0] as [number, number], values: new Float32Array(0) }, decodedIds: [],
+            decodedText: '', nearestTokens: [] })) } });
+      }
+    }
+  }
+
+  private recordEvent(live: LiveJob, event: InversionEvent): void {
     if (this.closed || (event.type === 'queued' && live.suppressQueued)) return;
     const now = Date.now();
     const resumedFrom = event.type === 'started' ? live.resumedFrom.get(event.restart) ?? 0 : 0;
@@ -311,6 +506,10 @@ export class JobHub {
       iteration: event.type === 'progress' ? event.progress.iteration : null,
       payload,
     });
+    if (event.type === 'started' && live.resumedAtCheckpoint !== undefined) {
+      this.pendingMarks.set(live.record.id, live.resumedAtCheckpoint);
+      live.resumedAtCheckpoint = undefined;
+    }
     if (event.type === 'started' && live.record.state === 'QUEUED') {
       live.record.state = 'RUNNING';
       this.pendingStates.set(live.record.id, { state: 'RUNNING' });
@@ -325,6 +524,10 @@ export class JobHub {
       this.live.delete(live.record.id);
       this.options.onJobFinished?.(live.record.model, event.result.status);
       this.log.info({ jobId: live.record.id, status: event.result.status, ms: Math.round(event.result.elapsedMs) }, 'job finished');
+      const errors = event.result.restarts.flatMap((r) => (r.error ? [`restart ${r.restart}: ${r.error}`] : []));
+      if (errors.length > 0) {
+        this.log.warn({ jobId: live.record.id, clientId: live.record.clientId, errors }, 'job restarts failed');
+      }
     }
     // Live readers get the event as the store keeps it (float fields rounded to float32), so a replayed history
     // and a live one are the same bytes.
@@ -353,22 +556,83 @@ export class JobHub {
     setImmediate(() => this.flush());
   }
 
-  /** Write the events, states, summaries and due checkpoints gathered since the last flush, atomically. */
+  /**
+   * Write the events, states, summaries and due checkpoints gathered since the last flush, atomically. When the
+   * store fails (disk full, I/O error) everything stays in memory, the hub refuses new jobs and tries again every
+   * `storeRetryMs`; the jobs run on. Never throws: it runs from timers, where a throw would end the process.
+   */
   private flush(): void {
     this.flushScheduled = false;
-    if (this.pendingEvents.length === 0 && this.pendingStates.size === 0) return;
+    if (this.closed && this.fault) return;
+    if (this.pendingEvents.length === 0 && this.pendingStates.size === 0 && this.pendingMarks.size === 0) {
+      if (this.fault) this.probeStore();
+      return;
+    }
     const events = this.pendingEvents;
-    this.pendingEvents = [];
-    this.store.transaction(() => {
-      this.store.appendEvents(events);
-      for (const [jobId, progress] of this.pendingSummaries) this.store.setSummary(jobId, toBinary(ProgressSchema, progress));
-      for (const [jobId, s] of this.pendingStates) this.store.setState(jobId, s.state, s);
-      for (const live of this.live.values()) {
-        if (live.iterationsSinceCheckpoint >= this.options.checkpointEvery) this.checkpoint(live);
-      }
-    });
+    try {
+      this.store.transaction(() => {
+        this.store.appendEvents(events);
+        for (const [jobId, progress] of this.pendingSummaries) this.store.setSummary(jobId, toBinary(ProgressSchema, progress));
+        for (const [jobId, s] of this.pendingStates) this.store.setState(jobId, s.state, s);
+        for (const [jobId, sequence] of this.pendingMarks) this.store.setResumeMark(jobId, sequence);
+        for (const live of this.live.values()) {
+          if (live.iterationsSinceCheckpoint >= this.options.checkpointEvery) this.checkpoint(live);
+        }
+      });
+    } catch (error: unknown) {
+      // Rolled back as a whole: the same writes are tried again (a checkpoint is taken again then, as of that time).
+      this.storeFailed(error, 'write job events');
+      return;
+    }
+    this.pendingEvents = this.pendingEvents.slice(events.length);
     this.pendingSummaries.clear();
     this.pendingStates.clear();
+    this.pendingMarks.clear();
+    if (this.fault) this.storeRecovered();
+  }
+
+  // Nothing waits to be written, but the store failed: see whether a small write goes through now.
+  private probeStore(): void {
+    try {
+      this.store.probeWrite();
+    } catch (error: unknown) {
+      this.storeFailed(error, 'probe the store');
+      return;
+    }
+    this.storeRecovered();
+  }
+
+  private storeFailed(error: unknown, what: string): void {
+    this.storeWriteErrors++;
+    const message = `${error instanceof Error ? error.message : String(error)}` +
+      `${(error as { code?: unknown }).code ? ` (${String((error as { code?: unknown }).code)})` : ''}`;
+    if (!this.fault) {
+      this.fault = { message, sinceMs: Date.now(), failures: 1 };
+      this.log.error({ err: error, what, pendingEvents: this.pendingEvents.length },
+        'the job store cannot be written: refusing new jobs and retrying');
+    } else {
+      this.fault.failures++;
+      this.fault.message = message;
+    }
+    if (this.closed) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.flush(), this.options.storeRetryMs);
+  }
+
+  private storeRecovered(): void {
+    const fault = this.fault!;
+    this.fault = undefined;
+    clearTimeout(this.retryTimer);
+    this.log.warn({ failures: fault.failures, ms: Date.now() - fault.sinceMs }, 'the job store writes again: accepting jobs');
+    if (this.resumeLater.length > 0 || this.resumeAllLater) {
+      const records = this.resumeLater;
+      const all = this.resumeAllLater;
+      this.resumeLater = [];
+      this.resumeAllLater = false;
+      void (all ? this.resumeUnfinished() : this.resumeRecords(records)).then((resumed) => {
+        if (resumed > 0) this.log.info({ resumed }, 'unfinished jobs resumed');
+      }, (error: unknown) => this.log.error({ err: error }, 'resuming jobs failed'));
+    }
   }
 
   // Called inside a store transaction, after the job's emitted events are written: the snapshot and the event
@@ -387,11 +651,12 @@ export class JobHub {
   // A job that cannot be resumed still ends its history with a result, so WatchJob and GetJob say why.
   private failStored(record: JobRecord, reason: string): void {
     const now = Date.now();
+    this.live.delete(record.id);
     this.store.transaction(() => {
       const stored = this.store.getJob(record.id) ?? record;
       const result = create(ResultSchema, {
         status: Status.FAILED,
-        restarts: [{ status: Status.FAILED, error: `the job could not be resumed: ${reason}` }],
+        restarts: [{ status: Status.FAILED, error: reason }],
         targetIds: stored.targetIds,
         targetText: stored.targetText,
         model: stored.model,
@@ -406,10 +671,10 @@ export class JobHub {
     this.log.warn({ jobId: record.id, reason }, 'job marked FAILED');
   }
 
-  private ownedJob(clientId: string, jobId: string): JobRecord {
+  private ownedJob(clientId: string, jobId: string, admin = false): JobRecord {
     const record = this.live.get(jobId)?.record ?? this.store.getJob(jobId);
-    // Another client's job is reported as missing: its existence is not this client's business.
-    if (!record || record.clientId !== clientId) throw new ConnectError(`job_id: no job "${jobId}" for this client`, Code.NotFound);
+    // Another client's job is reported as missing: its existence is not this client's business (an admin's it is).
+    if (!record || (record.clientId !== clientId && !admin)) throw new ConnectError(`job_id: no job "${jobId}" for this client`, Code.NotFound);
     return record;
   }
 
@@ -424,6 +689,7 @@ export class JobHub {
     }
     return create(JobSchema, {
       jobId: stored.id,
+      client: stored.clientId,
       state: { QUEUED: JobState.QUEUED, RUNNING: JobState.RUNNING, FINISHED: JobState.FINISHED }[stored.state],
       model: stored.model,
       label: stored.label,
@@ -456,6 +722,17 @@ export class JobHub {
       throw toConnectError(error);
     }
   }
+}
+
+/** Report a store error (SQLite's, or the file system's under it): transient until proven otherwise. */
+export function isStoreFault(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (code.startsWith('SQLITE_') || code === 'ENOSPC' || code === 'EIO' || code === 'EROFS');
+}
+
+function storeUnavailable(fault: StoreFault): ConnectError {
+  return new ConnectError(`the job store cannot be written (${fault.message}) since ` +
+    `${new Date(fault.sinceMs).toISOString()}; new jobs are refused until it can; retry later`, Code.Unavailable);
 }
 
 function notResumedYet(jobId: string): ConnectError {

@@ -1,7 +1,12 @@
 // Prometheus metrics: queue depth, running jobs, iterations per second (a counter to rate()), graph-run time and
-// the execution provider per model.
+// the execution provider per model; per client: queued cost, running rows, graph- and host-seconds used.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ModelRegistry } from './model-registry.js';
+
+/** What the per-client metrics read: the job hub's unfinished jobs and their cost, by client. */
+export interface ClientUseSource {
+  useByClient(): Map<string, { jobs: number; bytes: number }>;
+}
 
 export interface ServiceMetrics {
   registry: Registry;
@@ -9,9 +14,39 @@ export interface ServiceMetrics {
   jobsFinished: Counter<'model' | 'status'>;
 }
 
+/** What the metrics read of the job store's health (the job hub provides it). */
+export interface StoreHealth {
+  readonly storeFault: { sinceMs: number } | undefined;
+  readonly storeWriteErrors: number;
+}
+
+/** Where the metrics read live state: the job store's health and the per-client use (the job hub gives both). */
+export interface MetricsSources {
+  store?: () => StoreHealth;
+  clients?: ClientUseSource;
+}
+
 /** Create the metrics of one server; gauges read the live state when scraped. */
-export function createServiceMetrics(models: ModelRegistry): ServiceMetrics {
+export function createServiceMetrics(models: ModelRegistry, { store, clients }: MetricsSources = {}): ServiceMetrics {
   const registry = new Registry();
+  if (store) {
+    new Gauge({
+      name: 'recite_store_ready', help: '1 while the job store can be written; 0 while it fails (disk full): new jobs are refused',
+      registers: [registry],
+      collect() {
+        this.set(store().storeFault ? 0 : 1);
+      },
+    });
+    const counted = { errors: 0 };
+    const writeErrors = new Counter({
+      name: 'recite_store_write_errors_total', help: 'failed writes to the job store (each is retried)', registers: [registry],
+      collect() {
+        const total = store().storeWriteErrors;
+        writeErrors.inc(total - counted.errors);
+        counted.errors = total;
+      },
+    });
+  }
   collectDefaultMetrics({ register: registry, prefix: 'recite_' });
   const lastGraph = new Map<string, { runs: number; ms: number }>();
   new Gauge({
@@ -60,6 +95,56 @@ export function createServiceMetrics(models: ModelRegistry): ServiceMetrics {
         const total = m.engine.stats.rowIterations;
         iterations.inc({ model: m.name }, total - (counted.get(m.name) ?? 0));
         counted.set(m.name, total);
+      }
+    },
+  });
+  if (clients) {
+    new Gauge({
+      name: 'recite_client_queued_cost_bytes', help: 'bytes the client\'s unfinished jobs hold (their admission cost)',
+      labelNames: ['client'], registers: [registry],
+      collect() {
+        this.reset();
+        for (const [client, use] of clients.useByClient()) this.set({ client }, use.bytes);
+      },
+    });
+    new Gauge({
+      name: 'recite_client_unfinished_jobs', help: 'the client\'s queued or running jobs', labelNames: ['client'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [client, use] of clients.useByClient()) this.set({ client }, use.jobs);
+      },
+    });
+  }
+  new Gauge({
+    name: 'recite_client_running_rows', help: 'the client\'s restarts in the batcher (rows of its graph runs)',
+    labelNames: ['client', 'model'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const m of models.list()) {
+        if (m.state !== 'READY') continue;
+        for (const [client, usage] of m.engine.clientUsage()) this.set({ client, model: m.name }, usage.runningRows);
+      }
+    },
+  });
+  // Counters fed from the engines' running totals at scrape time.
+  const seenSeconds = new Map<string, number>();
+  const clientSeconds = new Counter({
+    name: 'recite_client_seconds_total', help: 'seconds of work done for the client: kind="graph" its share of ' +
+      'gradient graph runs, kind="host" decode runs and host work (beam checks, summaries, Decode, sampling)',
+    labelNames: ['client', 'model', 'kind'], registers: [registry],
+    collect() {
+      for (const m of models.list()) {
+        if (m.state !== 'READY') continue;
+        for (const [client, usage] of m.engine.clientUsage()) {
+          for (const [kind, ms] of [['graph', usage.graphMs], ['host', usage.hostMs]] as const) {
+            const key = `${client}\u0000${m.name}\u0000${kind}`;
+            const total = ms / 1000;
+            const delta = total - (seenSeconds.get(key) ?? 0);
+            if (delta > 0) clientSeconds.inc({ client, model: m.name, kind }, delta);
+            seenSeconds.set(key, total);
+          }
+        }
       }
     },
   });

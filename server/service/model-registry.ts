@@ -25,6 +25,11 @@ export interface ModelRegistryOptions {
   load?: (name: string, dir: string, device: DeviceRequest) => Promise<EngineModel>;
 }
 
+/** A failed model's error as clients see it: its folder replaced by the model's name. */
+export function publicError(entry: Extract<ModelEntry, { state: 'FAILED' }>): string {
+  return entry.error.split(entry.dir).join(`<model ${entry.name}>`);
+}
+
 export class ModelRegistry {
   private readonly entries = new Map<string, ModelEntry>();
   private readonly loading: Promise<void>[] = [];
@@ -35,7 +40,8 @@ export class ModelRegistry {
     this.defaultModel = sources[0]!.name;
     for (const source of sources) {
       if (this.entries.has(source.name)) throw new Error(`model registry: the name ${source.name} is given twice`);
-      const description = source.description ?? source.dir;
+      // Clients see names and shapes, never the server's file system: the folder is the operator's business (logs).
+      const description = source.description ?? `GPT-2 checkpoint "${source.name}"`;
       this.entries.set(source.name, { name: source.name, dir: source.dir, description, state: 'LOADING' });
       this.loading.push(this.load(source, description));
     }
@@ -60,7 +66,7 @@ export class ModelRegistry {
     }
     if (entry.state === 'LOADING') throw new ConnectError(`${field}: "${key}" is still loading; retry shortly`, Code.Unavailable);
     if (entry.state === 'FAILED') {
-      throw new ConnectError(`${field}: "${key}" failed to load: ${entry.error}`, Code.FailedPrecondition);
+      throw new ConnectError(`${field}: "${key}" failed to load: ${publicError(entry)}`, Code.FailedPrecondition);
     }
     return entry;
   }

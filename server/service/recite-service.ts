@@ -13,10 +13,15 @@ import type {
   TokenizeRequest,
   WatchJobRequest,
 } from '../../sdk/gen/recite/v1/recite_pb.js';
-import { clientOf } from './auth.js';
+import { clientOf, isAdmin } from './auth.js';
 import type { JobHub } from './job-hub.js';
 import type { ModelRegistry } from './model-registry.js';
+import { publicError } from './model-registry.js';
 import { validateRequest } from './validation.js';
+
+// Larger values overflow float32 in the model's LayerNorm (squares summed over C) and decode to nothing; trained
+// prompts stay orders of magnitude below.
+const maxPromptMagnitude = 1e6;
 
 const modelStates = { LOADING: ModelState.LOADING, READY: ModelState.READY, FAILED: ModelState.FAILED } as const;
 
@@ -53,23 +58,25 @@ export class ReciteServiceImpl implements ServiceImpl<typeof ReciteService> {
 
   async getJob(req: GetJobRequest, ctx: HandlerContext) {
     validateRequest(GetJobRequestSchema, req);
-    return { job: this.hub.getJob(clientOf(ctx), req.jobId) };
+    return { job: this.hub.getJob(clientOf(ctx), req.jobId, isAdmin(ctx)) };
   }
 
   async listJobs(req: ListJobsRequest, ctx: HandlerContext) {
     validateRequest(ListJobsRequestSchema, req);
-    return { jobs: this.hub.listJobs(clientOf(ctx), req.pageSize, req.beforeJobId) };
+    return {
+      jobs: this.hub.listJobs(clientOf(ctx), req.pageSize, req.beforeJobId, { allClients: req.allClients, admin: isAdmin(ctx) }),
+    };
   }
 
   async cancelJob(req: CancelJobRequest, ctx: HandlerContext) {
     validateRequest(CancelJobRequestSchema, req);
-    return { state: this.hub.cancel(clientOf(ctx), req.jobId) };
+    return { state: this.hub.cancel(clientOf(ctx), req.jobId, isAdmin(ctx)) };
   }
 
   async decode(req: DecodeRequest, ctx: HandlerContext) {
     validateRequest(DecodeRequestSchema, req);
-    clientOf(ctx);
-    const { model } = this.models.require(req.model);
+    const clientId = clientOf(ctx);
+    const { model, engine } = this.models.require(req.model);
     const { nEmbd: C, nPositions } = model.checkpoint.config;
     const shape = req.embedding!.shape;
     const values = req.embedding!.values;
@@ -78,8 +85,19 @@ export class ReciteServiceImpl implements ServiceImpl<typeof ReciteService> {
       throw new ConnectError(`embedding.shape: [${shape.join(', ')}]; expected [P, ${C}] (C is the model's n_embd)`,
         Code.InvalidArgument);
     }
+    if (P < 1 || P > nPositions) {
+      throw new ConnectError(`embedding.shape: [${shape.join(', ')}]: P = ${P} prompt vectors; the model's context ` +
+        `of ${nPositions} positions takes 1 to ${nPositions}`, Code.InvalidArgument);
+    }
     if (values.length !== P * C) {
       throw new ConnectError(`embedding.values: ${values.length} numbers; shape [${P}, ${C}] needs ${P * C}`, Code.InvalidArgument);
+    }
+    const bad = values.findIndex((v) => !(Math.abs(v) <= maxPromptMagnitude));
+    if (bad >= 0) {
+      const v = values[bad]!;
+      throw new ConnectError(Number.isFinite(v)
+        ? `embedding.values[${bad}]: ${v} is beyond ±${maxPromptMagnitude}, the largest magnitude a prompt value may have`
+        : `embedding.values[${bad}]: ${v} is not a finite number`, Code.InvalidArgument);
     }
     // the last step reads the prompt and max_tokens - 1 generated tokens
     if (P + req.maxTokens - 1 > nPositions) {
@@ -87,9 +105,11 @@ export class ReciteServiceImpl implements ServiceImpl<typeof ReciteService> {
         `${nPositions} positions (at most ${nPositions - P + 1})`, Code.InvalidArgument);
     }
     const prompt = Float32Array.from(values);
+    // Each decode step takes its turn in the engine's fair-share rounds, charged to this client.
+    const decoder = engine.decoderFor(clientId);
     const ids = req.beams > 1
-      ? (await beamDecode(model.decode, prompt, P, req.maxTokens, req.beams)).ids
-      : await greedyDecode(model.decode, prompt, P, req.maxTokens);
+      ? (await beamDecode(decoder, prompt, P, req.maxTokens, req.beams)).ids
+      : await greedyDecode(decoder, prompt, P, req.maxTokens);
     return { ids, text: model.tokenizer.decode(ids) };
   }
 
@@ -103,11 +123,13 @@ export class ReciteServiceImpl implements ServiceImpl<typeof ReciteService> {
 
   async score(req: ScoreRequest, ctx: HandlerContext) {
     validateRequest(ScoreRequestSchema, req);
-    clientOf(ctx);
-    const { model } = this.models.require(req.model);
+    const clientId = clientOf(ctx);
+    const { model, engine } = this.models.require(req.model);
     const ids = req.texts.map((text) => model.tokenizer.encode(text));
     try {
-      const scores = await scoreTokenIds(model, ids, req.texts.map((text) => [...text].length));
+      // Its graph runs take their turn in the engine's fair-share rounds, charged to this client.
+      const scores = await scoreTokenIds({ ...model, gradient: engine.gradientFor(clientId) }, ids,
+        req.texts.map((text) => [...text].length));
       return {
         scores: scores.map((s, i) => ({
           ids: ids[i]!,
@@ -141,7 +163,7 @@ export class ReciteServiceImpl implements ServiceImpl<typeof ReciteService> {
           provider: m.state === 'READY' ? m.model.provider : '',
           isDefault: m.name === this.models.defaultModel,
           description: m.description,
-          error: m.state === 'FAILED' ? m.error : '',
+          error: m.state === 'FAILED' ? publicError(m) : '',
         };
       }),
     };

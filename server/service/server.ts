@@ -1,9 +1,11 @@
 // The recite server: one port for gRPC (HTTP/2), Connect and gRPC-Web (HTTP/1.1 or HTTP/2), Prometheus metrics
 // and plain HTTP pages. A cleartext port cannot negotiate HTTP/2 by ALPN, so each connection's first bytes decide:
-// the HTTP/2 preface goes to the HTTP/2 server, anything else to the HTTP/1.1 server (browsers, WebSockets).
+// the HTTP/2 preface goes to the HTTP/2 server, anything else to the HTTP/1.1 server (browsers, WebSockets). With
+// TLS, ALPN decides ("h2" or "http/1.1") on the same port.
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
+import tls from 'node:tls';
 import { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import type { ConnectRouter } from '@connectrpc/connect';
@@ -22,20 +24,28 @@ import { Health } from '../../sdk/gen/health/v1/health_pb.js';
 import { ReciteService } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { TokenTable } from './auth.js';
 import { createAuthInterceptor } from './auth.js';
+import type { ConnectionLimits } from './connection-guard.js';
+import { ConnectionGuard, connectionLimitsDefaults, refuseEarly } from './connection-guard.js';
 import { HealthServiceImpl } from './health-service.js';
 import { JobHub, jobHubDefaults } from './job-hub.js';
+import { inversionEngineDefaults } from '../engine/inversion-engine.js';
 import { createServiceMetrics } from './metrics.js';
 import type { ModelSource } from './model-registry.js';
 import { ModelRegistry } from './model-registry.js';
 import { ReciteServiceImpl } from './recite-service.js';
+import { checkBinaryBodies, logErrors, rejectMalformed, strictJsonOptions } from './request-decoding.js';
 
 export interface ReciteServerOptions {
   models: ModelSource[];
   device: DeviceRequest;
   /** Jobs per graph run. */
   maxBatch: number;
-  /** Unfinished jobs beyond which submissions get ResourceExhausted. */
+  /** Unfinished jobs per client beyond which its submissions get ResourceExhausted (unless the tokens file sets its own). */
   maxQueue: number;
+  /** Bytes a client's unfinished jobs may hold (jobBytes) before its submissions get ResourceExhausted (same). */
+  maxQueuedBytes: number;
+  /** Bytes all started restarts of one model may hold; restarts beyond it wait to start. */
+  memoryBudgetBytes: number;
   /** The SQLite file of jobs, events and checkpoints. */
   dbPath: string;
   tokens: TokenTable;
@@ -44,8 +54,12 @@ export interface ReciteServerOptions {
   /** Progress events a stream's reader may have waiting before older ones are coalesced. */
   subscriberBuffer: number;
   limits: InversionLimits;
-  /** Largest request message accepted, in bytes. */
+  /** Largest request message accepted, in bytes (also checked from Content-Length before the body is read). */
   readMaxBytes: number;
+  /** Deadlines of each connection and the HTTP/2 stream limit. */
+  connectionLimits: ConnectionLimits;
+  /** Serve TLS (HTTP/2 by ALPN and HTTP/1.1 on the one port): PEM certificate chain and private key. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
   logger: Logger;
   /** Serve the dashboard (the page at `/`, its WebSocket stream at `/ws`): true, false, or its options. */
   dashboard: boolean | Partial<DashboardOptions>;
@@ -61,11 +75,14 @@ export const reciteServerDefaults = Object.freeze({
   device: 'auto' as DeviceRequest,
   maxBatch: 64,
   maxQueue: 1000,
+  maxQueuedBytes: jobHubDefaults.maxQueuedBytes,
+  memoryBudgetBytes: inversionEngineDefaults.memoryBudgetBytes,
   checkpointEvery: 50,
   subscriberBuffer: jobHubDefaults.subscriberBuffer,
   limits: inversionLimits,
   dashboard: true as boolean | Partial<DashboardOptions>,
   readMaxBytes: 16 * 1024 * 1024, // 16 MiB: an embedding of 1024 x 1600 floats is 6.5 MB in the binary encoding
+  connectionLimits: connectionLimitsDefaults,
 });
 
 export interface ReciteServer {
@@ -94,29 +111,38 @@ export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<
   const store = JobStore.open(options.dbPath);
   const models = new ModelRegistry(options.models, {
     device: options.device,
-    engine: { maxBatch: options.maxBatch, maxActiveRuns: options.maxBatch },
+    engine: { maxBatch: options.maxBatch, memoryBudgetBytes: options.memoryBudgetBytes },
     ...(options.loadModel ? { load: options.loadModel } : {}),
   });
-  const metrics = createServiceMetrics(models);
+  // The hub is made after the metrics (they count its finished jobs) and read by them when scraped.
+  let hubRef: JobHub | undefined;
+  const metrics = createServiceMetrics(models, { store: () => hubRef!, clients: { useByClient: () => hubRef!.useByClient() } });
   const hub = new JobHub(store, models, {
     maxQueue: options.maxQueue,
+    maxQueuedBytes: options.maxQueuedBytes,
+    limitsOf: (clientId) => options.tokens.policyOf(clientId),
     checkpointEvery: options.checkpointEvery,
     subscriberBuffer: options.subscriberBuffer,
     limits: options.limits,
     onJobFinished: (model, status) => metrics.jobsFinished.inc({ model, status }),
   }, log);
+  hubRef = hub;
   const dashboard = options.dashboard === false ? undefined
     : createDashboard({ hub, tokens: options.tokens, log }, options.dashboard === true ? {} : options.dashboard);
-  const health = new HealthServiceImpl(models);
+  const health = new HealthServiceImpl(models, () => hub.storeFault === undefined);
   const datasets = createDatasets({ dbPath: options.dbPath, hub, jobs: store, models, log });
-  const routes = (router: ConnectRouter) => router
-    .service(ReciteService, new ReciteServiceImpl(hub, models))
-    .service(DatasetService, datasets.service)
-    .service(Health, health);
+  const routes = (router: ConnectRouter) => {
+    router
+      .service(ReciteService, new ReciteServiceImpl(hub, models))
+      .service(DatasetService, datasets.service)
+      .service(Health, health);
+    checkBinaryBodies(router, options.readMaxBytes);
+  };
   const handler = connectNodeAdapter({
     routes,
-    interceptors: [createAuthInterceptor(options.tokens)],
+    interceptors: [logErrors(log), rejectMalformed(), createAuthInterceptor(options.tokens)],
     readMaxBytes: options.readMaxBytes,
+    jsonOptions: strictJsonOptions,
     fallback(req, res) {
       const path = (req.url ?? '/').split('?')[0];
       if (req.method === 'GET' && path === '/metrics') {
@@ -132,21 +158,60 @@ export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<
       res.end(`no route for ${req.method} ${path}\n`);
     },
   });
-  const h1 = http.createServer(handler);
-  const h2 = http2.createServer({}, handler);
+  // Refused before Connect reads a byte of the body: no token, an unknown one, or a declared body over the limit.
+  const guardedHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    if (refuseEarly(req, res, options.tokens, options.readMaxBytes)) return;
+    handler(req, res);
+  };
+  const guard = new ConnectionGuard(options.connectionLimits, log);
+  const h1 = http.createServer(guardedHandler);
+  const h2 = http2.createServer({ settings: { maxConcurrentStreams: options.connectionLimits.maxStreamsPerConnection } },
+    guardedHandler);
+  guard.watchHttp1(h1);
+  guard.watchHttp2(h2);
   h1.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
     if (dashboard?.onUpgrade(req, socket, head)) return;
     if (options.onUpgrade) options.onUpgrade(req, socket, head);
     else socket.destroy();
   });
   const sockets = new Set<net.Socket>();
-  const tcp = net.createServer((socket) => {
+  const track = (socket: net.Socket) => {
     // The HTTP/1.1 server turns Nagle off on its sockets; the HTTP/2 one sees only the Duplex in front of the socket,
     // so without this every small gRPC response waits for the client's delayed ACK (about 40 ms).
     socket.setNoDelay(true);
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
-    routeConnection(socket, h1, h2);
+  };
+  let tcp: net.Server;
+  if (options.tls) {
+    tcp = tls.createServer({ cert: options.tls.cert, key: options.tls.key, ALPNProtocols: ['h2', 'http/1.1'],
+      // the handshake gets the deadline of a request head; the guard takes over from the secure connection on
+      handshakeTimeout: options.connectionLimits.headersTimeoutMs });
+    tcp.on('connection', track);
+    tcp.on('secureConnection', (socket: tls.TLSSocket) => {
+      guard.attach(socket);
+      if (socket.alpnProtocol === 'h2') guard.handToHttp2(socket, socket, h2);
+      else h1.emit('connection', socket);
+    });
+    // A failed handshake (a plain-HTTP client, a port scanner) concerns that client only.
+    tcp.on('tlsClientError', (error: Error, socket: tls.TLSSocket) => {
+      log.debug({ err: error }, 'TLS handshake failed');
+      socket.destroy();
+    });
+  } else {
+    tcp = net.createServer((socket) => {
+      track(socket);
+      guard.attach(socket);
+      routeConnection(socket, h1, h2, guard);
+    });
+  }
+  // Out of file descriptors (EMFILE on accept) and the like: the listening socket goes on, so log, never throw.
+  let lastAcceptErrorLog = 0;
+  tcp.on('error', (error: NodeJS.ErrnoException) => {
+    if (!tcp.listening) return;
+    if (Date.now() - lastAcceptErrorLog < 10_000) return;
+    lastAcceptErrorLog = Date.now();
+    log.error({ err: error }, 'accepting a connection failed');
   });
 
   const ready = models.ready().then(async () => {
@@ -156,6 +221,9 @@ export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<
     }
     const resumed = await hub.resumeUnfinished();
     if (resumed > 0) log.info({ resumed }, 'unfinished jobs resumed');
+  }).catch((error: unknown) => {
+    // Jobs that did not resume stay unfinished in the store; the server serves the rest.
+    log.error({ err: error }, 'resuming unfinished jobs failed');
   });
 
   let url = '';
@@ -169,7 +237,7 @@ export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<
         tcp.listen(port, host, () => resolve());
       });
       const address = tcp.address() as AddressInfo;
-      url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+      url = `${options.tls ? 'https' : 'http'}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
       log.info({ url }, 'listening');
       return address;
     },
@@ -185,6 +253,7 @@ export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<
       // streams end once their subscribers are closed; give them a moment, then cut what is left
       await new Promise((resolve) => setTimeout(resolve, 100));
       for (const socket of sockets) socket.destroy();
+      guard.close();
       h2.close();
       h1.close();
       await models.close();
@@ -197,7 +266,7 @@ export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<
 const http2Preface = Buffer.from('PRI * HTTP/2.0');
 
 // Peek at a connection's first bytes and hand it to the HTTP/2 or the HTTP/1.1 server.
-function routeConnection(socket: net.Socket, h1: http.Server, h2: http2.Http2Server): void {
+function routeConnection(socket: net.Socket, h1: http.Server, h2: http2.Http2Server, guard: ConnectionGuard): void {
   let seen = Buffer.alloc(0);
   const onData = (chunk: Buffer) => {
     seen = Buffer.concat([seen, chunk]);
@@ -206,7 +275,7 @@ function routeConnection(socket: net.Socket, h1: http.Server, h2: http2.Http2Ser
     if (isH2 && seen.length < http2Preface.length) return; // not enough to tell yet
     socket.off('data', onData);
     if (isH2) {
-      h2.emit('connection', replaying(socket, seen));
+      guard.handToHttp2(socket, replaying(socket, seen), h2);
     } else {
       socket.pause();
       socket.unshift(seen);

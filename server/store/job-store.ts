@@ -147,7 +147,7 @@ export class JobStore {
     if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0) {
       throw new JobStoreError(`open: busyTimeoutMs ${busyTimeoutMs} must be an integer ≥ 0`);
     }
-    return new JobStore(openDatabase(file, busyTimeoutMs, JobStoreError), file);
+    return new JobStore(openDatabase(file, busyTimeoutMs, JobStoreError, { checkIntegrity: true }), file);
   }
 
   /** Report the file this store was opened on. */
@@ -235,6 +235,17 @@ export class JobStore {
       throw new JobStoreError(`${op}: beforeId '${options.beforeId}' is not a job of client '${clientId}'`);
     }
     return this.statements.listBefore.all(clientId, cursor.created_at, cursor.row, limit).map(jobFromRow);
+  }
+
+  /** Return every client's jobs, newest first (an admin's listing); `beforeId` pages on from any job. */
+  listAllJobs(options: { limit?: number; beforeId?: string } = {}): JobRecord[] {
+    const op = 'listAllJobs';
+    const limit = options.limit ?? defaultListLimit;
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new JobStoreError(`${op}: limit ${limit} must be an integer ≥ 1`);
+    if (options.beforeId === undefined) return this.statements.listAllFirst.all(limit).map(jobFromRow);
+    const cursor = this.statements.jobCursor.get(options.beforeId);
+    if (cursor === undefined) throw new JobStoreError(`${op}: beforeId '${options.beforeId}' is not a job`);
+    return this.statements.listAllBefore.all(cursor.created_at, cursor.row, limit).map(jobFromRow);
   }
 
   /**
@@ -334,6 +345,31 @@ export class JobStore {
     return this.truncateTransaction(jobId, sequence);
   }
 
+  /**
+   * Record that a resumed job started running from its checkpoint at `sequence` (null clears the mark). A mark still
+   * there at the next start, with the checkpoint unchanged, says the server stopped uncleanly during that resume.
+   */
+  setResumeMark(jobId: string, sequence: number | null): void {
+    if (sequence !== null) requireInteger('setResumeMark', 'sequence', sequence);
+    this.statements.setResumeMark.run(sequence, jobId);
+  }
+
+  /** Return a job's resume mark (see setResumeMark), or null. */
+  resumeMark(jobId: string): number | null {
+    return this.statements.resumeMark.get(jobId) ?? null;
+  }
+
+  /** Write something that changes nothing (the schema version, again): throws as a real write would on a full disk. */
+  probeWrite(): void {
+    const version = this.db.pragma('user_version', { simple: true }) as number;
+    this.db.pragma(`user_version = ${Math.trunc(version)}`);
+  }
+
+  /** Clear every unfinished job's resume mark: a clean shutdown checkpointed them, so no resume failed. */
+  clearResumeMarks(): void {
+    this.statements.clearResumeMarks.run();
+  }
+
   /** Return the QUEUED and RUNNING jobs oldest first: the work to resume after a restart, in submission order. */
   unfinishedJobs(): JobRecord[] {
     return this.statements.unfinished.all().map(jobFromRow);
@@ -414,6 +450,9 @@ function prepareStatements(db: Database.Database) {
       `SELECT ${jobColumns} FROM jobs WHERE client_id = ? ${newestFirst} LIMIT ?`),
     listBefore: db.prepare<[string, number, number, number], JobRow>(
       `SELECT ${jobColumns} FROM jobs WHERE client_id = ? AND (created_at, row) < (?, ?) ${newestFirst} LIMIT ?`),
+    listAllFirst: db.prepare<[number], JobRow>(`SELECT ${jobColumns} FROM jobs ${newestFirst} LIMIT ?`),
+    listAllBefore: db.prepare<[number, number, number], JobRow>(
+      `SELECT ${jobColumns} FROM jobs WHERE (created_at, row) < (?, ?) ${newestFirst} LIMIT ?`),
     unfinished: db.prepare<[], JobRow>(
       `SELECT ${jobColumns} FROM jobs WHERE state IN ('QUEUED', 'RUNNING') ${oldestFirst}`),
     lastSequence: db.prepare<[string], number>('SELECT last_sequence FROM jobs WHERE id = ?').pluck(),
@@ -434,6 +473,10 @@ function prepareStatements(db: Database.Database) {
       'SELECT job_id, sequence, time_ms, payload FROM checkpoints WHERE job_id = ?'),
     truncateCheckpoint: db.prepare<[string, number]>('DELETE FROM checkpoints WHERE job_id = ? AND sequence > ?'),
     deleteJob: db.prepare<[string]>('DELETE FROM jobs WHERE id = ?'),
+    setResumeMark: db.prepare<[number | null, string]>('UPDATE jobs SET resumed_from = ? WHERE id = ?'),
+    resumeMark: db.prepare<[string], number | null>('SELECT resumed_from FROM jobs WHERE id = ?').pluck(),
+    clearResumeMarks: db.prepare<[]>(
+      "UPDATE jobs SET resumed_from = NULL WHERE state IN ('QUEUED', 'RUNNING') AND resumed_from IS NOT NULL"),
     count: {
       all: count('') as Database.Statement<[], number>,
       byState: count('WHERE state = ?') as Database.Statement<[string], number>,

@@ -94,6 +94,11 @@ export const migrations: readonly string[] = [
   CREATE INDEX dataset_rows_by_state ON dataset_rows (dataset_id, state, idx);
   CREATE INDEX dataset_rows_by_finish ON dataset_rows (dataset_id, finish_order);
   `,
+  // 3: the checkpoint a resumed job started running from in a server that then stopped without a clean shutdown.
+  // Found again at the next start, with no newer checkpoint, it means the job's resume failed again: quarantine.
+  `
+  ALTER TABLE jobs ADD COLUMN resumed_from INTEGER;
+  `,
 ];
 
 /** Report the schema version this build writes. */
@@ -123,19 +128,43 @@ export function migrate(db: Database.Database, file: string, errorClass: new (me
  * synchronous=NORMAL (durable against a process crash; a power loss may lose the last transactions but never
  * corrupts), a busy timeout and foreign keys, and create or upgrade the schema. `':memory:'` gives a throwaway one.
  */
-export function openDatabase(file: string, busyTimeoutMs: number, errorClass: new (message: string) => Error):
-  Database.Database {
+export function openDatabase(file: string, busyTimeoutMs: number, errorClass: new (message: string) => Error,
+  options: { checkIntegrity?: boolean } = {}): Database.Database {
   if (file !== ':memory:' && file !== '') mkdirSync(dirname(file), { recursive: true });
-  const db = new Database(file);
+  let db: Database.Database;
+  try {
+    db = new Database(file);
+  } catch (error: unknown) {
+    throw new errorClass(`open: ${file}: ${error instanceof Error ? error.message : String(error)}`);
+  }
   try {
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
     db.pragma(`busy_timeout = ${Math.trunc(busyTimeoutMs)}`);
     db.pragma('foreign_keys = ON');
+    if (options.checkIntegrity) checkIntegrity(db, file, errorClass);
     migrate(db, file, errorClass);
     return db;
-  } catch (error) {
+  } catch (error: unknown) {
     db.close();
+    if (error instanceof errorClass) throw error;
+    const code = (error as { code?: unknown }).code;
+    if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB') throw corrupt(file, String(error), errorClass);
     throw error;
   }
+}
+
+/**
+ * Refuse a damaged file at start (`PRAGMA quick_check`: every page and index entry readable and well-formed) rather
+ * than answer "internal error" on the first read that meets the damage. Linear in the file's size.
+ */
+function checkIntegrity(db: Database.Database, file: string, errorClass: new (message: string) => Error): void {
+  const problems = db.pragma('quick_check(5)', { simple: false }) as { quick_check: string }[];
+  const found = problems.map((row) => row.quick_check).filter((text) => text !== 'ok');
+  if (found.length > 0) throw corrupt(file, found.join('; '), errorClass);
+}
+
+function corrupt(file: string, detail: string, errorClass: new (message: string) => Error): Error {
+  return new errorClass(`open: ${file} is damaged (SQLite's quick_check: ${detail}); the server will not run on it: ` +
+    'restore it from a backup, or move it away to start with an empty store');
 }

@@ -32,7 +32,8 @@ export interface ServeProcess {
  * Start `recite serve --port 0` on `dbPath` with `args` (and `nodeArgs` for node itself); resolves once it prints
  * the URL it listens on.
  */
-export async function spawnServe(dbPath: string, args: string[] = [], nodeArgs: string[] = []): Promise<ServeProcess> {
+export async function spawnServe(dbPath: string, args: string[] = [], nodeArgs: string[] = [],
+  urlLine: RegExp = listeningLine): Promise<ServeProcess> {
   if (!fs.existsSync(cliPath)) throw new Error(`${cliPath} is missing: build with \`npx tsc -p tsconfig.json\` first`);
   const child = spawn(process.execPath, [...nodeArgs, cliPath, 'serve', '--port', '0', '--model', 'tiny', '--device', 'cpu',
     '--db', dbPath, ...args], {
@@ -49,7 +50,7 @@ export async function spawnServe(dbPath: string, args: string[] = [], nodeArgs: 
     const timer = setTimeout(() => reject(new Error(`recite serve printed no URL within ${startTimeoutMs} ms:\n${stderr}`)), startTimeoutMs);
     child.stdout!.on('data', (chunk: Buffer) => {
       stdout += chunk.toString();
-      const match = listeningLine.exec(stdout);
+      const match = urlLine.exec(stdout);
       if (match) {
         clearTimeout(timer);
         resolve(match[1]!);

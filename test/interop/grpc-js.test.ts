@@ -210,7 +210,7 @@ describe('grpc-js client from the descriptor set', () => {
 
   it('is refused UNAUTHENTICATED without a token, on unary and streaming calls', async () => {
     const unary = await failure(call(recite.ListModels.bind(recite), {}, new grpc.Metadata()));
-    expect(unary.code).toBe(grpc.status.UNAUTHENTICATED);
+    expect(unary.code, unary.details).toBe(grpc.status.UNAUTHENTICATED);
     const wrong = await failure(call(recite.ListModels.bind(recite), {}, auth('not-a-token')));
     expect(wrong.code).toBe(grpc.status.UNAUTHENTICATED);
     const { status } = await collect(recite.Invert({ spec: { text: 'Hello world' } }, new grpc.Metadata()));

@@ -1,6 +1,7 @@
 // Bad input at the edge of a real server: every invalid field and every limit gets its code and a message that
 // names the field (with the value and the limit where the server knows them); malformed bytes get an error, not a
 // crash; a full queue is ResourceExhausted. After each refusal the server still serves a good request.
+import http2 from 'node:http2';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -119,6 +120,17 @@ const badDecodes: [string, DecodeInit, string, string][] = [
     'beams: 17 must be less than or equal to 16'],
   ['an unknown model', { model: 'gpt9', embedding: { shape: [2, 32], values: zeros(64) }, maxTokens: 2 }, 'model',
     'model: "gpt9" is not served here; models: tiny'],
+  // These once answered "internal error" (NaN logits decode to token -1) or a negative limit.
+  ['a NaN value', { embedding: { shape: [1, 32], values: [...zeros(5), Number.NaN, ...zeros(26)] }, maxTokens: 2 },
+    'embedding.values[5]', 'embedding.values[5]: NaN is not a finite number'],
+  ['an infinite value', { embedding: { shape: [1, 32], values: [Number.NEGATIVE_INFINITY, ...zeros(31)] }, maxTokens: 2 },
+    'embedding.values[0]', 'embedding.values[0]: -Infinity is not a finite number'],
+  ['a value of 1e38', { embedding: { shape: [1, 32], values: new Array<number>(32).fill(1e38) }, maxTokens: 2 },
+    'embedding.values[0]', 'embedding.values[0]: 9.999999680285692e+37 is beyond ±1000000, the largest magnitude a prompt value may have'],
+  ['shape [0, 32]', { embedding: { shape: [0, 32], values: [] }, maxTokens: 2 }, 'embedding.shape',
+    "embedding.shape: [0, 32]: P = 0 prompt vectors; the model's context of 64 positions takes 1 to 64"],
+  ['shape [31250, 32]', { embedding: { shape: [31250, 32], values: zeros(31250 * 32) }, maxTokens: 2 }, 'embedding.shape',
+    "embedding.shape: [31250, 32]: P = 31250 prompt vectors; the model's context of 64 positions takes 1 to 64"],
 ];
 
 const badOthers: [string, (c: ReciteClient) => Promise<unknown>, string, string][] = [
@@ -212,20 +224,54 @@ describe('malformed messages', () => {
     });
   }
 
-  // Connect-ES reports a request it cannot parse as `internal` ("parse binary: …"), as gRPC servers do; what
-  // matters here is that it is an answer with a code, the connection's server survives, and nothing is stored.
+  // Connect-ES reports a request it cannot parse as `internal` ("parse binary: …"); the server checks binary bodies
+  // first, so the client learns it is its own request that is wrong, and which message type was expected.
   it.each([
-    ['an unterminated varint', Buffer.from([0xff, 0xff, 0xff, 0xff]), 'parse binary: premature EOF'],
-    ['a spec cut short', Buffer.from([0x0a, 0x05, 0x01]), 'parse binary: illegal tag: field no 0 wire type 1'],
-    ['text', Buffer.from('not protobuf at all'), 'parse binary: illegal tag: field no 13 wire type 6'],
-  ])('SubmitJob with %s as application/proto is an error with a code, not a crash', async (_what, body, message) => {
+    ['an unterminated varint', Buffer.from([0xff, 0xff, 0xff, 0xff]), '4 bytes', 'premature EOF'],
+    ['a spec cut short', Buffer.from([0x0a, 0x05, 0x01]), '3 bytes', 'illegal tag: field no 0 wire type 1'],
+    ['text', Buffer.from('not protobuf at all'), '19 bytes', 'illegal tag: field no 13 wire type 6'],
+  ])('SubmitJob with %s as application/proto is invalid_argument naming the message type', async (_what, body, size, why) => {
     const before = storedJobs();
     const response = await post('SubmitJob', 'application/proto', body);
-    expect(response.status).toBe(500);
+    expect(response.status).toBe(400);
     expect(response.headers.get('content-type')).toBe('application/json');
-    expect(await response.json()).toEqual({ code: 'internal', message });
+    expect(await response.json()).toEqual({ code: 'invalid_argument',
+      message: `request: ${size} are not a valid recite.v1.SubmitJobRequest in the protobuf binary encoding (${why})` });
     expect(storedJobs()).toBe(before);
     await expectStillServing();
+  });
+
+  it('SubmitJob over gRPC with a malformed message is INVALID_ARGUMENT', async () => {
+    const session = http2.connect(server.url);
+    const trailers = await new Promise<http2.IncomingHttpHeaders>((resolve) => {
+      const stream = session.request({ ':method': 'POST', ':path': '/recite.v1.ReciteService/SubmitJob',
+        'content-type': 'application/grpc', te: 'trailers', authorization: `Bearer ${aliceToken}` });
+      stream.on('response', (headers) => {
+        if (headers['grpc-status'] !== undefined) resolve(headers); // trailers-only
+      });
+      stream.on('trailers', resolve);
+      // one gRPC frame of 3 bytes: field 1 (spec) claiming 5 bytes that do not follow
+      stream.end(Buffer.from([0, 0, 0, 0, 3, 0x0a, 0x05, 0x01]));
+    });
+    session.destroy();
+    expect(trailers['grpc-status']).toBe(String(Code.InvalidArgument));
+    expect(decodeURIComponent(String(trailers['grpc-message']))).toMatch(/not a valid recite\.v1\.SubmitJobRequest/);
+    await expectStillServing();
+  });
+
+  it.each([
+    ['an unknown field', '{"spec": {"text": "Hello", "colour": "red"}}',
+      /^spec\.colour: unknown field of recite\.v1\.JobSpec; known: /],
+    ['an unknown enum name', '{"spec": {"text": "Hello", "settings": {"optimizer": "OPTIMIZER_LION"}}}',
+      /^spec\.settings\.optimizer: "OPTIMIZER_LION" is not a value of recite\.v1\.Optimizer; values: OPTIMIZER_UNSPECIFIED, /],
+  ])('SubmitJob with JSON holding %s is invalid_argument naming it (not silently a default)', async (_what, json, message) => {
+    const before = storedJobs();
+    const response = await post('SubmitJob', 'application/json', json);
+    expect(response.status).toBe(400);
+    const body = await response.json() as { code: string; message: string };
+    expect(body.code).toBe('invalid_argument');
+    expect(body.message).toMatch(message);
+    expect(storedJobs()).toBe(before);
   });
 
   it('SubmitJob with malformed JSON is invalid_argument', async () => {
@@ -279,7 +325,7 @@ describe('a full queue', () => {
     await small.close();
   });
 
-  it('refuses submissions past max_queue with ResourceExhausted, and takes them again once a job ends', async () => {
+  it('refuses a client\'s submissions past max_queue with ResourceExhausted, and takes them again once a job ends', async () => {
     const accepted: string[] = [];
     let refusal;
     for (let i = 0; i < 5 && !refusal; i++) {
@@ -292,15 +338,16 @@ describe('a full queue', () => {
     expect(accepted).toHaveLength(2);
     const submitted = await errorOf(Promise.reject(refusal));
     expect(submitted.code).toBe(Code.ResourceExhausted);
-    expect(submitted.rawMessage).toBe('queue is full: 2 jobs are queued or running; the limit is 2');
+    expect(submitted.rawMessage).toBe('queue is full for client "alice": 2 jobs are queued or running; the limit is 2');
 
-    // Invert and another client are refused the same way; a refused job is not stored.
+    // Invert is refused the same way; a refused job is not stored. The limit is alice's own: bob is still accepted.
     const inverted = await errorOf(drain(c.invert({ spec: helloSpec }, alice)));
     expect(inverted.code).toBe(Code.ResourceExhausted);
-    expect(inverted.rawMessage).toBe('queue is full: 2 jobs are queued or running; the limit is 2');
-    expect((await errorOf(c.submitJob({ spec: helloSpec }, bearer(bobToken)))).code).toBe(Code.ResourceExhausted);
+    expect(inverted.rawMessage).toBe('queue is full for client "alice": 2 jobs are queued or running; the limit is 2');
+    const bobs = (await c.submitJob({ spec: endlessSpec }, bearer(bobToken))).jobId;
     expect((await c.listJobs({}, alice)).jobs.map((j) => j.jobId).sort()).toEqual([...accepted].sort());
-    expect((await c.listJobs({}, bearer(bobToken))).jobs).toEqual([]);
+    expect((await c.listJobs({}, bearer(bobToken))).jobs.map((j) => j.jobId)).toEqual([bobs]);
+    await c.cancelJob({ jobId: bobs }, bearer(bobToken));
     await expectStillServing(c);
 
     // The accepted jobs keep running; once one ends, the queue takes a new job.
