@@ -1,8 +1,7 @@
 // The study plot: for each setting, the fraction of runs (targets × seeds) that hit within k iterations, as a step
 // line over k, rendered to SVG by Vega-Lite and Vega in Node (no browser, no canvas).
-import { parse, View } from 'vega';
-import { compile } from 'vega-lite';
 import type { TopLevelSpec } from 'vega-lite';
+import { renderVegaLiteSvg } from '../../server/util/vega-svg.js';
 
 /** One setting's curve. */
 export interface HitCurveSeries {
@@ -55,10 +54,5 @@ export async function renderHitPlot(series: readonly HitCurveSeries[], options: 
     },
     config: { font: 'sans-serif', axis: { grid: true, gridOpacity: 0.4 } },
   };
-  const view = new View(parse(compile(spec).spec), { renderer: 'none' });
-  try {
-    return await view.toSVG();
-  } finally {
-    view.finalize();
-  }
+  return renderVegaLiteSvg(spec);
 }

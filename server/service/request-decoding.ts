@@ -107,18 +107,9 @@ async function checked(handler: UniversalHandler, req: UniversalServerRequest, r
   if (!binaryTypes.test(contentType) || !isAsyncIterable(req.body) || (encoding && encoding !== 'identity')) {
     return handler(req);
   }
-  const iterator = req.body[Symbol.asyncIterator]();
-  const chunks: Uint8Array[] = [];
-  let length = 0;
-  for (;;) {
-    const next = await iterator.next();
-    if (next.done) break;
-    chunks.push(next.value);
-    length += next.value.byteLength;
-    // Over the limit: Connect refuses it as it reads; hand it what was read and the rest.
-    if (length > readMaxBytes) return handler({ ...req, body: replay(chunks, iterator) });
-  }
-  const body = concat(chunks, length);
+  const read = await readWhole(req.body, readMaxBytes);
+  if ('tooLarge' in read) return handler({ ...req, body: read.tooLarge });
+  const { body } = read;
   const enveloped = !contentType.startsWith('application/proto');
   let message = body;
   if (enveloped) {
@@ -141,17 +132,9 @@ async function checked(handler: UniversalHandler, req: UniversalServerRequest, r
 // the enum type, not the field). Anything else is left to Connect.
 async function checkedJson(handler: UniversalHandler, req: UniversalServerRequest, readMaxBytes: number) {
   if (!isAsyncIterable(req.body)) return handler(req);
-  const chunks: Uint8Array[] = [];
-  let length = 0;
-  const iterator = req.body[Symbol.asyncIterator]();
-  for (;;) {
-    const next = await iterator.next();
-    if (next.done) break;
-    chunks.push(next.value);
-    length += next.value.byteLength;
-    if (length > readMaxBytes) return handler({ ...req, body: replay(chunks, iterator) });
-  }
-  const body = concat(chunks, length);
+  const read = await readWhole(req.body, readMaxBytes);
+  if ('tooLarge' in read) return handler({ ...req, body: read.tooLarge });
+  const { body } = read;
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder().decode(body));
@@ -189,6 +172,23 @@ export function unknownIn(json: unknown, desc: DescMessage, path: string): strin
     }
   }
   return undefined;
+}
+
+// Read a body whole; past readMaxBytes stop, and give back what was read and the rest, for Connect to refuse as
+// it reads.
+async function readWhole(stream: AsyncIterable<Uint8Array>, readMaxBytes: number):
+  Promise<{ body: Uint8Array } | { tooLarge: AsyncIterable<Uint8Array> }> {
+  const iterator = stream[Symbol.asyncIterator]();
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for (;;) {
+    const next = await iterator.next();
+    if (next.done) break;
+    chunks.push(next.value);
+    length += next.value.byteLength;
+    if (length > readMaxBytes) return { tooLarge: replay(chunks, iterator) };
+  }
+  return { body: concat(chunks, length) };
 }
 
 async function* replay(chunks: Uint8Array[], rest?: AsyncIterator<Uint8Array>): AsyncIterable<Uint8Array> {

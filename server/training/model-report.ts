@@ -3,14 +3,13 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { parse, View } from 'vega';
-import { compile } from 'vega-lite';
 import type { TopLevelSpec } from 'vega-lite';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { loadGpt2 } from '../model/gpt2-session.js';
 import { trainableWeights } from '../model/gpt2-training-graph.js';
 import { createGpt2Tokenizer } from '../model/tokenizer.js';
 import { createSeededRandom } from '../util/seeded-random.js';
+import { renderVegaLiteSvg } from '../util/vega-svg.js';
 import { readCorpusManifest, readCorpusSplit } from './corpus.js';
 import { fitKneserNeyBigram } from './kneser-ney.js';
 import { evaluateWindows, openTrainingSession } from './trainer.js';
@@ -150,10 +149,5 @@ export async function renderLossCurve(log: readonly (TrainingLogLine & { phase?:
     },
     config: { font: 'sans-serif', axis: { grid: true, gridOpacity: 0.4 } },
   };
-  const view = new View(parse(compile(spec).spec), { renderer: 'none' });
-  try {
-    return await view.toSVG();
-  } finally {
-    view.finalize();
-  }
+  return renderVegaLiteSvg(spec);
 }
