@@ -176,7 +176,8 @@ function checkTokenIds(checkpoint: Checkpoint, ids: readonly number[], field: st
   });
 }
 
-interface SequenceHelpers {
+/** The host-made inputs that depend only on the sequence length S. */
+export interface SequenceHelpers {
   positionIds: ort.Tensor; // (S) int64
   causalBias: ort.Tensor; // (S, S) float
 }
@@ -185,7 +186,8 @@ interface SequenceHelpers {
 const helperCache = new Map<number, SequenceHelpers>();
 const helperCacheSize = 64;
 
-function sequenceHelpers(S: number): SequenceHelpers {
+/** Return positions 0..S-1 and the (S, S) causal bias, cached by S. */
+export function sequenceHelpers(S: number): SequenceHelpers {
   const cached = helperCache.get(S);
   if (cached) return cached;
   const positions = BigInt64Array.from({ length: S }, (_, i) => BigInt(i));

@@ -10,7 +10,8 @@ import path from 'node:path';
 import ort from 'onnxruntime-node';
 import type { Gpt2Config } from '../model/checkpoint.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
-import { causalMaskValue } from '../model/gpt2-graph.js';
+import { sequenceHelpers } from '../model/gpt2-session.js';
+import type { SequenceHelpers } from '../model/gpt2-session.js';
 import { buildTrainingGraph, trainableWeights, trainingGraphIo, weightGradientOutput } from '../model/gpt2-training-graph.js';
 import { toHuggingFaceConfig, writeRandomCheckpoint } from '../model/random-checkpoint.js';
 import { readSafetensorsHeader, readTensorFloat32, writeSafetensors } from '../model/safetensors.js';
@@ -356,20 +357,6 @@ function sampleBatch(stream: Uint16Array, B: number, S: number, seed: number) {
     }
   }
   return { inputIds, targetIds };
-}
-
-interface SequenceHelpers {
-  positionIds: ort.Tensor;
-  causalBias: ort.Tensor;
-}
-
-function sequenceHelpers(S: number): SequenceHelpers {
-  const bias = new Float32Array(S * S);
-  for (let i = 0; i < S; i++) for (let j = i + 1; j < S; j++) bias[i * S + j] = causalMaskValue;
-  return {
-    positionIds: new ort.Tensor('int64', BigInt64Array.from({ length: S }, (_, i) => BigInt(i)), [S]),
-    causalBias: new ort.Tensor('float32', bias, [S, S]),
-  };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
