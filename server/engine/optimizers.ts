@@ -81,7 +81,7 @@ export interface RmspropOptions {
 
 /**
  * RMSProp defaults: PyTorch's, except lr 0.1 (PyTorch: 0.01), the value the original experiments found fastest
- * for soft prompts and the project default (DESIGN.md, "Optimizers").
+ * for soft prompts and the project default (docs/design.md, "Optimizers and schedules").
  */
 export const rmspropDefaults: Readonly<RmspropOptions> = Object.freeze({
   lr: 0.1,

@@ -5,7 +5,7 @@
 // B = batch, P = prompt vectors, T = target tokens, S = P + T - 1 sequence positions, N = generated tokens,
 // C = channels (768 for gpt2), H = heads, D = C / H, F = MLP width (4C), V = vocab (50257)
 //
-// Rules the graphs keep (see DESIGN.md, "The gradient graph"):
+// Rules the graphs keep (see docs/design.md, "Rules the graphs keep"):
 // - no shape arithmetic (Shape, Range, ConstantOfShape, ...): positions, the causal bias and the selections of
 //   target and prompt positions are fed by the host, so a GPU execution provider never syncs with the CPU;
 // - outputs are small: never the (B, T, V) logits;
