@@ -203,7 +203,7 @@ export function formatBenchReport(result: GraphBenchResult): string {
   const table = new Table({
     head: ['model', 'B', 'T', 'ms/run', 'GFLOP/s', 'matmul GFLOP/s', '% of matmul peak', '% fastest runs', 'job-it/s'],
     colAligns: ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
-    style: { head: [], border: [] }, // no colour codes: the table is pasted into the README
+    style: { head: [], border: [] }, // no colour codes: the table is pasted into docs/benchmarks.md
     chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' }, // no rule between rows
   });
   for (const p of result.points) {
@@ -225,7 +225,7 @@ export function formatEngineBenchReport(result: EngineBenchResult): string {
     `iterations per job: ${k}, ${result.settings.repeats} turns per mode | peak RSS ${result.peakRssMiB.toFixed(0)} MiB | ` +
     `${result.wallSeconds.toFixed(0)} s`;
   const style = {
-    style: { head: [], border: [] }, // no colour codes: the table is pasted into the README
+    style: { head: [], border: [] }, // no colour codes: the table is pasted into docs/benchmarks.md
     chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' }, // no rule between rows
   };
   const points = new Table({

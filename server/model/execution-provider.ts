@@ -34,7 +34,7 @@ export class ExecutionProviderError extends Error {
 
 const hints: Record<ProviderName, string> = {
   cuda: "the CUDA execution provider needs onnxruntime-node's CUDA libraries (the project's .npmrc skips their download; " +
-    'see "GPU servers" in the README) and CUDA 12 with cuDNN 9',
+    'see "GPU servers" in docs/development.md) and CUDA 12 with cuDNN 9',
   webgpu: 'the WebGPU execution provider needs a GPU adapter (through Vulkan on Linux: a GPU driver and libvulkan1)',
   cpu: 'the CPU execution provider is bundled with onnxruntime-node and should always load',
 };

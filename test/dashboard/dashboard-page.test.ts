@@ -1,6 +1,6 @@
 // The dashboard page in real headless Chromium against a real server on port 0 with the tiny model: start a job
 // from the form and watch it converge, open a finished job and see its whole history, refuse a wrong token.
-// The run also takes the README's screenshots (docs/dashboard-jobs.png, docs/dashboard-job.png).
+// The run also takes the screenshots of docs/dashboard.md (docs/dashboard-jobs.png, docs/dashboard-job.png).
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -154,10 +154,11 @@ describe('the dashboard stream at /ws', () => {
     expect((await c.next(isEventOf(submitted.jobId, 'result'))).message.event.result.status).toBe('STATUS_CANCELLED');
   });
 
-  it('runs the README example as written', async () => {
-    const readme = fs.readFileSync(path.join(here, '..', '..', 'README.md'), 'utf8');
-    const section = readme.slice(readme.indexOf('## Dashboard and WebSocket stream'));
-    const code = /```js\n([\s\S]*?)```/.exec(section)![1]!
+  it("runs the stream's example in docs/dashboard.md as written", async () => {
+    const doc = fs.readFileSync(path.join(here, '..', '..', 'docs', 'dashboard.md'), 'utf8');
+    const at = doc.indexOf('## The stream: `/ws`');
+    expect(at, 'docs/dashboard.md has a section on the stream').toBeGreaterThanOrEqual(0);
+    const code = /```js\n([\s\S]*?)```/.exec(doc.slice(at))![1]!
       .replace("'a-long-random-token-for-alice'", JSON.stringify(aliceToken))
       .replace('ws://127.0.0.1:7070/ws', streamUrl(server.url));
     const logs: unknown[][] = [];
