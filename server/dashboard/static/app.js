@@ -25,13 +25,12 @@ async function main() {
     location.reload();
   });
 
-  // A token in the URL is taken once and removed from it, so it does not linger in the address bar or history.
-  const params = hashParams();
-  if (params.has('token')) {
-    localStorage.setItem(tokenKey, params.get('token'));
-    params.delete('token');
-    setHash(params);
-  }
+  // A `#token=` link followed in an open tab (one that was refused, say) changes only the fragment: the browser
+  // keeps the document and fires hashchange alone. Start over with the new token, as a fresh load would.
+  window.addEventListener('hashchange', () => {
+    if (takeTokenFromHash()) location.reload();
+  });
+  takeTokenFromHash();
   const token = localStorage.getItem(tokenKey);
   if (!token) {
     showTokenPanel();
@@ -51,6 +50,17 @@ async function main() {
   start(token);
 }
 
+// Take a token from the URL's `#token=` into localStorage and out of the URL, so it does not linger in the address
+// bar or history; return whether there was one.
+function takeTokenFromHash() {
+  const params = hashParams();
+  if (!params.has('token')) return false;
+  localStorage.setItem(tokenKey, params.get('token'));
+  params.delete('token');
+  setHash(params);
+  return true;
+}
+
 function showTokenPanel(error) {
   byId('token-panel').hidden = false;
   byId('app').hidden = true;
@@ -62,6 +72,7 @@ function showTokenPanel(error) {
 
 function start(token) {
   byId('app').hidden = false;
+  let listed = false; // whether the stream's first job list has come
   const connection = byId('connection');
   const stream = new DashboardStream(token, {
     onStatus(state, detail) {
@@ -72,7 +83,12 @@ function start(token) {
       byId('who').textContent = `signed in as ${clientId}`;
     },
     onJobs(jobs) {
+      const first = !listed;
+      listed = true;
       list.setAll(jobs);
+      // A job opened with the page (a #job= link, a reload) had its view placed above an empty list, which has
+      // just filled in above it: bring the view back into sight, once.
+      if (first && view.jobId) revealView();
     },
     onJob(job) {
       list.upsert(job);
@@ -84,27 +100,36 @@ function start(token) {
   });
   const view = new JobView(stream, token);
   const list = new JobList(byId('jobs'), byId('jobs-empty'), byId('jobs-count'), (jobId) => openJob(jobId));
-  view.onClose = () => openJob(undefined);
+  view.onClose = () => {
+    const closed = view.jobId;
+    openJob(undefined);
+    list.reveal(closed);
+  };
 
+  // Open a job on the user's word (a row clicked, Start): its view sits below the list, which may hold a hundred
+  // rows, so it is scrolled into sight even when it was open already.
   function openJob(jobId) {
     const params = hashParams();
     if (jobId) params.set('job', jobId);
     else params.delete('job');
     setHash(params);
-    route();
+    route({ reveal: true });
   }
 
-  function route() {
+  // Show what the URL names; a job newly opened is brought into sight.
+  function route({ reveal = false } = {}) {
     const jobId = hashParams().get('job') ?? undefined;
+    const opened = jobId !== undefined && (reveal || jobId !== view.jobId);
     list.select(jobId);
     if (jobId) view.open(jobId);
     else view.close();
+    if (opened) revealView();
   }
 
   stream.connect();
   stream.subscribeJobs();
   route();
-  window.addEventListener('hashchange', route);
+  window.addEventListener('hashchange', () => route());
   window.addEventListener('resize', () => view.resize());
   setInterval(() => { list.tick(); view.tick(); }, 1000);
   setUpForm(stream, token, openJob);
@@ -160,6 +185,10 @@ function setUpForm(stream, token, openJob) {
       button.disabled = false;
     }
   });
+}
+
+function revealView() {
+  byId('job-view').scrollIntoView({ block: 'start' });
 }
 
 function showFormError(message) {

@@ -57,6 +57,16 @@ export function visibleToken(text) {
   return text.replace(/ /g, '·').replace(/\n/g, '⏎').replace(/\t/g, '⇥') || '∅';
 }
 
+// A data set's row job is labelled "NAME/ROW"; a data set submitted without a name is named after its content
+// hash, "sha256:" and 64 hex digits, which would push the row id out of sight.
+const hashedRowLabel = /^sha256:([0-9a-f]{64})\/(.+)$/s;
+
+/** Write a job's label for display: a hash-named data set's row as "data set 1a2b3c4d · row ROW", others as given. */
+export function labelText(label) {
+  const m = hashedRowLabel.exec(label ?? '');
+  return m ? `data set ${m[1].slice(0, 8)} · row ${m[2]}` : label ?? '';
+}
+
 /** Quote a text for display, shortened to `max` characters. */
 export function quoted(text, max = 80) {
   const t = text.length > max ? `${text.slice(0, max - 1)}…` : text;

@@ -1,7 +1,8 @@
 // The job list: one row per job (status, model, target, iteration, NLL, correct prefix, elapsed), newest first,
-// updated in place from the stream's job summaries.
+// updated in place from the stream's job summaries. On a narrow screen the style sheet stacks each row on two lines
+// and names the numbers with their cells' data-label, as the column heads are hidden there.
 import { el } from './dom.js';
-import { duration, jobBadge, number, timeMs } from './format.js';
+import { duration, jobBadge, labelText, number, timeMs } from './format.js';
 
 export class JobList {
   /**
@@ -42,6 +43,11 @@ export class JobList {
     for (const [id, row] of this.rows) row.classList.toggle('selected', id === jobId);
   }
 
+  /** Scroll the page just enough to show a job's row (back from its view, which sits below the list). */
+  reveal(jobId) {
+    this.rows.get(jobId)?.scrollIntoView({ block: 'nearest' });
+  }
+
   /** Advance the elapsed time of unfinished jobs. */
   tick() {
     for (const [id, job] of this.jobs) {
@@ -56,8 +62,9 @@ export class JobList {
       if (!row) {
         row = el('tr', { 'data-job-id': job.jobId, tabindex: 0, onclick: () => this.onSelect(job.jobId),
           onkeydown: (e) => { if (e.key === 'Enter') this.onSelect(job.jobId); } },
-        el('td', {}, el('span', { class: 'badge' })), el('td'), el('td', { class: 'target' }),
-        el('td', { class: 'num' }), el('td', { class: 'num' }), el('td', { class: 'num' }), el('td', { class: 'num' }));
+        el('td', {}, el('span', { class: 'badge' })), el('td', { class: 'model' }), el('td', { class: 'target' }),
+        el('td', { class: 'num', 'data-label': 'iteration' }), el('td', { class: 'num', 'data-label': 'NLL' }),
+        el('td', { class: 'num', 'data-label': 'correct' }), el('td', { class: 'num' }));
         this.rows.set(job.jobId, row);
       }
       this.fill(row, job);
@@ -75,8 +82,8 @@ export class JobList {
     b.className = `badge ${badge.tone}`;
     b.textContent = badge.label;
     model.textContent = job.model ?? '';
-    target.textContent = job.label ? `${job.targetText} — ${job.label}` : job.targetText;
-    target.title = job.targetText;
+    target.replaceChildren(job.targetText ?? '', ...(job.label ? [' ', el('span', { class: 'job-label' }, labelText(job.label))] : []));
+    target.title = job.label ? `${job.targetText}\nlabel ${job.label}` : job.targetText;
     const p = job.lastProgress;
     const tokens = (job.targetIds ?? []).length;
     const restarts = job.settings?.restarts ?? 1;

@@ -5,10 +5,24 @@
 import { call } from './api.js';
 import { LogChart, palette } from './charts.js';
 import { byId, el } from './dom.js';
-import { duration, jobBadge, number, quoted, settingsRows, statusBadge, timeMs, visibleToken } from './format.js';
+import { duration, jobBadge, labelText, number, quoted, settingsRows, statusBadge, timeMs, visibleToken } from './format.js';
 import { resultSafetensors } from './safetensors.js';
 
 const nllForRed = 10; // per-token NLL (nats) drawn fully red: about ln(vocab) for GPT-2, a uniform guess
+
+// The hue of a token's chip: green (130) at NLL 0 through yellow to red (0) at nllForRed and above.
+function nllHue(nll) {
+  return Math.round(130 * (1 - Math.min(Math.max(nll, 0) / nllForRed, 1)));
+}
+
+// The legend of the chips' colours, written from the same scale: a swatch and its NLL at each end and midway.
+function legendKeys() {
+  return [0, nllForRed / 2, nllForRed].map((nll, i, all) => {
+    const swatch = el('span', { class: 'swatch', 'aria-hidden': 'true' });
+    swatch.style.setProperty('--h', String(nllHue(nll)));
+    return el('span', { class: 'key' }, swatch, i === all.length - 1 ? `${nll}+ nats` : String(nll));
+  });
+}
 
 export class JobView {
   constructor(stream, token) {
@@ -21,6 +35,7 @@ export class JobView {
     this.frame = 0;
     byId('jv-close').addEventListener('click', () => this.onClose?.());
     byId('jv-cancel').addEventListener('click', () => this.cancel());
+    byId('jv-legend-nll').replaceChildren('token NLL ', ...legendKeys());
   }
 
   /** Show a job: its summary at once, then its whole history and live events. */
@@ -159,7 +174,7 @@ export class JobView {
       : `${duration(Date.now() - created)} since submitted`;
     byId('jv-meta').textContent = [
       `job ${job.jobId}`, `model ${job.model}`, `${(job.targetIds ?? []).length} target tokens`,
-      job.label ? `label ${job.label}` : '', `created ${new Date(created).toLocaleTimeString()}`, ran,
+      job.label ? `label ${labelText(job.label)}` : '', `created ${new Date(created).toLocaleTimeString()}`, ran,
     ].filter(Boolean).join(' · ');
   }
 
@@ -245,7 +260,7 @@ export class JobView {
       chip.className = `tok ${optimized ? (right ? 'right' : 'wrong') : 'pending'}`;
       if (optimized) {
         const nll = Number(nlls[i]);
-        chip.style.setProperty('--h', String(Math.round(130 * (1 - Math.min(Math.max(nll, 0) / nllForRed, 1)))));
+        chip.style.setProperty('--h', String(nllHue(nll)));
         chip.children[1].textContent = right ? '✓' : '✗';
         chip.children[2].textContent = number(nll, 3);
         chip.title = `token ${i}: id ${ids[i]} · NLL ${number(nll)} · argmax ${right ? 'right' : `id ${argmax[i]}`}`;
@@ -279,7 +294,8 @@ export class JobView {
     const job = this.job;
     const dl = byId('jv-settings');
     if (!job || dl.childElementCount) return;
-    const rows = [['model', job.model], ...settingsRows(job.settings, (job.targetIds ?? []).length)];
+    const rows = [['model', job.model], ...(job.label ? [['label', job.label]] : []),
+      ...settingsRows(job.settings, (job.targetIds ?? []).length)];
     dl.replaceChildren(...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
   }
 
