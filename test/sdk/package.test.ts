@@ -80,7 +80,7 @@ describe('the SDK package', () => {
   it('runs the TypeScript example, compiled against the package\'s types, on Node against recite serve', async () => {
     runNpm(app, ['run', 'build']); // tsc: fails on any type error in the example or the package's .d.ts
     const run = spawnSync(process.execPath, ['dist/submit.js', 'Hello world'], {
-      cwd: app, encoding: 'utf8', timeout: 120_000,
+      cwd: app, encoding: 'utf8', timeout: installTimeoutMs,
       env: { ...process.env, RECITE_SERVER: serve.url, RECITE_TOKEN: serveToken },
     });
     expect(run.stderr).toBe('');
@@ -98,10 +98,10 @@ describe('the SDK package', () => {
     expect(field('decoded')).toBe(JSON.stringify(best.decodedText));
 
     const refused = spawnSync(process.execPath, ['dist/submit.js'], {
-      cwd: app, encoding: 'utf8', timeout: 60_000,
+      cwd: app, encoding: 'utf8', timeout: installTimeoutMs,
       env: { ...process.env, RECITE_SERVER: serve.url, RECITE_TOKEN: 'not-a-token-of-this-server' },
     });
     expect(refused.status).toBe(1);
     expect(refused.stderr.trim()).toBe('recite: the bearer token is not valid on this server (Unauthenticated)');
-  });
+  }, 2 * installTimeoutMs);
 });

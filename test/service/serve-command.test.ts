@@ -11,6 +11,8 @@ import type { ServeProcess } from '../crash/serve-process.js';
 import { cliPath, serveToken, spawnServe, stopServe } from '../crash/serve-process.js';
 
 const autoOrder = ['cuda', 'webgpu', 'cpu']; // the order `--device auto` tries providers in
+// A CLI start imports onnxruntime and the whole server: tens of seconds on a busy two-core machine.
+const cliLimitMs = 180_000;
 
 interface Run { code: number | null; stdout: string; stderr: string }
 
@@ -25,7 +27,7 @@ function runServe(dir: string, args: string[]): Promise<Run> {
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
   child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  const timer = setTimeout(() => child.kill('SIGKILL'), cliLimitMs);
   return new Promise((resolve) => child.once('exit', (code) => {
     clearTimeout(timer);
     resolve({ code, stdout, stderr });
@@ -76,7 +78,7 @@ describe('recite serve', () => {
       expect.soft(logLines(run.stderr, 'model ready'), args.join(' ')).toEqual([]);
       expect.soft(run.stdout, args.join(' ')).not.toMatch(/listening/);
     }
-  });
+  }, 2 * cliLimitMs);
 
   it('refuses a port in use before any model loads', async () => {
     const holder = net.createServer();
@@ -90,7 +92,7 @@ describe('recite serve', () => {
     } finally {
       holder.close();
     }
-  });
+  }, 2 * cliLimitMs);
 
   it('exits non-zero once a model fails to load, naming it and why', async () => {
     const notACheckpoint = fs.mkdtempSync(path.join(dir, 'empty-'));
@@ -101,27 +103,27 @@ describe('recite serve', () => {
     expect(logLines(serve.stderr(), 'model failed to load').map((l) => l.model)).toEqual(['broken']);
     // it went down cleanly: the store was closed, not abandoned
     expect(logLines(serve.stderr(), 'closed')).toHaveLength(1);
-  });
+  }, 2 * cliLimitMs);
 
   it('logs and prints the execution provider it chose and each provider --device auto skipped, with the reason', async () => {
     serve = await spawnServe(path.join(dir, 'auto.db'), ['--device', 'auto']);
     const auto = serve;
-    await expect.poll(() => logLines(auto.stderr(), 'model ready'), { timeout: 60_000 }).toHaveLength(1);
+    await expect.poll(() => logLines(auto.stderr(), 'model ready'), { timeout: cliLimitMs }).toHaveLength(1);
     const [ready] = logLines(serve.stderr(), 'model ready') as { provider: string; skippedProviders: { provider: string; reason: string }[] }[];
     expectSkippedBefore(ready!.provider, ready!.skippedProviders);
     await stopServe(serve, 'SIGTERM');
 
     serve = await spawnServe(path.join(dir, 'cpu.db'));
     const cpu = serve;
-    await expect.poll(() => logLines(cpu.stderr(), 'model ready'), { timeout: 60_000 }).toHaveLength(1);
+    await expect.poll(() => logLines(cpu.stderr(), 'model ready'), { timeout: cliLimitMs }).toHaveLength(1);
     expect(logLines(serve.stderr(), 'model ready')).toMatchObject([{ provider: 'cpu', skippedProviders: [] }]);
-  });
+  }, 3 * cliLimitMs);
 });
 
 describe('recite invert in this process', () => {
   it('prints the execution provider and each provider --device auto skipped, with the reason', () => {
     const run = spawnSync(process.execPath, [cliPath, 'invert', '--model', 'tiny', '--device', 'auto', '--target-ids',
-      '28630,32471', '--param', 'flat', '--max-iters', '3'], { encoding: 'utf8', timeout: 60_000 });
+      '28630,32471', '--param', 'flat', '--max-iters', '3'], { encoding: 'utf8', timeout: cliLimitMs });
     expect(run.stderr).not.toMatch(/^recite: /m);
     const provider = /^time: .* on (\S+) \(model tiny\)$/m.exec(run.stdout)?.[1];
     expect(provider).toBeDefined();
@@ -132,5 +134,5 @@ describe('recite invert in this process', () => {
     });
     if (line !== null) expect(line[1]).toBe(provider);
     expectSkippedBefore(provider!, skipped);
-  });
+  }, 2 * cliLimitMs);
 });
