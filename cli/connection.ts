@@ -11,6 +11,7 @@ import type { Transport } from '@connectrpc/connect';
 import { createReciteClient, createReciteNodeTransport, createReciteTransport } from '../sdk/node.js';
 import type { ReciteClient } from '../sdk/node.js';
 import { parseDeviceRequest } from '../server/model/execution-provider.js';
+import type { ProviderFallback } from '../server/model/execution-provider.js';
 import { TokenTable } from '../server/service/auth.js';
 import { createReciteServer } from '../server/service/server.js';
 import { parseModelSource } from './commands/serve.js';
@@ -31,6 +32,8 @@ export interface Connection {
   transport: Transport;
   /** The model name to ask for ('' = the server's default). */
   model: string;
+  /** In this process only: the execution provider the model runs on, and those `--device auto` skipped (why). */
+  provider?: { name: string; skipped: ProviderFallback[] };
   close(): Promise<void>;
 }
 
@@ -96,6 +99,7 @@ export async function startInProcessServer(model: string, device: string, dbPath
     token,
     transport,
     model: source.name,
+    ...(entry.state === 'READY' ? { provider: { name: entry.model.provider, skipped: entry.model.fallbacks } } : {}),
     async close() {
       await server.close();
       fs.rmSync(dir, { recursive: true, force: true });

@@ -1,6 +1,7 @@
 // A transport for Node only: Connect over Node's own HTTP/1.1 or HTTP/2 client, which takes TLS options the fetch
 // API has no place for (a private CA's certificate, for a server with a self-signed or in-house certificate). Not
-// exported from index.ts, so the browser bundle stays free of Node modules; import it from 'sdk/node.js'.
+// exported from index.ts, so the browser bundle stays free of Node modules; import it from node.ts (the package's
+// Node entry: '@recite/sdk' under Node, or '@recite/sdk/node').
 import type { Transport } from '@connectrpc/connect';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';

@@ -58,6 +58,11 @@ async function invert(text: string | undefined, options: InvertCommandOptions): 
   const target = options.targetIds !== undefined ? parseIdList('--target-ids', options.targetIds) : text!;
   const settings = { ...settingsFromFlags(options), continueAfterHit: options.continue ?? false };
   const connection = options.server ? connectToServer(options) : await startInProcessServer(options.model ?? defaultModelName, options.device);
+  const skipped = connection.provider?.skipped ?? [];
+  if (skipped.length > 0) {
+    process.stderr.write(`recite invert: running on ${connection.provider!.name}; ` +
+      `${skipped.map((f) => `skipped ${f.provider}: ${f.reason}`).join('; ')}\n`);
+  }
   const controller = new AbortController();
   let jobId: string | undefined;
   const onSigint = () => {

@@ -1,15 +1,18 @@
 // `recite serve`: the shared server. Tokens from --tokens-file and RECITE_TOKENS; jobs in a SQLite file.
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { createSecureContext } from 'node:tls';
 import type { Command } from 'commander';
 import { defaultModelName, resolveModelDir } from '../../server/model/builtin-models.js';
-import { parseDeviceRequest } from '../../server/model/execution-provider.js';
+import { deviceRequests, parseDeviceRequest } from '../../server/model/execution-provider.js';
 import { formatBytes, parseBytes } from '../../server/engine/run-cost.js';
 import { TokenTable } from '../../server/service/auth.js';
 import type { ModelSource } from '../../server/service/model-registry.js';
 import { createReciteServer, reciteServerDefaults } from '../../server/service/server.js';
 import { connectionLimitsDefaults } from '../../server/service/connection-guard.js';
+import { parseCorsOrigin } from '../../server/service/cors.js';
 import { positiveInteger } from '../options.js';
 
 interface ServeOptions {
@@ -31,6 +34,7 @@ interface ServeOptions {
   bodyTimeout: string;
   maxStreamsPerConnection: string;
   maxRequestBytes: string;
+  corsOrigin: string[];
 }
 
 /** Default database file: one per user, so a restart finds its jobs. */
@@ -76,7 +80,11 @@ export function registerServeCommand(program: Command): void {
     .option('--max-streams-per-connection <n>', 'HTTP/2 streams open at once on one connection',
       String(connectionLimitsDefaults.maxStreamsPerConnection))
     .option('--max-request-bytes <n>', 'largest request body accepted', String(reciteServerDefaults.readMaxBytes))
+    .option('--cors-origin <origin>', 'let pages from this origin (e.g. https://app.example.com) call the API from a ' +
+      'browser, repeatable; none by default', (value: string, previous: string[]) => [...previous, value], [] as string[])
     .action(async (options: ServeOptions) => {
+      // Every flag is checked, and the port taken for a moment, before a model starts loading: a typo or a busy port
+      // is reported at once, not after the seconds (or minutes, for a large checkpoint) a load takes.
       const tokens = TokenTable.load(options.tokensFile, process.env.RECITE_TOKENS);
       if (tokens.size === 0) throw new Error('no tokens: give --tokens-file FILE ("TOKEN CLIENT [OPTIONS]" lines) or RECITE_TOKENS=TOKEN=CLIENT');
       if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
@@ -91,10 +99,16 @@ export function registerServeCommand(program: Command): void {
       };
       const tls = options.tlsCert && options.tlsKey
         ? { cert: readFile('--tls-cert', options.tlsCert), key: readFile('--tls-key', options.tlsKey) } : undefined;
-      const models = (options.model.length > 0 ? options.model : [defaultModelName]).map(parseModelSource);
-      const server = createReciteServer({
+      if (tls) checkTlsPair(options.tlsCert!, options.tlsKey!, tls);
+      const models = (options.model.length > 0 ? options.model : [defaultModelName]).map((value) => {
+        const source = parseModelSource(value);
+        if (!fs.existsSync(source.dir)) throw new Error(`--model ${value}: the folder ${source.dir} does not exist`);
+        return source;
+      });
+      const port = portNumber(options.port);
+      const settings = {
         models,
-        device: parseDeviceRequest(options.device),
+        device: parseDevice(options.device),
         maxBatch: positiveInteger('--max-batch', options.maxBatch),
         maxQueue: positiveInteger('--max-queue', options.maxQueue),
         maxQueuedBytes: parseBytes(options.maxQueued, '--max-queued'),
@@ -109,11 +123,16 @@ export function registerServeCommand(program: Command): void {
           bodyTimeoutMs: positiveInteger('--body-timeout', options.bodyTimeout),
           maxStreamsPerConnection: positiveInteger('--max-streams-per-connection', options.maxStreamsPerConnection),
         },
+        corsOrigins: options.corsOrigin.map(parseCorsOrigin),
         ...(tls ? { tls } : {}),
-      });
-      await server.listen(positiveInteger('--port', options.port, 0), options.host);
+      };
+      await checkListen(port, options.host);
+      const server = createReciteServer(settings);
+      await server.listen(port, options.host);
       process.stdout.write(`recite serve: listening on ${server.url} (database ${options.db})\n`);
+      let stopping = false;
       const stop = (signal: string) => {
+        stopping = true;
         server.log.info({ signal }, 'shutting down');
         void server.close().then(() => process.exit(0));
       };
@@ -132,5 +151,68 @@ export function registerServeCommand(program: Command): void {
           server.log.error({ err: error }, 'tokens not reloaded');
         }
       });
+      // Models load while the server already answers (Unavailable for a model still loading); a model that cannot
+      // load ends the server, rather than leaving it up with a model no request can use.
+      await server.models.ready();
+      if (stopping) return;
+      const failed = server.models.list().flatMap((m) => (m.state === 'FAILED' ? [m] : []));
+      if (failed.length > 0) {
+        await server.close();
+        throw new Error(failed.map((m) => `--model ${m.name}=${m.dir}: the model failed to load (${m.error})`).join('; '));
+      }
+      for (const m of server.models.list()) {
+        if (m.state !== 'READY') continue;
+        const skipped = m.model.fallbacks.map((f) => `; skipped ${f.provider}: ${f.reason}`).join('');
+        process.stdout.write(`recite serve: model ${m.name} ready on ${m.model.provider}${skipped}\n`);
+      }
     });
+}
+
+/** Parse --port: a TCP port, 0 for any free one. */
+function portNumber(value: string): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new Error(`--port ${value}: expected an integer from 0 to 65535 (0: any free port)`);
+  }
+  return port;
+}
+
+/** Parse --device, naming the flag in the error. */
+function parseDevice(value: string) {
+  try {
+    return parseDeviceRequest(value);
+  } catch {
+    throw new Error(`--device ${value}: expected one of ${deviceRequests.join(', ')}`);
+  }
+}
+
+/** Check that the certificate and key are PEM and belong together (the TLS server would refuse them later). */
+function checkTlsPair(certFile: string, keyFile: string, pair: { cert: Buffer; key: Buffer }): void {
+  try {
+    createSecureContext(pair);
+  } catch (error: unknown) {
+    throw new Error(`--tls-cert ${certFile} --tls-key ${keyFile}: not a PEM certificate chain and its private key ` +
+      `(${error instanceof Error ? error.message : String(error)})`);
+  }
+}
+
+/** Listen on the port for a moment and let go: a busy port or a foreign address is refused before models load. */
+async function checkListen(port: number, host: string): Promise<void> {
+  const probe = net.createServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject);
+      probe.listen(port, host, () => resolve());
+    });
+  } catch (error: unknown) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const at = `${host}:${port}`;
+    if (code === 'EADDRINUSE') throw new Error(`--port ${port}: ${at} is already in use`);
+    if (code === 'EACCES') throw new Error(`--port ${port}: listening on ${at} is not permitted (ports below 1024 need privileges)`);
+    if (code === 'EADDRNOTAVAIL') throw new Error(`--host ${host}: not an address of this machine`);
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') throw new Error(`--host ${host}: the name does not resolve to an address`);
+    throw new Error(`--host ${host} --port ${port}: cannot listen (${error instanceof Error ? error.message : String(error)})`);
+  } finally {
+    await new Promise((resolve) => probe.close(resolve));
+  }
 }

@@ -1,6 +1,6 @@
 // A model as the inversion engine sees it: the two graphs, the tokenizer and the token-embedding statistics.
 import type { Checkpoint } from '../model/checkpoint.js';
-import type { DeviceRequest } from '../model/execution-provider.js';
+import type { DeviceRequest, ProviderFallback } from '../model/execution-provider.js';
 import type { GradientBatch, GradientResult } from '../model/gpt2-session.js';
 import { loadGpt2 } from '../model/gpt2-session.js';
 import type { Gpt2Tokenizer } from '../model/tokenizer.js';
@@ -14,6 +14,8 @@ export interface EngineModel {
   gradient: { run(batch: GradientBatch): Promise<GradientResult> };
   decode: NextTokenModel;
   provider: string;
+  /** Providers that `auto` passed over before `provider`, each with the reason. */
+  fallbacks: ProviderFallback[];
   tokenizer: Gpt2Tokenizer;
   embeddings: TokenEmbeddings;
   release(): Promise<void>;
@@ -28,6 +30,7 @@ export async function loadEngineModel(name: string, dir: string, device: DeviceR
     gradient: model.gradient,
     decode: model.decode,
     provider: model.provider,
+    fallbacks: model.fallbacks,
     tokenizer: createGpt2Tokenizer(),
     embeddings: TokenEmbeddings.fromCheckpoint(model.checkpoint),
     release: () => model.release(),

@@ -26,6 +26,7 @@ import type { TokenTable } from './auth.js';
 import { createAuthInterceptor } from './auth.js';
 import type { ConnectionLimits } from './connection-guard.js';
 import { ConnectionGuard, connectionLimitsDefaults, refuseEarly } from './connection-guard.js';
+import { createCorsHandler } from './cors.js';
 import { HealthServiceImpl } from './health-service.js';
 import { JobHub, jobHubDefaults } from './job-hub.js';
 import { inversionEngineDefaults } from '../engine/inversion-engine.js';
@@ -63,6 +64,8 @@ export interface ReciteServerOptions {
   logger: Logger;
   /** Serve the dashboard (the page at `/`, its WebSocket stream at `/ws`): true, false, or its options. */
   dashboard: boolean | Partial<DashboardOptions>;
+  /** Origins whose pages may call the RPCs from a browser (CORS); none when unset. */
+  corsOrigins?: readonly string[];
   /** Extra HTTP routes: return true when the request was handled. */
   httpRoutes?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
   /** WebSocket upgrades on the HTTP/1.1 server for paths the dashboard does not take. */
@@ -159,9 +162,13 @@ export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<
     },
   });
   // Refused before Connect reads a byte of the body: no token, an unknown one, or a declared body over the limit.
+  // CORS comes first: a preflight carries no token, and a browser reads a refusal only with the CORS headers on it.
+  const cors = createCorsHandler(options.corsOrigins ?? []);
   const guardedHandler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
-    if (refuseEarly(req, res, options.tokens, options.readMaxBytes)) return;
-    handler(req, res);
+    cors(req, res, () => {
+      if (refuseEarly(req, res, options.tokens, options.readMaxBytes)) return;
+      handler(req, res);
+    });
   };
   const guard = new ConnectionGuard(options.connectionLimits, log);
   const h1 = http.createServer(guardedHandler);
@@ -216,7 +223,8 @@ export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<
 
   const ready = models.ready().then(async () => {
     for (const m of models.list()) {
-      if (m.state === 'READY') log.info({ model: m.name, provider: m.model.provider, dir: m.dir }, 'model ready');
+      // skippedProviders: what `--device auto` passed over, and why (a GPU server that ended up on the CPU)
+      if (m.state === 'READY') log.info({ model: m.name, provider: m.model.provider, skippedProviders: m.model.fallbacks, dir: m.dir }, 'model ready');
       else if (m.state === 'FAILED') log.error({ model: m.name, error: m.error }, 'model failed to load');
     }
     const resumed = await hub.resumeUnfinished();

@@ -10,7 +10,7 @@ const sdkDir = 'sdk';
 function sdkSources(dir = sdkDir): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
     const path = join(dir, entry.name);
-    if (entry.isDirectory()) return sdkSources(path);
+    if (entry.isDirectory()) return entry.name === 'dist' || entry.name === 'node_modules' ? [] : sdkSources(path);
     return entry.name.endsWith('.ts') ? [path] : [];
   });
 }
