@@ -68,7 +68,7 @@ export function registerServeCommand(program: Command): void {
       'start', formatBytes(reciteServerDefaults.memoryBudgetBytes).replace(' ', ''))
     .option('--db <file>', 'SQLite file of jobs, events and checkpoints', defaultDbPath())
     .option('--tokens-file <file>', 'bearer tokens, one "TOKEN CLIENT [admin] [max-jobs=N] [max-queued=SIZE]" per line')
-    .option('--checkpoint-every <n>', 'iterations between checkpoints of a running job', String(reciteServerDefaults.checkpointEvery))
+    .option('--checkpoint-every <n>', 'progress reports of a running job between its checkpoints (a job reports every report_every iterations)', String(reciteServerDefaults.checkpointEvery))
     .option('--tls-cert <file>', 'serve TLS (HTTP/2 by ALPN and HTTP/1.1 on the one port) with this PEM certificate chain')
     .option('--tls-key <file>', 'the PEM private key of --tls-cert')
     .option('--headers-timeout <ms>', 'close a connection that sends no complete request within this long of connecting',
