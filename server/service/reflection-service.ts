@@ -8,7 +8,7 @@ import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import type { DescFile, DescService, MessageInitShape, MessageShape } from '@bufbuild/protobuf';
 import { nestedTypes } from '@bufbuild/protobuf/reflect';
 import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
-import type { ConnectRouter } from '@connectrpc/connect';
+import type { ConnectRouter, ServiceImpl } from '@connectrpc/connect';
 import { Code } from '@connectrpc/connect';
 import * as v1 from '../../sdk/gen/grpc/reflection/v1/reflection_pb.js';
 import * as v1alpha from '../../sdk/gen/grpc/reflection/v1alpha/reflection_pb.js';
@@ -137,11 +137,41 @@ function answer(index: SchemaIndex, req: Request, sent: Set<string>): Answer {
   }
 }
 
-async function* reflectionStream(index: SchemaIndex, requests: AsyncIterable<Request>): AsyncIterable<Response> {
-  const sent = new Set<string>();
-  for await (const req of requests) {
-    yield create(v1.ServerReflectionResponseSchema,
-      { validHost: req.host, originalRequest: req, messageResponse: answer(index, req, sent) });
+/** grpc.reflection.v1.ServerReflection over the schema of the given services. */
+export class ServerReflectionImpl implements ServiceImpl<typeof v1.ServerReflection> {
+  private readonly index: SchemaIndex;
+
+  constructor(services: readonly DescService[]) {
+    this.index = new SchemaIndex(services);
+  }
+
+  /** The fully-qualified names of the services reflection describes, sorted. */
+  get serviceNames(): string[] {
+    return this.index.serviceNames;
+  }
+
+  async *serverReflectionInfo(requests: AsyncIterable<Request>): AsyncIterable<Response> {
+    const sent = new Set<string>();
+    for await (const req of requests) {
+      yield create(v1.ServerReflectionResponseSchema,
+        { validHost: req.host, originalRequest: req, messageResponse: answer(this.index, req, sent) });
+    }
+  }
+}
+
+/** grpc.reflection.v1alpha.ServerReflection: v1's messages under another package, so the same wire bytes. */
+export class ServerReflectionV1AlphaImpl implements ServiceImpl<typeof v1alpha.ServerReflection> {
+  constructor(private readonly v1Impl: ServerReflectionImpl) {}
+
+  async *serverReflectionInfo(requests: AsyncIterable<MessageShape<typeof v1alpha.ServerReflectionRequestSchema>>) {
+    async function* asV1() {
+      for await (const req of requests) {
+        yield fromBinary(v1.ServerReflectionRequestSchema, toBinary(v1alpha.ServerReflectionRequestSchema, req));
+      }
+    }
+    for await (const res of this.v1Impl.serverReflectionInfo(asV1())) {
+      yield fromBinary(v1alpha.ServerReflectionResponseSchema, toBinary(v1.ServerReflectionResponseSchema, res));
+    }
   }
 }
 
@@ -150,22 +180,7 @@ async function* reflectionStream(index: SchemaIndex, requests: AsyncIterable<Req
  * and return the names of all the services it serves now, reflection's included.
  */
 export function serveReflection(router: ConnectRouter): string[] {
-  const index = new SchemaIndex([...router.handlers.map((h) => h.service), ...reflectionServices]);
-  router.service(v1.ServerReflection, {
-    serverReflectionInfo: (requests) => reflectionStream(index, requests),
-  });
-  // v1alpha has the same messages under another package: the same wire bytes, read and written with its schemas.
-  router.service(v1alpha.ServerReflection, {
-    async *serverReflectionInfo(requests) {
-      async function* asV1() {
-        for await (const req of requests) {
-          yield fromBinary(v1.ServerReflectionRequestSchema, toBinary(v1alpha.ServerReflectionRequestSchema, req));
-        }
-      }
-      for await (const res of reflectionStream(index, asV1())) {
-        yield fromBinary(v1alpha.ServerReflectionResponseSchema, toBinary(v1.ServerReflectionResponseSchema, res));
-      }
-    },
-  });
-  return index.serviceNames;
+  const reflection = new ServerReflectionImpl([...router.handlers.map((h) => h.service), ...reflectionServices]);
+  router.service(v1.ServerReflection, reflection).service(v1alpha.ServerReflection, new ServerReflectionV1AlphaImpl(reflection));
+  return reflection.serviceNames;
 }
