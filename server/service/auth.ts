@@ -14,8 +14,12 @@ export const clientIdKey = createContextKey<string>('', { description: 'authenti
 /** Whether the authenticated client is an admin (set by the auth interceptor). */
 export const clientAdminKey = createContextKey<boolean>(false, { description: 'authenticated client is an admin' });
 
-/** Services that need no token (load balancers probe health without credentials). */
-const publicServices = new Set(['grpc.health.v1.Health']);
+/**
+ * Services that need no token: load balancers probe health without credentials, and reflection shows only the schema
+ * that proto/ publishes, to tools that fetch it before a user has set any header.
+ */
+export const publicServices: ReadonlySet<string> = new Set(['grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection',
+  'grpc.reflection.v1alpha.ServerReflection']);
 
 /** Shortest token accepted: guessing one of 16 random characters is out of reach; "a" or "test" is not. */
 export const minTokenLength = 16;

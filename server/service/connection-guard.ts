@@ -11,7 +11,7 @@ import { constants as http2Constants } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { Code } from '@connectrpc/connect';
 import type { Logger } from 'pino';
-import { bearerToken } from './auth.js';
+import { bearerToken, publicServices } from './auth.js';
 import type { TokenTable } from './auth.js';
 
 /** Limits on each connection. */
@@ -171,9 +171,6 @@ class SocketGuard {
   }
 }
 
-/** Services whose methods need no token (load balancers probe health without credentials). */
-const publicServicePaths = ['/grpc.health.v1.Health/'];
-
 /**
  * Refuse a request before its body is read: an RPC without a valid token (a public service's excepted), or a body
  * whose Content-Length exceeds `maxBytes`. Returns true when it answered.
@@ -183,7 +180,7 @@ export function refuseEarly(req: http.IncomingMessage | http2.Http2ServerRequest
   const path = (req.url ?? '/').split('?')[0]!;
   const isRpc = /^\/[A-Za-z0-9_.]+\/[A-Za-z0-9_]+$/.test(path) && req.method === 'POST';
   if (!isRpc) return false;
-  if (!publicServicePaths.some((p) => path.startsWith(p))) {
+  if (!publicServices.has(path.split('/')[1]!)) {
     const token = bearerToken(req.headers.authorization);
     if (!token) {
       answerError(req, res, Code.Unauthenticated, 'missing bearer token: send "authorization: Bearer <token>"');

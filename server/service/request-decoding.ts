@@ -19,10 +19,13 @@ const malformedKey = createContextKey<string | undefined>(undefined, { descripti
 /**
  * Check each binary request body against its method's input type before Connect parses it: a body that does not
  * decode reaches the handler chain as an empty message marked malformed, and `rejectMalformed` answers
- * InvalidArgument, in the protocol of the request. Call after registering the services in `routes`.
+ * InvalidArgument, in the protocol of the request. Call after registering the services in `routes`. Only methods
+ * with one request message are checked: reading a client stream whole first would hold its answers back until the
+ * client closes it (a reflection stream waits for each answer before it sends more).
  */
 export function checkBinaryBodies(router: ConnectRouter, readMaxBytes: number): void {
   router.handlers.forEach((handler, i) => {
+    if (handler.method.methodKind === 'client_streaming' || handler.method.methodKind === 'bidi_streaming') return;
     const wrapped: UniversalHandler = Object.assign(
       (req: UniversalServerRequest) => checked(handler, req, readMaxBytes),
       handler,

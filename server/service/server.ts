@@ -34,6 +34,7 @@ import { createServiceMetrics } from './metrics.js';
 import type { ModelSource } from './model-registry.js';
 import { ModelRegistry } from './model-registry.js';
 import { ReciteServiceImpl } from './recite-service.js';
+import { serveReflection } from './reflection-service.js';
 import { checkBinaryBodies, logErrors, rejectMalformed, strictJsonOptions } from './request-decoding.js';
 
 export interface ReciteServerOptions {
@@ -139,6 +140,7 @@ export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<
       .service(ReciteService, new ReciteServiceImpl(hub, models))
       .service(DatasetService, datasets.service)
       .service(Health, health);
+    health.serve(serveReflection(router)); // gRPC server reflection for the services above; health answers for all
     checkBinaryBodies(router, options.readMaxBytes);
   };
   const handler = connectNodeAdapter({

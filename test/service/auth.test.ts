@@ -176,6 +176,8 @@ describe('the health service', () => {
     const health = healthClient(networkTransport('connect', server.url));
     const error = await errorOf(health.check({ service: 'no.such.Service' }));
     expect(error.code).toBe(Code.NotFound);
-    expect(error.rawMessage).toBe('service: "no.such.Service" is not served here');
+    expect(error.rawMessage).toBe('service: "no.such.Service" is not served here (served: grpc.health.v1.Health, ' +
+      'grpc.reflection.v1.ServerReflection, grpc.reflection.v1alpha.ServerReflection, recite.v1.DatasetService, ' +
+      'recite.v1.ReciteService)');
   });
 });
