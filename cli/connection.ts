@@ -33,6 +33,8 @@ export interface Connection {
   transport: Transport;
   /** The model name to ask for ('' = the server's default). */
   model: string;
+  /** The server runs in this process (and ends with it). */
+  inProcess: boolean;
   close(): Promise<void>;
 }
 
@@ -105,7 +107,7 @@ export function connectToServer(options: ConnectionOptions): Connection {
   } else {
     transport = createReciteTransport(url, { token });
   }
-  return { client: createReciteClient(url, { transport }), baseUrl: url, token, transport, model: '', close: async () => {} };
+  return { client: createReciteClient(url, { transport }), baseUrl: url, token, transport, model: '', inProcess: false, close: async () => {} };
 }
 
 /** Flags of the commands that run on a server when given one and on a server in this process otherwise. */
@@ -156,6 +158,7 @@ export async function startInProcessServer(model: string, device: string, dbPath
     token,
     transport,
     model: source.name,
+    inProcess: true,
     async close() {
       await server.close();
       fs.rmSync(dir, { recursive: true, force: true });

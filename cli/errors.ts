@@ -18,6 +18,7 @@ const unreachable: Record<string, string> = {
   DEPTH_ZERO_SELF_SIGNED_CERT: 'it presents a self-signed certificate (give --ca-file)',
   SELF_SIGNED_CERT_IN_CHAIN: 'it presents a self-signed certificate in its chain (give --ca-file)',
   UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'its certificate could not be verified (give --ca-file)',
+  BAD_PORT: 'fetch refuses that port (one browsers block); serve on another',
 };
 
 /** Return the network error code somewhere in `error`'s cause chain, if any. */
@@ -27,6 +28,7 @@ function networkCode(error: unknown): string | undefined {
     seen.add(e);
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string' && code in unreachable) return code;
+    if (e.message === 'bad port') return 'BAD_PORT'; // fetch's own refusal, before any connection
     // AggregateError (happy eyeballs: one error per address tried)
     if (e instanceof AggregateError) {
       const inner = e.errors.map(networkCode).find((c) => c !== undefined);
