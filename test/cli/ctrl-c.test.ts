@@ -49,7 +49,7 @@ describe('Ctrl-C on a terminal', () => {
   it('cancels an in-process invert, prints the summary and exits 3', async () => {
     const run = runOnTerminal(['invert', target, '--model', 'tiny', '--device', 'cpu', '--param', 'flat', '--max-iters', budget]);
     runs.push(run);
-    const { status, ms } = await interruptOnceRunning(run, new RegExp(`iteration +\\d+/${budget}`));
+    const { status, ms } = await interruptOnceRunning(run, /restart 0 +iteration +\d+/);
     expect(status, run.output()).toBe(3);
     expect(ms).toBeLessThan(cancelWithinMs);
     const screen = (await screenOf(run.output())).join('\n');
@@ -62,7 +62,7 @@ describe('Ctrl-C on a terminal', () => {
     const run = runOnTerminal(['invert', target, '--server', serve.url, '--token', token, '--param', 'flat', '--max-iters', budget]);
     runs.push(run);
     const jobId = (await waitForOutput(run, /job ([0-9a-f-]{36})/))[1]!;
-    const { status, ms } = await interruptOnceRunning(run, new RegExp(`iteration +\\d+/${budget}`));
+    const { status, ms } = await interruptOnceRunning(run, /restart 0 +iteration +\d+/);
     expect(status, run.output()).toBe(3);
     expect(ms).toBeLessThan(cancelWithinMs);
     expect((await screenOf(run.output())).join('\n')).toMatch(/^status: +CANCELLED$/m);
