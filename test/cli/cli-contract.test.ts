@@ -133,7 +133,9 @@ describe('the CLI keeps its word', () => {
   }, slow);
 
   it('prints one JSON object per line on every client command, with the .proto enum names', async () => {
-    const { jobId } = await client.submitJob('Hello there', { parameterization: 'flat', maxIterations: 100000 });
+    // Too long for one vector to recite before the cancel lands: the job ends CANCELLED, not HIT.
+    const { jobId } = await client.submitJob('It is a truth universally acknowledged, that a single man in possession of a good fortune',
+      { parameterization: 'flat', maxIterations: 100000 });
     const cancel = await cli(['cancel', jobId, '--json'], onServer());
     expect(cancel.code, cancel.stderr).toBe(0);
     expect(jsonLines(cancel.stdout)).toEqual([{ jobId, state: expect.stringMatching(/^JOB_STATE_/) as unknown }]);
