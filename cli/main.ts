@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 // The `recite` command line.
+import fs from 'node:fs';
+import path from 'node:path';
 import { Command } from 'commander';
+import { packageRoot } from '../server/model/builtin-models.js';
 import { registerBenchCommand } from './commands/bench.js';
 import { registerCapacityCommand } from './commands/capacity.js';
 import { registerDatasetCommands } from './commands/dataset.js';
@@ -13,9 +16,14 @@ import { registerScoreCommand } from './commands/score.js';
 import { registerServeCommand } from './commands/serve.js';
 import { registerStudyCommand } from './commands/study.js';
 import { registerTrainCommands } from './commands/train.js';
+import { lastServerUrl } from './connection.js';
+import { describeError } from './errors.js';
+
+const { version } = JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
 
 const program = new Command('recite')
   .description('Find input embeddings that make a frozen GPT-2 recite a given text exactly.')
+  .version(version, '-V, --version', 'print the version of recite')
   .showHelpAfterError();
 
 registerInvertCommand(program);
@@ -38,7 +46,6 @@ process.stdout.on('error', (error: NodeJS.ErrnoException) => {
 });
 
 program.parseAsync(process.argv).catch((error: unknown) => {
-  const e = error instanceof Error ? error : new Error(String(error));
-  process.stderr.write(`recite: ${e.name === 'Error' ? '' : `${e.name}: `}${e.message}\n`);
+  process.stderr.write(`recite: ${describeError(error, lastServerUrl())}\n`);
   process.exitCode = 1;
 });

@@ -7,6 +7,7 @@ import type { Transport } from '@connectrpc/connect';
 import { InvalidArgumentError } from 'commander';
 import { Status } from '../../sdk/index.js';
 import type { InvertOptions, ReciteClient, ResultEvent } from '../../sdk/index.js';
+import { printJsonLine } from '../json-events.js';
 import { parseParameterization, positiveInteger } from '../options.js';
 import { createDatasetClient } from '../datasets/dataset-client.js';
 import { readDatasetFile } from '../datasets/dataset-file.js';
@@ -51,7 +52,7 @@ export function registerCapacityCommand(program: Command): void {
     .option('--reachable-seed <s>', 'seed of the first hidden prompt', '0')
     .option('--start <t>', 'the first prefix length tried', '1')
     .option('--concurrency <n>', 'texts searched at once (their jobs share graph runs)', '64')
-    .option('--json', 'print one JSON object: every text and the summary');
+    .option('--json', 'print one JSON object (one line): every text and the summary');
   addSettingsOptions(command, { param: 'flat', reportEvery: '100000' });
   withDatasetServerOptions(command).action(async (file: string | undefined, flags: CapacityFlags) => {
     process.exitCode = await capacity(file, flags);
@@ -98,7 +99,7 @@ async function capacity(file: string | undefined, flags: CapacityFlags): Promise
       whole: results.filter((r) => r.whole).length,
     };
     if (flags.json) {
-      process.stdout.write(`${JSON.stringify({ summary, texts: results }, null, 2)}\n`);
+      printJsonLine({ summary, texts: results });
       return 0;
     }
     const table = new Table({

@@ -6,12 +6,14 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { toJobSettings } from '../../sdk/index.js';
 import { toJson } from '@bufbuild/protobuf';
-import { DatasetState, GetDatasetResponseSchema, ListDatasetsResponseSchema } from '../../sdk/gen/recite/v1/dataset_pb.js';
+import { DatasetSchema, DatasetState, GetDatasetResponseSchema } from '../../sdk/gen/recite/v1/dataset_pb.js';
 import type { Dataset } from '../../sdk/gen/recite/v1/dataset_pb.js';
 import { JobState, Status } from '../../sdk/index.js';
 import { defaultModelName } from '../../server/model/builtin-models.js';
-import { connectToServer, startInProcessServer, withServerOptions } from '../connection.js';
-import type { Connection } from '../connection.js';
+import { connectToServer, openConnection, withServerOptions } from '../connection.js';
+import type { Connection, LocalOrRemoteOptions } from '../connection.js';
+import { onInterrupt } from '../interrupt.js';
+import { printJsonLine } from '../json-events.js';
 import { positiveInteger } from '../options.js';
 import { createDatasetClient } from '../datasets/dataset-client.js';
 import { readDatasetFile } from '../datasets/dataset-file.js';
@@ -25,12 +27,7 @@ import { addSettingsOptions, settingsFromFlags } from '../settings-options.js';
 import type { SettingsFlags } from '../settings-options.js';
 
 /** Flags every data set command shares: where the server is. */
-export interface ServerFlags {
-  model?: string;
-  device: string;
-  server?: string;
-  token?: string;
-}
+export type ServerFlags = LocalOrRemoteOptions;
 
 interface RunFlags extends SettingsFlags, ServerFlags {
   name?: string;
@@ -38,24 +35,24 @@ interface RunFlags extends SettingsFlags, ServerFlags {
   db?: string;
   progress: boolean;
   detach?: boolean;
+  json?: boolean;
 }
 
 /**
- * Connect to --server, or start a server in this process whose database is `dbPath` (kept, so a rerun finds its
- * data sets; undefined: a temporary one). Returns the connection and the model to ask for.
+ * Connect to --server or $RECITE_SERVER, or start a server in this process whose database is `dbPath` (kept, so a
+ * rerun finds its data sets; undefined: a temporary one). Returns the connection and the model to ask for.
  */
 export async function connectForDatasets(flags: ServerFlags, dbPath: string | undefined): Promise<{ connection: Connection; model: string }> {
-  if (flags.server) return { connection: connectToServer(flags), model: flags.model ?? '' };
-  const connection = await startInProcessServer(flags.model ?? defaultModelName, flags.device, dbPath);
+  const connection = await openConnection(flags, dbPath);
   return { connection, model: connection.model };
 }
 
 /** Add --model and --device (for the in-process server) and --server / --token. */
 export function withDatasetServerOptions(command: Command): Command {
   command
-    .option('--model <name|dir>', 'a model the server serves (default: its default); without --server a folder or built-in name ' +
-      `(default ${defaultModelName})`)
-    .option('--device <device>', 'without --server: cpu | webgpu | cuda | auto', 'auto');
+    .option('--model <name|dir>', 'a model the server serves (default: its default); in this process a built-in name, a ' +
+      `folder or NAME=DIR (default ${defaultModelName})`)
+    .option('--device <device>', 'in this process: cpu | webgpu | cuda | auto', 'auto');
   return withServerOptions(command, false);
 }
 
@@ -67,9 +64,10 @@ export function registerDatasetCommands(program: Command): void {
     .argument('<file>', 'the data set file')
     .option('--name <name>', 'the data set\'s name on the server (default: the hash of model, settings and rows)')
     .option('--out <prefix>', 'write PREFIX.jsonl and PREFIX.safetensors (default: FILE without extension + .results)')
-    .option('--db <file>', 'without --server: the in-process server\'s database (default: PREFIX.db, so a rerun resumes)')
+    .option('--db <file>', 'in this process: the server\'s database (default: PREFIX.db, so a rerun resumes)')
     .option('--no-progress', 'no progress bar')
-    .option('--detach', 'submit the data set and exit; a later run with the same arguments collects the results');
+    .option('--detach', 'submit the data set and exit; a later run with the same arguments collects the results')
+    .option('--json', 'print the outcome as one JSON object: the data set (proto JSON) and the results files');
   addSettingsOptions(run);
   withDatasetServerOptions(run).action(async (file: string, flags: RunFlags) => {
     process.exitCode = await runDatasetCommand(file, flags);
@@ -109,7 +107,7 @@ export function registerDatasetCommands(program: Command): void {
       const client = createDatasetClient(connectToServer(flags));
       const response = await client.getDataset({ name, includeRows: flags.rows ?? false, pageSize: 10000 });
       if (flags.json) {
-        process.stdout.write(`${JSON.stringify(toJson(GetDatasetResponseSchema, response), null, 2)}\n`);
+        printJsonLine(toJson(GetDatasetResponseSchema, response));
         return;
       }
       process.stdout.write(`${describeDataset(response.dataset!)}\n`);
@@ -119,18 +117,23 @@ export function registerDatasetCommands(program: Command): void {
       }
     });
 
-  withServerOptions(dataset.command('list').description('list your data sets, newest first').option('--json', 'print the response in the proto JSON encoding'))
+  withServerOptions(dataset.command('list').description('list your data sets, newest first')
+    .option('--json', 'one JSON object per data set (proto JSON)'))
     .action(async (flags: { json?: boolean; server?: string; token?: string }) => {
       const response = await createDatasetClient(connectToServer(flags)).listDatasets({ pageSize: 100 });
-      if (flags.json) process.stdout.write(`${JSON.stringify(toJson(ListDatasetsResponseSchema, response), null, 2)}\n`);
-      else for (const d of response.datasets) process.stdout.write(`${describeDataset(d)}\n`);
+      for (const d of response.datasets) {
+        if (flags.json) printJsonLine(toJson(DatasetSchema, d));
+        else process.stdout.write(`${describeDataset(d)}\n`);
+      }
     });
 
   withServerOptions(dataset.command('cancel').description('stop a data set: no more rows are submitted, running jobs are cancelled')
-    .argument('<name>', 'the data set\'s name'))
-    .action(async (name: string, flags: { server?: string; token?: string }) => {
+    .argument('<name>', 'the data set\'s name')
+    .option('--json', 'print the data set as one JSON object (proto JSON)'))
+    .action(async (name: string, flags: { json?: boolean; server?: string; token?: string }) => {
       const { dataset: d } = await createDatasetClient(connectToServer(flags)).cancelDataset({ name });
-      process.stdout.write(`${describeDataset(d!)}\n`);
+      if (flags.json) printJsonLine(toJson(DatasetSchema, d!));
+      else process.stdout.write(`${describeDataset(d!)}\n`);
     });
 }
 
@@ -141,8 +144,7 @@ async function runDatasetCommand(file: string, flags: RunFlags): Promise<number>
   const prefix = flags.out ?? path.join(path.dirname(file), `${path.basename(file).replace(/\.[^.]*$/, '')}.results`);
   const { connection, model } = await connectForDatasets(flags, flags.db ?? `${prefix}.db`);
   const controller = new AbortController();
-  const onSigint = () => controller.abort();
-  process.once('SIGINT', onSigint);
+  const release = onInterrupt(() => controller.abort());
   let writer: ResultsWriter | undefined;
   const started = performance.now();
   try {
@@ -153,7 +155,8 @@ async function runDatasetCommand(file: string, flags: RunFlags): Promise<number>
     process.stderr.write(`recite dataset: ${created ? 'submitted' : 'found'} data set ${dataset.name}: ${rows.length} rows, ` +
       `${resume.done} already in ${writer.jsonlPath}\n`);
     if (flags.detach) {
-      process.stdout.write(`${dataset.name}\n`);
+      if (flags.json) printJsonLine({ dataset: toJson(DatasetSchema, dataset), detached: true });
+      else process.stdout.write(`${dataset.name}\n`);
       return 0;
     }
     const bar = createProgressBar('recite dataset', rows.length, flags.progress);
@@ -179,17 +182,33 @@ async function runDatasetCommand(file: string, flags: RunFlags): Promise<number>
     writer.close();
     const results = writer.results();
     writer = undefined;
+    const seconds = (performance.now() - started) / 1000;
     if (controller.signal.aborted || !last || last.state === DatasetState.RUNNING) {
-      process.stderr.write(`recite dataset: stopped; ${flags.server ? 'the data set runs on at the server; ' : ''}run the same command again to collect the rest\n`);
+      process.stderr.write(`recite dataset: stopped; ${!connection.inProcess ? 'the data set runs on at the server; ' : ''}run the same command again to collect the rest\n`);
+      if (flags.json) printJsonLine({ ...(last ? { dataset: toJson(DatasetSchema, last) } : {}), stopped: true, ...resultsJson(results, prefix, seconds) });
       return 3;
     }
-    process.stdout.write(`${summaryLines(last, results, prefix, (performance.now() - started) / 1000)}\n`);
+    if (flags.json) printJsonLine({ dataset: toJson(DatasetSchema, last), stopped: false, ...resultsJson(results, prefix, seconds) });
+    else process.stdout.write(`${summaryLines(last, results, prefix, seconds)}\n`);
     return 0;
   } finally {
-    process.off('SIGINT', onSigint);
+    release();
     writer?.close();
     await connection.close();
   }
+}
+
+/** The results part of `dataset run --json`: where they are, iterations to hit, the hits' bits per token. */
+function resultsJson(results: readonly ResultLine[], prefix: string, seconds: number) {
+  const toHit = results.flatMap((r) => (r.status === 'HIT' && r.iterations_to_hit !== null ? [r.iterations_to_hit] : []));
+  const bits = results.flatMap((r) => (r.status === 'HIT' && r.bits_per_token !== null ? [r.bits_per_token] : []));
+  return {
+    results: { jsonl: `${prefix}.jsonl`, lines: results.length, safetensors: `${prefix}.safetensors`,
+      embeddings: results.filter((r) => r.embedding_shape).length },
+    iterationsToHit: { median: quantile(toHit, 0.5) ?? null, p90: quantile(toHit, 0.9) ?? null },
+    hitBitsPerTokenMedian: quantile(bits, 0.5) ?? null,
+    seconds: Number(seconds.toFixed(1)),
+  };
 }
 
 /** The closing report of a run: the data set, its outcomes, iterations to hit and where the results are. */

@@ -1,13 +1,14 @@
-// `recite invert`: search for a prompt that makes the model recite a text, with live progress. Talks to
-// --server through the SDK, or to a server it starts in this process.
+// `recite invert`: search for a prompt that makes the model recite a text, with live progress. Talks to --server
+// (or $RECITE_SERVER) through the SDK, or to a server it starts in this process.
 import type { Command } from 'commander';
-import { logUpdateStderr } from 'log-update';
 import { Status } from '../../sdk/index.js';
-import type { ProgressEvent, ReciteEvent, ResultEvent } from '../../sdk/index.js';
+import type { InvertOptions, ResultEvent } from '../../sdk/index.js';
 import { defaultModelName } from '../../server/model/builtin-models.js';
 import { writeSafetensors } from '../../server/model/safetensors.js';
-import { connectToServer, startInProcessServer, withServerOptions } from '../connection.js';
-import { eventToJson } from '../json-events.js';
+import { openConnection, withServerOptions } from '../connection.js';
+import { describeError } from '../errors.js';
+import { interruptedExitStatus, onInterrupt } from '../interrupt.js';
+import { jsonView, terminalView } from '../invert-view.js';
 import { parseIdList } from '../options.js';
 import { addSettingsOptions, settingsFromFlags } from '../settings-options.js';
 import type { SettingsFlags } from '../settings-options.js';
@@ -32,18 +33,20 @@ interface InvertCommandOptions extends SettingsFlags {
   out?: string;
   server?: string;
   token?: string;
+  local?: boolean;
 }
 
 export function registerInvertCommand(program: Command): void {
   const command = program.command('invert')
-    .description('find a prompt embedding that makes the model recite TEXT (exit 0 on a hit, 2 when the budget ran out)')
+    .description('find a prompt embedding that makes the model recite TEXT (exit 0 on a hit, 2 when the budget ran out, ' +
+      '3 when cancelled: Ctrl-C cancels the job and prints the summary)')
     .argument('[text]', 'the target text')
     .option('--target-ids <ids>', 'the target as comma-separated token ids instead of text')
-    .option('--model <name|dir>', 'a model the server serves (default: its default); without --server a folder or ' +
-      `built-in name (default ${defaultModelName})`);
+    .option('--model <name|dir>', 'a model the server serves (default: its default); in this process a built-in name, ' +
+      `a folder or NAME=DIR (default ${defaultModelName})`);
   addSettingsOptions(command, { param: 'full', reportEvery: '1' })
     .option('--continue', 'keep optimizing after a hit (until the budget)')
-    .option('--device <device>', 'without --server: cpu | webgpu | cuda | auto', 'auto')
+    .option('--device <device>', 'in this process: cpu | webgpu | cuda | auto', 'auto')
     .option('--json', 'print one JSON object per event (the proto JSON of each JobEvent)')
     .option('--out <file>', 'write the best embedding (and each restart\'s) as safetensors');
   withServerOptions(command, false).action(async (text: string | undefined, options: InvertCommandOptions) => {
@@ -57,40 +60,62 @@ async function invert(text: string | undefined, options: InvertCommandOptions): 
   }
   const target = options.targetIds !== undefined ? parseIdList('--target-ids', options.targetIds) : text!;
   const settings = { ...settingsFromFlags(options), continueAfterHit: options.continue ?? false };
-  const connection = options.server ? connectToServer(options) : await startInProcessServer(options.model ?? defaultModelName, options.device);
+  const connection = await openConnection(options);
+  const view = options.json ? jsonView() : terminalView(settings.maxIterations ?? 1000);
   const skipped = connection.provider?.skipped ?? [];
   if (skipped.length > 0) {
-    process.stderr.write(`recite invert: running on ${connection.provider!.name}; ` +
-      `${skipped.map((f) => `skipped ${f.provider}: ${f.reason}`).join('; ')}\n`);
+    view.note(`recite invert: running on ${connection.provider!.name}; ` +
+      `${skipped.map((f) => `skipped ${f.provider}: ${f.reason}`).join('; ')}`);
   }
+  // Ctrl-C cancels the job on the server and keeps following it: the job ends CANCELLED, its result (the best
+  // embedding so far) arrives and is summarized like any other. A second Ctrl-C stops waiting for it.
   const controller = new AbortController();
   let jobId: string | undefined;
-  const onSigint = () => {
-    // Cancel the job itself, then stop following it once its result (CANCELLED) has arrived.
-    if (jobId) void connection.client.cancelJob(jobId).catch(() => controller.abort());
-    else controller.abort();
+  let cancelWanted = false;
+  const cancel = () => {
+    if (jobId === undefined) return; // asked again once the first event names the job
+    view.note(`recite invert: cancelling job ${jobId} (Ctrl-C again to stop waiting)`);
+    connection.client.cancelJob(jobId).catch((error: unknown) => {
+      view.note(`recite invert: job ${jobId} could not be cancelled: ${describeError(error, connection.baseUrl)}`);
+      controller.abort();
+    });
   };
-  process.once('SIGINT', onSigint);
-  const view = options.json ? jsonView() : terminalView();
+  const release = onInterrupt(() => {
+    cancelWanted = true;
+    cancel();
+  }, () => controller.abort());
   try {
     let result: ResultEvent | undefined;
-    const model = options.server ? options.model : connection.model;
-    for await (const event of connection.client.invert(target, { ...settings, model, signal: controller.signal })) {
-      jobId = event.jobId;
+    for await (const event of connection.client.invert(target, { ...settings, model: connection.model, signal: controller.signal })) {
+      if (jobId === undefined) {
+        jobId = event.jobId;
+        if (cancelWanted) cancel();
+      }
       view.onEvent(event);
       if (event.type === 'result') result = event;
     }
+    if (!result && controller.signal.aborted) {
+      view.close();
+      process.stderr.write(`recite invert: stopped waiting${jobId ? ` for job ${jobId}` : ''}\n`);
+      return interruptedExitStatus;
+    }
     if (!result) throw new Error('the event stream ended before the result');
     view.done(result);
-    if (options.out) writeEmbeddings(options.out, result);
+    if (options.out) writeEmbeddings(options.out, result, settings.decode);
     return exitStatus[result.status];
   } finally {
-    process.off('SIGINT', onSigint);
+    release();
+    view.close();
     await connection.close();
   }
 }
 
-function writeEmbeddings(file: string, result: ResultEvent): void {
+/** The hit check's decoder as `recite decode` reads it back: greedy or beam:N. */
+export function decoderName(decode: InvertOptions['decode']): string {
+  return decode === undefined || decode === 'greedy' ? 'greedy' : `beam:${decode.beams}`;
+}
+
+function writeEmbeddings(file: string, result: ResultEvent, decode: InvertOptions['decode']): void {
   const best = result.restarts[result.best]!;
   const tensor = (r: typeof best) => ({ shape: r.embedding?.shape ?? [], data: Float32Array.from(r.embedding?.values ?? []) });
   writeSafetensors(file, [
@@ -102,61 +127,7 @@ function writeEmbeddings(file: string, result: ResultEvent): void {
     status: Status[result.status],
     best_restart: String(result.best),
     model: result.model,
+    // The decoder of the job's hit check: `recite decode` uses it by default, so it reproduces `decoded`.
+    decoder: decoderName(decode),
   });
-}
-
-interface View {
-  onEvent(event: ReciteEvent): void;
-  done(result: ResultEvent): void;
-}
-
-function jsonView(): View {
-  return {
-    onEvent: (event) => process.stdout.write(`${JSON.stringify(eventToJson(event))}\n`),
-    done: () => {},
-  };
-}
-
-function terminalView(): View {
-  const live = process.stderr.isTTY;
-  const started = performance.now();
-  let lastLine = 0;
-  let targetLength = 0;
-  const describe = (p: ProgressEvent) =>
-    `restart ${p.restart}  iteration ${String(p.iteration).padStart(5)}  NLL ${p.nllSum.toFixed(3).padStart(9)} ` +
-    `(${p.bitsPerToken.toFixed(2)} bits/token)  correct ${p.correctPrefix}/${targetLength}  lr ${p.lr.toPrecision(3)}\n` +
-    `  model: ${JSON.stringify(p.decodedText || p.argmaxText)}`;
-  return {
-    onEvent(event) {
-      if (event.type === 'started' && event.restart === 0) {
-        process.stderr.write(`recite invert: job ${event.jobId}, ${event.parameterCount} parameters (P = ${event.promptVectors})\n`);
-      } else if (event.type === 'progress') {
-        targetLength = Math.max(targetLength, event.optimizedTokens);
-        const now = performance.now();
-        if (live) logUpdateStderr(describe(event));
-        else if (now - lastLine > 2000) {
-          lastLine = now;
-          process.stderr.write(`${describe(event)}\n`);
-        }
-      } else if (event.type === 'restart_result') {
-        if (live) logUpdateStderr.done();
-        process.stderr.write(`restart ${event.restart} (seed ${event.seed}): ${Status[event.status]} after ${event.iterations} ` +
-          `iterations${event.iterationsToHit !== undefined ? `, hit at ${event.iterationsToHit}` : ''}, best NLL ${event.bestNll.toFixed(4)}\n`);
-      }
-    },
-    done(result) {
-      const best = result.restarts[result.best]!;
-      const seconds = ((performance.now() - started) / 1000).toFixed(1);
-      const nearest = best.nearestTokens.map((v) => v.tokens.slice(0, 3).map((t) => `${JSON.stringify(t.text)} ${t.cosine.toFixed(2)}`).join(', '));
-      process.stdout.write([
-        `status:      ${Status[result.status]}${best.iterationsToHit !== undefined ? ` at iteration ${best.iterationsToHit}` : ''}`,
-        `target:      ${JSON.stringify(result.targetText)} (${result.targetIds.length} tokens)`,
-        `decoded:     ${JSON.stringify(best.decodedText)}`,
-        `best NLL:    ${best.bestNll.toFixed(4)} (iteration ${best.bestIteration})`,
-        `embedding:   ${best.embedding?.shape.join(' x ')} floats, restart ${best.restart} of ${result.restarts.length}`,
-        `nearest:     ${nearest.join(' | ')}`,
-        `time:        ${seconds} s on ${result.provider} (model ${result.model})`,
-      ].join('\n') + '\n');
-    },
-  };
 }

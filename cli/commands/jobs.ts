@@ -2,11 +2,12 @@
 import { timestampMs } from '@bufbuild/protobuf/wkt';
 import Table from 'cli-table3';
 import type { Command } from 'commander';
-import { JobState, Status } from '../../sdk/index.js';
+import { JobState, JobStateSchema, Status, StatusSchema } from '../../sdk/index.js';
 import type { Job } from '../../sdk/index.js';
 import { connectToServer, withServerOptions } from '../connection.js';
 import type { ConnectionOptions } from '../connection.js';
-import { eventToJson } from '../json-events.js';
+import { interruptedExitStatus, onInterrupt } from '../interrupt.js';
+import { eventToJson, printJsonLine, protoEnumName } from '../json-events.js';
 import { positiveInteger } from '../options.js';
 import { exitStatus } from './invert.js';
 
@@ -24,7 +25,10 @@ export function registerJobCommands(program: Command): void {
       const { client } = connectToServer(options);
       const jobs = await client.listJobs({ pageSize: positiveInteger('--limit', options.limit), allClients: options.all ?? false });
       if (options.json) {
-        for (const job of jobs) process.stdout.write(`${JSON.stringify(jobSummary(job))}\n`);
+        for (const job of jobs) {
+          printJsonLine({ ...jobSummary(job), state: protoEnumName(JobStateSchema, job.state),
+            status: job.result ? protoEnumName(StatusSchema, job.result.status) : undefined });
+        }
         return;
       }
       const table = new Table({
@@ -41,33 +45,51 @@ export function registerJobCommands(program: Command): void {
     });
 
   withServerOptions(program.command('watch')
-    .description('replay a job\'s history and follow it to its result (exit status as for invert)')
+    .description('replay a job\'s history and follow it to its result (exit status as for invert); Ctrl-C stops ' +
+      'following and leaves the job running (exit 130)')
     .argument('<job>', 'job id')
     .option('--after <sequence>', 'replay only events after this sequence number', '0')
     .option('--json', 'print one JSON object per event'))
     .action(async (jobId: string, options: ConnectionOptions & JsonOption & { after: string }) => {
       const { client } = connectToServer(options);
-      for await (const event of client.watchJob(jobId, { afterSequence: positiveInteger('--after', options.after, 0) })) {
-        if (options.json) process.stdout.write(`${JSON.stringify(eventToJson(event))}\n`);
-        else if (event.type === 'progress') {
-          process.stdout.write(`#${event.sequence} restart ${event.restart} iteration ${event.iteration} NLL ` +
-            `${event.nllSum.toFixed(4)} correct ${event.correctPrefix}/${event.optimizedTokens} ${JSON.stringify(event.argmaxText)}\n`);
-        } else if (event.type === 'result') {
-          process.stdout.write(`#${event.sequence} result ${Status[event.status]}: ${JSON.stringify(event.restarts[event.best]?.decodedText)}\n`);
-        } else {
-          process.stdout.write(`#${event.sequence} ${event.type}\n`);
+      // Watching is looking: Ctrl-C stops following and leaves the job alone (`recite cancel` stops it). It says
+      // where it stopped, so `--after` picks the history up there.
+      const controller = new AbortController();
+      const release = onInterrupt(() => controller.abort());
+      let sequence = positiveInteger('--after', options.after, 0);
+      try {
+        for await (const event of client.watchJob(jobId, { afterSequence: sequence, signal: controller.signal })) {
+          sequence = Number(event.sequence);
+          if (options.json) printJsonLine(eventToJson(event));
+          else if (event.type === 'progress') {
+            process.stdout.write(`#${event.sequence} restart ${event.restart} iteration ${event.iteration} NLL ` +
+              `${event.nllSum.toFixed(4)} correct ${event.correctPrefix}/${event.optimizedTokens} ${JSON.stringify(event.argmaxText)}\n`);
+          } else if (event.type === 'result') {
+            process.stdout.write(`#${event.sequence} result ${Status[event.status]}: ${JSON.stringify(event.restarts[event.best]?.decodedText)}\n`);
+          } else {
+            process.stdout.write(`#${event.sequence} ${event.type}\n`);
+          }
+          if (event.type === 'result') process.exitCode = exitStatus[event.status];
         }
-        if (event.type === 'result') process.exitCode = exitStatus[event.status];
+      } finally {
+        release();
+      }
+      if (controller.signal.aborted && process.exitCode === undefined) {
+        process.stderr.write(`recite watch: stopped following job ${jobId} after event #${sequence}; the job runs on ` +
+          `(\`recite watch ${jobId} --after ${sequence}\` follows it again, \`recite cancel ${jobId}\` stops it)\n`);
+        process.exitCode = interruptedExitStatus;
       }
     });
 
   withServerOptions(program.command('cancel')
     .description('ask a queued or running job to stop')
-    .argument('<job>', 'job id'))
-    .action(async (jobId: string, options: ConnectionOptions) => {
+    .argument('<job>', 'job id')
+    .option('--json', 'print {jobId, state} as JSON'))
+    .action(async (jobId: string, options: ConnectionOptions & JsonOption) => {
       const { client } = connectToServer(options);
       const state = await client.cancelJob(jobId);
-      process.stdout.write(`job ${jobId}: cancel requested (${JobState[state]})\n`);
+      if (options.json) printJsonLine({ jobId, state: protoEnumName(JobStateSchema, state) });
+      else process.stdout.write(`job ${jobId}: cancel requested (${JobState[state]})\n`);
     });
 }
 

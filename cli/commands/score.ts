@@ -4,13 +4,11 @@ import fs from 'node:fs';
 import Table from 'cli-table3';
 import type { Command } from 'commander';
 import { defaultModelName } from '../../server/model/builtin-models.js';
-import { connectToServer, startInProcessServer, withServerOptions } from '../connection.js';
-import type { ConnectionOptions } from '../connection.js';
+import { openConnection, withServerOptions } from '../connection.js';
+import type { LocalOrRemoteOptions } from '../connection.js';
 
-interface ScoreCommandOptions extends ConnectionOptions {
+interface ScoreCommandOptions extends LocalOrRemoteOptions {
   file?: string;
-  model?: string;
-  device: string;
   json?: boolean;
   tokens?: boolean;
 }
@@ -21,18 +19,17 @@ export function registerScoreCommand(program: Command): void {
       'per character, perplexity')
     .argument('[texts...]', 'texts to score')
     .option('--file <file>', 'score each non-empty line of this file')
-    .option('--model <name|dir>', `a model the server serves; without --server a folder or built-in name (default ${defaultModelName})`)
-    .option('--device <device>', 'without --server: cpu | webgpu | cuda | auto', 'auto')
+    .option('--model <name|dir>', 'a model the server serves; in this process a built-in name, a folder or NAME=DIR ' +
+      `(default ${defaultModelName})`)
+    .option('--device <device>', 'in this process: cpu | webgpu | cuda | auto', 'auto')
     .option('--tokens', 'also print each token with its NLL')
     .option('--json', 'print one JSON object per text'), false)
     .action(async (args: string[], options: ScoreCommandOptions) => {
       const texts = [...args, ...(options.file ? readLines(options.file) : [])];
       if (texts.length === 0) throw new Error('nothing to score: give TEXT arguments or --file FILE');
-      const connection = options.server
-        ? connectToServer(options)
-        : await startInProcessServer(options.model ?? defaultModelName, options.device);
+      const connection = await openConnection(options);
       try {
-        const model = options.server ? options.model : connection.model;
+        const model = connection.model;
         const scores = await connection.client.score(texts, model ? { model } : {});
         if (options.json) {
           scores.forEach((s, i) => process.stdout.write(`${JSON.stringify({

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createSecureContext } from 'node:tls';
 import type { Command } from 'commander';
-import { defaultModelName, resolveModelDir } from '../../server/model/builtin-models.js';
+import { defaultModelName, isBuiltinModel, resolveModelDir } from '../../server/model/builtin-models.js';
 import { deviceRequests, parseDeviceRequest } from '../../server/model/execution-provider.js';
 import { formatBytes, parseBytes } from '../../server/engine/run-cost.js';
 import { TokenTable } from '../../server/service/auth.js';
@@ -42,13 +42,20 @@ export function defaultDbPath(): string {
   return process.env.RECITE_DB ?? path.join(os.homedir(), '.local', 'share', 'recite', 'recite.db');
 }
 
-/** Parse NAME=DIR (or a built-in name alone) into a model source. */
+/**
+ * Parse NAME=DIR, a built-in name or a folder into a model source. A folder alone is served under its own name
+ * (the last part of its path, characters a name may not hold replaced by "-"), so `--model ~/models/gpt2` is "gpt2".
+ */
 export function parseModelSource(value: string): ModelSource {
   const at = value.indexOf('=');
-  const name = at < 0 ? value : value.slice(0, at);
-  const dir = at < 0 ? resolveModelDir(value) : path.resolve(value.slice(at + 1));
-  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new Error(`--model ${value}: the name may hold letters, digits, . _ - only`);
-  return { name, dir };
+  if (at < 0) {
+    const dir = resolveModelDir(value);
+    const name = isBuiltinModel(value) ? value : path.basename(dir).replace(/[^A-Za-z0-9._-]/g, '-') || 'model';
+    return { name, dir };
+  }
+  const name = value.slice(0, at);
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new Error(`--model ${value}: the name "${name}" may hold letters, digits, . _ - only`);
+  return { name, dir: path.resolve(value.slice(at + 1)) };
 }
 
 export function registerServeCommand(program: Command): void {

@@ -8,6 +8,8 @@ import type { Command } from 'commander';
 import { toJobSettings } from '../../sdk/index.js';
 import { Status } from '../../sdk/index.js';
 import type { Dataset } from '../../sdk/gen/recite/v1/dataset_pb.js';
+import { onInterrupt } from '../interrupt.js';
+import { printJsonLine } from '../json-events.js';
 import { positiveInteger } from '../options.js';
 import { createDatasetClient } from '../datasets/dataset-client.js';
 import { readDatasetFile } from '../datasets/dataset-file.js';
@@ -28,6 +30,7 @@ interface StudyFlags extends SettingsFlags, ServerFlags {
   db?: string;
   progress: boolean;
   logIterations?: boolean;
+  json?: boolean;
 }
 
 export function registerStudyCommand(program: Command): void {
@@ -36,9 +39,10 @@ export function registerStudyCommand(program: Command): void {
     .argument('<file>', 'the data set file (text lines, or JSONL with id and text or target_ids)')
     .requiredOption('--grid <spec>', 'settings to cross, e.g. "optimizer=rmsprop,adam lr=0.03,0.1,0.3 param=flat,full seeds=5"')
     .option('--out <dir>', 'folder for runs.csv, summary.csv and hit-curve.svg (default: FILE without extension + .study)')
-    .option('--db <file>', 'without --server: the in-process server\'s database (default: OUT/study.db, so a rerun resumes)')
+    .option('--db <file>', 'in this process: the server\'s database (default: OUT/study.db, so a rerun resumes)')
     .option('--log-iterations', 'plot iterations on a log axis')
-    .option('--no-progress', 'no progress bar');
+    .option('--no-progress', 'no progress bar')
+    .option('--json', 'print one JSON object per setting (its values and summary) instead of the table');
   addSettingsOptions(command);
   withDatasetServerOptions(command).action(async (file: string, flags: StudyFlags) => {
     process.exitCode = await study(file, flags);
@@ -58,8 +62,7 @@ async function study(file: string, flags: StudyFlags): Promise<number> {
   fs.mkdirSync(outDir, { recursive: true });
   const { connection, model } = await connectForDatasets(flags, flags.db ?? path.join(outDir, 'study.db'));
   const controller = new AbortController();
-  const onSigint = () => controller.abort();
-  process.once('SIGINT', onSigint);
+  const release = onInterrupt(() => controller.abort());
   try {
     const client = createDatasetClient(connection);
     const submitted: (typeof planned[number] & { dataset: Dataset })[] = [];
@@ -106,15 +109,20 @@ async function study(file: string, flags: StudyFlags): Promise<number> {
       bar.stop();
     }
     if (controller.signal.aborted) {
-      process.stderr.write('recite study: stopped; the data sets run on at the server; run the same command again to collect\n');
+      process.stderr.write(`recite study: stopped; ${connection.inProcess ? '' : 'the data sets run on at the server; '}` +
+        'run the same command again to collect\n');
       return 3;
     }
     const labels = grid.settings.map((s) => s.label);
     const summaries = summarize(labels, runs);
-    process.stdout.write(`${summaryTable(summaries, grid.seeds.length)}\n`);
+    const valuesOf = new Map(grid.settings.map((s) => [s.label, s.values]));
+    if (flags.json) {
+      for (const s of summaries) printJsonLine({ ...s, values: valuesOf.get(s.setting) ?? {}, seeds: grid.seeds.length });
+    } else {
+      process.stdout.write(`${summaryTable(summaries, grid.seeds.length)}\n`);
+    }
     const order = new Map(rows.map((r, i) => [r.id, i]));
     runs.sort((a, b) => labels.indexOf(a.setting) - labels.indexOf(b.setting) || a.seed - b.seed || order.get(a.id)! - order.get(b.id)!);
-    const valuesOf = new Map(grid.settings.map((s) => [s.label, s.values]));
     fs.writeFileSync(path.join(outDir, 'runs.csv'), toCsv(
       ['setting', ...grid.keys, 'seed', 'id', 'status', 'iterations_to_hit', 'iterations', 'best_nll', 'elapsed_ms', 'job_id'],
       runs.map((r) => [r.setting, ...grid.keys.map((k) => valuesOf.get(r.setting)![k] ?? null), r.seed, r.id, r.status,
@@ -135,10 +143,12 @@ async function study(file: string, flags: StudyFlags): Promise<number> {
       logIterations: flags.logIterations ?? false,
     });
     fs.writeFileSync(path.join(outDir, 'hit-curve.svg'), svg);
-    process.stdout.write(`wrote ${['runs.csv', 'summary.csv', 'hit-curve.svg'].map((f) => path.join(outDir, f)).join(', ')}\n`);
+    // With --json stdout holds only the JSON lines.
+    (flags.json ? process.stderr : process.stdout)
+      .write(`wrote ${['runs.csv', 'summary.csv', 'hit-curve.svg'].map((f) => path.join(outDir, f)).join(', ')}\n`);
     return 0;
   } finally {
-    process.off('SIGINT', onSigint);
+    release();
     await connection.close();
   }
 }

@@ -68,7 +68,8 @@ export function createProgressBar(label: string, total: number, enabled = true):
   };
 }
 
-function formatSeconds(seconds: number): string {
+/** Format seconds as 42s, 3m05s or 2h07m. */
+export function formatSeconds(seconds: number): string {
   const s = Math.ceil(seconds);
   if (s < 60) return `${s}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;

@@ -27,6 +27,11 @@ export function listBuiltinModels(): { name: string; path: string; about: string
   return Object.entries(builtinModels).map(([name, m]) => ({ name, path: path.join(packageRoot(), m.relativePath), about: m.about }));
 }
 
+/** Say whether `name` is a built-in model's name. */
+export function isBuiltinModel(name: string): boolean {
+  return Object.hasOwn(builtinModels, name);
+}
+
 /** Resolve a model argument: a built-in name or a folder path. */
 export function resolveModelDir(nameOrDir: string): string {
   const builtin = builtinModels[nameOrDir];
