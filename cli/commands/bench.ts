@@ -13,6 +13,7 @@ import type { FairnessBenchResult } from '../../server/bench/fairness-bench.js';
 import { fairnessBenchDefaults, median, runFairnessBench } from '../../server/bench/fairness-bench.js';
 import { defaultRandomGpt2Dir } from '../../server/bench/random-gpt2.js';
 import { parseDeviceRequest } from '../../server/model/execution-provider.js';
+import { printJsonLine } from '../json-events.js';
 
 interface BenchCommandOptions {
   device: string;
@@ -82,7 +83,7 @@ export function registerBenchCommand(program: Command): void {
       `${fairnessBenchDefaults.lightIterations})`, parsePositiveInteger('--light-iterations'))
     .option('--timeout <s>', 'with --fairness: give up on the light job beside the load after this many seconds ' +
       `(default: ${fairnessBenchDefaults.timeoutSeconds})`, parsePositiveInteger('--timeout'))
-    .option('--json <file>', 'also write every figure as JSON to <file>; "-" writes it to stdout instead of the table')
+    .option('--json <file>', 'also write every figure as JSON to <file>; "-" prints it on stdout as one JSON line instead of the table')
     .option('--cache-dir <dir>', `folder of the generated GPT-2 124M random checkpoint (default ${defaultRandomGpt2Dir()})`)
     .action(async (options: BenchCommandOptions, command: Command) => {
       const given = (key: string) => command.getOptionValueSource(key) !== undefined &&
@@ -180,7 +181,8 @@ export function formatFairnessReport(result: FairnessBenchResult): string {
 function writeReport<R>(result: R, format: (result: R) => string, jsonPath: string | undefined): void {
   const json = `${JSON.stringify(result, null, 2)}\n`;
   if (jsonPath === '-') {
-    process.stdout.write(json);
+    // stdout gets one line, as every --json of the CLI does; the file stays pretty for people to read.
+    printJsonLine(result);
     return;
   }
   process.stdout.write(`${format(result)}\n`);

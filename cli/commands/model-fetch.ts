@@ -2,11 +2,13 @@
 import type { Command } from 'commander';
 import { fetchModel } from '../../server/model/hub-download.js';
 import type { FetchProgress } from '../../server/model/hub-download.js';
+import { printJsonLine } from '../json-events.js';
 
 interface ModelFetchOptions {
   dir?: string;
   revision: string;
   hubUrl?: string;
+  json?: boolean;
 }
 
 const liveRedrawMs = 100; // progress line refresh on a terminal
@@ -27,6 +29,7 @@ export function registerModelFetchCommand(program: Command): void {
     .option('--dir <dir>', `destination folder (default: ${'$'}RECITE_MODELS_DIR/NAME, else ~/.cache/recite/models/NAME)`)
     .option('--revision <rev>', 'branch, tag or commit', 'main')
     .option('--hub-url <url>', `hub or mirror to download from (default: ${'$'}HF_ENDPOINT, else https://huggingface.co)`)
+    .option('--json', 'print the result as one JSON object {name, dir, commit, hubUrl, files, bytes, config} instead of the folder')
     .action(async (name: string, options: ModelFetchOptions) => {
       process.exitCode = await modelFetch(name, options);
     });
@@ -47,7 +50,12 @@ async function modelFetch(name: string, options: ModelFetchOptions): Promise<num
     process.stderr.write(`${name}: ${result.files.length} files, ${formatBytes(total)} from ${result.hubUrl} ` +
       `(commit ${result.commit.slice(0, 12)}); loads: n_embd ${c.nEmbd}, ${c.nLayer} layers, ${c.nHead} heads, ` +
       `${c.nPositions} positions, vocab ${c.vocabSize}\n`);
-    process.stdout.write(`${result.dir}\n`);
+    if (options.json) {
+      printJsonLine({ name, dir: result.dir, commit: result.commit, hubUrl: result.hubUrl, files: result.files,
+        bytes: total, config: c });
+    } else {
+      process.stdout.write(`${result.dir}\n`);
+    }
     return 0;
   } catch (error) {
     progress.interrupt();

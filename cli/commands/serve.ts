@@ -60,7 +60,8 @@ export function parseModelSource(value: string): ModelSource {
 
 export function registerServeCommand(program: Command): void {
   program.command('serve')
-    .description('serve inversions over Connect, gRPC and gRPC-Web on one port (tokens from --tokens-file or RECITE_TOKENS)')
+    .description('serve inversions over Connect, gRPC and gRPC-Web on one port (tokens from --tokens-file or RECITE_TOKENS); ' +
+      'it runs until stopped and logs JSON lines (one object per event) on stderr, so it takes no --json')
     .option('--port <n>', 'port (0: any free port)', '7070')
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
     .option('--model <name=dir>', `a model to serve, repeatable; the first is the default (default: ${defaultModelName})`,

