@@ -22,7 +22,7 @@ import type { InversionResult } from '../engine/events.js';
 import type { InversionEngineOptions } from '../engine/inversion-engine.js';
 import { InversionEngine } from '../engine/inversion-engine.js';
 import type { InversionSettings } from '../engine/settings.js';
-import { inversionDefaults } from '../engine/settings.js';
+import { inversionDefaults, inversionLimits, makeInversionSettings } from '../engine/settings.js';
 import { createSeededRandom, deriveSeed } from '../util/seeded-random.js';
 import { peakRssMiB } from './graph-bench.js';
 import type { HostInfo } from './host-info.js';
@@ -421,7 +421,7 @@ async function runMode(model: EngineModel, mode: EngineBenchMode, jobs: readonly
   const submit = (job: BenchJob, i: number) => engine.submit({
     targetIds: job.targetIds,
     // reportEvery = K: a job reports its first and its last iteration only, so reporting costs next to nothing.
-    settings: { ...jobSettings, seed: job.seed, maxIterations: K, reportEvery: K },
+    settings: makeInversionSettings({ ...jobSettings, seed: job.seed, maxIterations: K, reportEvery: K }, inversionLimits),
     onEvent: (event) => {
       if (event.type === 'progress' && event.progress.iteration === K - 1) {
         lastIterationAt[i] = performance.now();

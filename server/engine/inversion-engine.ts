@@ -8,8 +8,8 @@ import type { EngineModel } from './engine-model.js';
 import type { InversionEvent, InversionResult, RunResult } from './events.js';
 import { InversionRun } from './inversion-run.js';
 import type { RunSnapshot } from './inversion-run.js';
-import type { InversionSettings } from './settings.js';
-import { makeInversionSettings, SettingsError } from './settings.js';
+import type { CheckedSettings, InversionSettings } from './settings.js';
+import { SettingsError } from './settings.js';
 import { formatBytes, promptVectorsOf, runBytes } from './run-cost.js';
 import { mixSeeds } from '../util/seeded-random.js';
 
@@ -36,7 +36,8 @@ export const defaultClient = 'local';
 
 export interface InversionRequest {
   targetIds: readonly number[];
-  settings?: Partial<InversionSettings>;
+  /** Checked by whoever accepted the job, against its limits (the server's); the engine does not check them again. */
+  settings: CheckedSettings;
   /** Receives every event of this inversion, in order. */
   onEvent?: (event: InversionEvent) => void;
   /** Resume restarts from checkpoints, by restart index. */
@@ -48,7 +49,7 @@ export interface InversionRequest {
 }
 
 export interface InversionHandle {
-  readonly settings: InversionSettings;
+  readonly settings: CheckedSettings;
   /** Resolves with the result once every restart has ended (never rejects: failures are a FAILED status). */
   readonly result: Promise<InversionResult>;
   cancel(): void;
@@ -148,10 +149,13 @@ export class InversionEngine {
     return this.batcher.scheduledGradient({ client, job: `score:${client}` });
   }
 
-  /** Check the request, then queue its restarts. Invalid settings or targets throw SettingsError at once. */
+  /**
+   * Check the target against the model and the memory budget, then queue the restarts. A target too long for the
+   * model's context or a restart over the budget throws SettingsError at once.
+   */
   async submit(request: InversionRequest): Promise<InversionHandle> {
     if (this.closed) throw new Error('the inversion engine is closed');
-    const settings = makeInversionSettings(request.settings ?? {});
+    const settings = request.settings;
     const targetIds = [...request.targetIds];
     this.checkTarget(targetIds, settings);
     const bytes = runBytes(settings, targetIds.length, this.model.checkpoint.config);

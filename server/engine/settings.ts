@@ -94,14 +94,36 @@ export class SettingsError extends Error {
   }
 }
 
-/** Merge `partial` over the defaults and check every field against `limits`. */
-export function makeInversionSettings(partial: Partial<InversionSettings> = {},
-  limits: InversionLimits = inversionLimits): InversionSettings {
+declare const checked: unique symbol;
+
+/**
+ * Settings that passed makeInversionSettings against the limits of whoever accepted the job (or were stored after
+ * that): the engine runs them as they are. The brand exists only for the compiler: a plain object cannot reach the
+ * engine unchecked, and the engine, which does not know the server's limits, has no reason to check them again.
+ */
+export type CheckedSettings = InversionSettings & { readonly [checked]: true };
+
+function mergeOverDefaults(partial: Partial<InversionSettings>): InversionSettings {
   const s: InversionSettings = { ...inversionDefaults };
   for (const [key, value] of Object.entries(partial)) {
     if (!(key in inversionDefaults)) throw new SettingsError(key, `unknown setting; known: ${Object.keys(inversionDefaults).join(', ')}`);
     if (value !== undefined) (s as unknown as Record<string, unknown>)[key] = value;
   }
+  return s;
+}
+
+/**
+ * The settings of a job that was accepted before: merged over the defaults, without checking limits. The limits in
+ * force now may differ from those the job was accepted under (a restarted server with tighter ones), and a job
+ * already stored keeps the settings it was accepted with rather than failing when read or resumed.
+ */
+export function storedInversionSettings(partial: Partial<InversionSettings>): CheckedSettings {
+  return mergeOverDefaults(partial) as CheckedSettings;
+}
+
+/** Merge `partial` over the defaults and check every field against `limits` (the server's, for a new job). */
+export function makeInversionSettings(partial: Partial<InversionSettings>, limits: InversionLimits): CheckedSettings {
+  const s = mergeOverDefaults(partial);
   const integer = (field: string, value: number, min: number, max: number) => {
     if (!Number.isInteger(value) || value < min || value > max) {
       throw new SettingsError(field, `${value} is not an integer in [${min}, ${max}]`);
@@ -153,5 +175,5 @@ export function makeInversionSettings(partial: Partial<InversionSettings> = {},
   if (init.kind === 'embedding' && !init.values.every(Number.isFinite)) {
     throw new SettingsError('init.values', 'every value must be a finite number');
   }
-  return s;
+  return s as CheckedSettings;
 }

@@ -11,7 +11,7 @@ import type { InversionEvent, RunResult } from '../engine/events.js';
 import type { InversionHandle } from '../engine/inversion-engine.js';
 import type { RunSnapshot } from '../engine/inversion-run.js';
 import type { InversionLimits } from '../engine/settings.js';
-import { inversionLimits, makeInversionSettings, SettingsError } from '../engine/settings.js';
+import { inversionLimits, makeInversionSettings, SettingsError, storedInversionSettings } from '../engine/settings.js';
 import type { EventRecord, JobRecord, JobStore } from '../store/job-store.js';
 import {
   JobEventSchema, JobSchema, JobSpecSchema, JobState, ProgressSchema, ResultSchema, Status,
@@ -441,7 +441,7 @@ export class JobHub {
     }
     const entry = this.registry.require(record.model);
     const spec = fromBinary(JobSpecSchema, record.spec);
-    const settings = this.checkSettings(spec);
+    const settings = this.storedSettings(spec);
     this.store.truncateEventsAfter(record.id, keep);
     const snapshots: Map<number, RunSnapshot> = checkpoint ? decodeSnapshots(checkpoint.payload) : new Map();
     const completed = new Map<number, RunResult>();
@@ -695,7 +695,7 @@ export class JobHub {
       label: stored.label,
       targetText: stored.targetText,
       targetIds: stored.targetIds,
-      settings: settingsToProto(this.checkSettings(spec)),
+      settings: settingsToProto(this.storedSettings(spec)),
       createdAt: timestampFromMs(stored.createdAtMs),
       ...(stored.finishedAtMs !== null ? { finishedAt: timestampFromMs(stored.finishedAtMs) } : {}),
       ...(stored.summary ? { lastProgress: fromBinary(ProgressSchema, stored.summary) } : {}),
@@ -715,12 +715,21 @@ export class JobHub {
     return [...ids];
   }
 
+  /** A new job's settings, checked once, here, against the server's limits. */
   private checkSettings(spec: JobSpec) {
     try {
       return makeInversionSettings(settingsFromProto(spec.settings), this.options.limits);
     } catch (error: unknown) {
       throw toConnectError(error);
     }
+  }
+
+  /**
+   * A stored job's settings, as they were accepted: not checked against the limits in force now, which may be
+   * tighter than those it was accepted under (a restart with new limits must not fail ListJobs or the resume).
+   */
+  private storedSettings(spec: JobSpec) {
+    return storedInversionSettings(settingsFromProto(spec.settings));
   }
 }
 

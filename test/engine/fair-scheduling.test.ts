@@ -11,10 +11,9 @@ import { InversionEngine } from '../../server/engine/inversion-engine.js';
 import type { InversionHandle } from '../../server/engine/inversion-engine.js';
 import { runBytes } from '../../server/engine/run-cost.js';
 import type { InversionSettings } from '../../server/engine/settings.js';
-import { makeInversionSettings } from '../../server/engine/settings.js';
 import { randomNormal } from '../../server/util/seeded-random.js';
 import type { Recorded } from '../helpers/engine-run.js';
-import { loadTinyModel, nllSequence, reachableTarget, submitRecorded } from '../helpers/engine-run.js';
+import { checked, loadTinyModel, nllSequence, reachableTarget, submitRecorded } from '../helpers/engine-run.js';
 
 let model: EngineModel;
 let lightTarget: number[];
@@ -109,7 +108,7 @@ describe('two clients on one engine', () => {
 
 describe('the memory budget', () => {
   it('delays restarts past the budget instead of refusing them, starting the next client\'s first', async () => {
-    const settings = makeInversionSettings({ ...lightSettings, maxIterations: 15 });
+    const settings = checked({ ...lightSettings, maxIterations: 15 });
     const bytes = runBytes(settings, lightTarget.length, model.checkpoint.config);
     const engine = new InversionEngine(model, { memoryBudgetBytes: 2 * bytes });
     const starts: string[] = [];
@@ -120,7 +119,7 @@ describe('the memory budget', () => {
       mostRunning = Math.max(mostRunning, engine.running);
       mostHeld = Math.max(mostHeld, engine.memoryInUse);
     };
-    const a = await engine.submit({ targetIds: lightTarget, settings: { ...settings, restarts: 3 }, client: 'a', onEvent: watch('a') });
+    const a = await engine.submit({ targetIds: lightTarget, settings: checked({ ...settings, restarts: 3 }), client: 'a', onEvent: watch('a') });
     const b = await engine.submit({ targetIds: lightTarget, settings, client: 'b', onEvent: watch('b') });
     expect(engine.queued).toBeGreaterThan(0); // waiting, not refused
     expect(engine.memoryInUse).toBeLessThanOrEqual(2 * bytes);
@@ -135,7 +134,7 @@ describe('the memory budget', () => {
   });
 
   it('keeps a resumed restart\'s checkpoint while it waits to start', async () => {
-    const settings = makeInversionSettings({ ...lightSettings, restarts: 2, maxIterations: 30 });
+    const settings = checked({ ...lightSettings, restarts: 2, maxIterations: 30 });
     const bytes = runBytes(settings, lightTarget.length, model.checkpoint.config);
     // A first run of both restarts, stopped at 10 iterations: the snapshots to resume from.
     const first = new InversionEngine(model);
@@ -166,7 +165,7 @@ describe('the memory budget', () => {
 
   it('refuses only a restart larger than the whole budget, naming both', async () => {
     const engine = new InversionEngine(model, { memoryBudgetBytes: 100 });
-    await expect(engine.submit({ targetIds: lightTarget, settings: lightSettings })).rejects.toThrow(
+    await expect(engine.submit({ targetIds: lightTarget, settings: checked(lightSettings) })).rejects.toThrow(
       "parameterization: one restart of this job (P = 1 prompt vectors of C = 32) holds 768 B; the server's memory " +
       'budget for all running restarts is 100 B');
     await engine.close();

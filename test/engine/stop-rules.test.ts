@@ -6,7 +6,7 @@ import type { RunResult } from '../../server/engine/events.js';
 import { bestRestart, InversionEngine, restartSeed } from '../../server/engine/inversion-engine.js';
 import type { InversionSettings } from '../../server/engine/settings.js';
 import { SettingsError } from '../../server/engine/settings.js';
-import { invert, loadTinyModel, nllSequence, reachableTarget } from '../helpers/engine-run.js';
+import { checked, invert, loadTinyModel, nllSequence, reachableTarget } from '../helpers/engine-run.js';
 
 let model: EngineModel;
 let engine: InversionEngine;
@@ -274,11 +274,15 @@ describe('keep the best', () => {
 });
 
 describe('settings validation', () => {
-  /** Submit and return the SettingsError it is refused with (and check that nothing was reported). */
+  /**
+   * Check the settings against the default limits and submit; return the SettingsError it is refused with (and check
+   * that nothing was reported).
+   */
   async function refusal(targetIds: number[], settings: Record<string, unknown>): Promise<SettingsError> {
     const events: unknown[] = [];
-    const error: unknown = await engine.submit({ targetIds, settings: settings as Partial<InversionSettings>,
-      onEvent: (e) => events.push(e) })
+    const error: unknown = await Promise.resolve()
+      .then(() => engine.submit({ targetIds, settings: checked(settings as Partial<InversionSettings>),
+        onEvent: (e) => events.push(e) }))
       .then(() => undefined, (e: unknown) => e);
     expect(error).toBeInstanceOf(SettingsError);
     expect(events).toEqual([]);
@@ -322,7 +326,7 @@ describe('settings validation', () => {
     expect(fullTooLong.message).toContain('at most 32 tokens');
     // the largest targets that fit are accepted
     for (const [T, parameterization] of [[64, flat], [32, { kind: 'full' }]] as const) {
-      const handle = await engine.submit({ targetIds: tokens(T), settings: { parameterization, maxIterations: 1 } });
+      const handle = await engine.submit({ targetIds: tokens(T), settings: checked({ parameterization, maxIterations: 1 }) });
       expect((await handle.result).restarts[0]!.iterations).toBe(1);
     }
   });

@@ -5,6 +5,8 @@ import type { EngineModel } from '../../server/engine/engine-model.js';
 import { loadEngineModel } from '../../server/engine/engine-model.js';
 import type { InversionEvent, InversionResult, ProgressReport, RunResult } from '../../server/engine/events.js';
 import type { InversionEngine, InversionHandle, InversionRequest } from '../../server/engine/inversion-engine.js';
+import type { CheckedSettings, InversionSettings } from '../../server/engine/settings.js';
+import { inversionLimits, makeInversionSettings } from '../../server/engine/settings.js';
 import { randomNormal } from '../../server/util/seeded-random.js';
 
 export const tinyGpt2Dir = path.resolve('test/fixtures/tiny-gpt2');
@@ -33,16 +35,25 @@ export interface Recorded {
   result: Promise<InversionResult>;
 }
 
+/** Settings checked against the default limits, as a server with the default limits would accept them. */
+export function checked(partial: Partial<InversionSettings> = {}): CheckedSettings {
+  return makeInversionSettings(partial, inversionLimits);
+}
+
+/** An engine request whose settings are still to be checked (against the default limits, by submitRecorded). */
+export type TestRequest = Omit<InversionRequest, 'onEvent' | 'settings'> & { settings?: Partial<InversionSettings> };
+
 /**
  * Submit `request` and record its events. `onProgress` runs inside the event callback, after the report is recorded,
  * with the handle (to cancel or snapshot at an exact iteration).
  */
-export async function submitRecorded(engine: InversionEngine, request: Omit<InversionRequest, 'onEvent'>,
+export async function submitRecorded(engine: InversionEngine, request: TestRequest,
   onProgress?: (progress: ProgressReport, handle: InversionHandle) => void): Promise<Recorded> {
   const events: InversionEvent[] = [];
   let handle: InversionHandle | undefined;
   handle = await engine.submit({
     ...request,
+    settings: checked(request.settings),
     onEvent: (event) => {
       events.push(event);
       if (event.type === 'progress' && onProgress) {
@@ -56,7 +67,7 @@ export async function submitRecorded(engine: InversionEngine, request: Omit<Inve
 }
 
 /** Submit, wait for the result and return it with the recorded events. */
-export async function invert(engine: InversionEngine, request: Omit<InversionRequest, 'onEvent'>,
+export async function invert(engine: InversionEngine, request: TestRequest,
   onProgress?: (progress: ProgressReport, handle: InversionHandle) => void):
   Promise<Recorded & { final: InversionResult; best: RunResult }> {
   const recorded = await submitRecorded(engine, request, onProgress);

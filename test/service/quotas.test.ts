@@ -7,7 +7,7 @@ import path from 'node:path';
 import { Code } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jobBytes } from '../../server/engine/run-cost.js';
-import { makeInversionSettings } from '../../server/engine/settings.js';
+import { inversionLimits, makeInversionSettings } from '../../server/engine/settings.js';
 import { TokenTable } from '../../server/service/auth.js';
 import { parseClientOptions } from '../../server/service/client-policy.js';
 import { JobState, Status } from '../../sdk/gen/recite/v1/recite_pb.js';
@@ -89,7 +89,7 @@ describe('a server with per-client limits and an admin', () => {
 
   it('refuses dave past his max-queued, naming his queued cost, the job\'s and the limit', async () => {
     // endlessSpec: "Hello world" (2 tokens), full (P = 2), RMSProp: (3 + 1) x 64 + 2 x 64 floats = 1.5 KiB a restart.
-    const cost = jobBytes(makeInversionSettings({ parameterization: { kind: 'full' } }), 2, { nEmbd: 32, vocabSize: 50257 });
+    const cost = jobBytes(makeInversionSettings({ parameterization: { kind: 'full' } }, inversionLimits), 2, { nEmbd: 32, vocabSize: 50257 });
     expect(cost).toBe(1536);
     const first = (await c.submitJob({ spec: endlessSpec }, dave)).jobId;
     const refused = await errorOf(c.submitJob({ spec: endlessSpec }, dave));
