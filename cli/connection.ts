@@ -17,6 +17,7 @@ import type { ProviderFallback } from '../server/model/execution-provider.js';
 import { TokenTable } from '../server/service/auth.js';
 import { createReciteServer } from '../server/service/server.js';
 import { parseModelSource } from './commands/serve.js';
+import { readFlagFile } from './options.js';
 
 export interface ConnectionOptions {
   server?: string;
@@ -97,14 +98,7 @@ export function connectToServer(options: ConnectionOptions): Connection {
   const caFile = options.caFile ?? process.env.RECITE_CA_FILE;
   let transport: Transport;
   if (url.startsWith('https://') || caFile) {
-    let ca: string | undefined;
-    if (caFile) {
-      try {
-        ca = fs.readFileSync(caFile, 'utf8');
-      } catch (error: unknown) {
-        throw new Error(`--ca-file ${caFile}: ${error instanceof Error ? error.message : String(error)}`);
-      }
-    }
+    const ca = caFile ? readFlagFile('--ca-file', caFile).toString('utf8') : undefined;
     // Node's HTTP client: it takes the CA that fetch cannot.
     transport = createReciteNodeTransport(url, { token, ...(ca !== undefined ? { ca } : {}) });
   } else {

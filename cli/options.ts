@@ -1,6 +1,16 @@
 // Parsing of command-line values into engine settings; errors name the option, the value and what is allowed.
+import fs from 'node:fs';
 import { InvalidArgumentError } from 'commander';
 import type { DecodeSettings, InitSettings, ParameterizationSettings } from '../server/engine/settings.js';
+
+/** Read the file a flag names; a file that cannot be read is an error naming the flag and the file. */
+export function readFlagFile(option: string, file: string): Buffer {
+  try {
+    return fs.readFileSync(file);
+  } catch (error: unknown) {
+    throw new Error(`${option} ${file}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
 
 /** Parse an integer ≥ min. */
 export function positiveInteger(option: string, value: string, min = 1): number {

@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { Status } from '../../sdk/index.js';
 import type { InvertOptions, ResultEvent } from '../../sdk/index.js';
 import { defaultModelName } from '../../server/model/builtin-models.js';
+import { describeProvider } from '../../server/model/execution-provider.js';
 import { writeSafetensors } from '../../server/model/safetensors.js';
 import { openConnection, withServerOptions } from '../connection.js';
 import { describeError } from '../errors.js';
@@ -64,8 +65,7 @@ async function invert(text: string | undefined, options: InvertCommandOptions): 
   const view = options.json ? jsonView() : terminalView(settings.maxIterations ?? 1000);
   const skipped = connection.provider?.skipped ?? [];
   if (skipped.length > 0) {
-    view.note(`recite invert: running on ${connection.provider!.name}; ` +
-      `${skipped.map((f) => `skipped ${f.provider}: ${f.reason}`).join('; ')}`);
+    view.note(`recite invert: running on ${describeProvider(connection.provider!.name, skipped)}`);
   }
   // Ctrl-C cancels the job on the server and keeps following it: the job ends CANCELLED, its result (the best
   // embedding so far) arrives and is summarized like any other. A second Ctrl-C stops waiting for it.

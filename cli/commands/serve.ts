@@ -6,14 +6,14 @@ import path from 'node:path';
 import { createSecureContext } from 'node:tls';
 import type { Command } from 'commander';
 import { defaultModelName, isBuiltinModel, resolveModelDir } from '../../server/model/builtin-models.js';
-import { deviceRequests, parseDeviceRequest } from '../../server/model/execution-provider.js';
+import { describeProvider, deviceRequests, parseDeviceRequest } from '../../server/model/execution-provider.js';
 import { formatBytes, parseBytes } from '../../server/engine/run-cost.js';
 import { TokenTable } from '../../server/service/auth.js';
 import type { ModelSource } from '../../server/service/model-registry.js';
 import { createReciteServer, reciteServerDefaults } from '../../server/service/server.js';
 import { connectionLimitsDefaults } from '../../server/service/connection-guard.js';
 import { parseCorsOrigin } from '../../server/service/cors.js';
-import { positiveInteger } from '../options.js';
+import { positiveInteger, readFlagFile } from '../options.js';
 
 interface ServeOptions {
   port: string;
@@ -98,15 +98,8 @@ export function registerServeCommand(program: Command): void {
       if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
         throw new Error('--tls-cert and --tls-key go together: give both, or neither for cleartext');
       }
-      const readFile = (flag: string, file: string) => {
-        try {
-          return fs.readFileSync(file);
-        } catch (error: unknown) {
-          throw new Error(`${flag} ${file}: ${error instanceof Error ? error.message : String(error)}`);
-        }
-      };
       const tls = options.tlsCert && options.tlsKey
-        ? { cert: readFile('--tls-cert', options.tlsCert), key: readFile('--tls-key', options.tlsKey) } : undefined;
+        ? { cert: readFlagFile('--tls-cert', options.tlsCert), key: readFlagFile('--tls-key', options.tlsKey) } : undefined;
       if (tls) checkTlsPair(options.tlsCert!, options.tlsKey!, tls);
       const models = (options.model.length > 0 ? options.model : [defaultModelName]).map((value) => {
         const source = parseModelSource(value);
@@ -170,8 +163,7 @@ export function registerServeCommand(program: Command): void {
       }
       for (const m of server.models.list()) {
         if (m.state !== 'READY') continue;
-        const skipped = m.model.fallbacks.map((f) => `; skipped ${f.provider}: ${f.reason}`).join('');
-        process.stdout.write(`recite serve: model ${m.name} ready on ${m.model.provider}${skipped}\n`);
+        process.stdout.write(`recite serve: model ${m.name} ready on ${describeProvider(m.model.provider, m.model.fallbacks)}\n`);
       }
     });
 }

@@ -21,6 +21,11 @@ export interface ProviderFallback {
   reason: string;
 }
 
+/** "cpu; skipped cuda: …; skipped webgpu: …": the provider a model runs on and each one `auto` passed over, why. */
+export function describeProvider(provider: string, fallbacks: readonly ProviderFallback[]): string {
+  return provider + fallbacks.map((f) => `; skipped ${f.provider}: ${f.reason}`).join('');
+}
+
 export interface OpenedSession {
   session: ort.InferenceSession;
   provider: ProviderName;
