@@ -7,6 +7,8 @@ buffer, set before connecting, bring that down to tens of KiB as on a network; N
 standard library can (and Python 3 is present wherever better-sqlite3 builds: node-gyp needs it).
 
 usage: slow-reader.py HOST PORT TOKEN JOB_ID [AFTER_SEQUENCE]
+With JOB_ID "-" it connects, prints {"phase": "connected"} and reads the job id from a line on stdin first, so that a
+test can start it (Python's start-up is slow on a loaded machine) before the job exists and subscribe at once.
 Subscribes to the job without reading, prints {"phase": "paused"}, reads nothing until a line arrives on stdin, then
 prints {"phase": "reading"}, reads every message and prints a summary once the result arrived.
 """
@@ -33,6 +35,9 @@ def main() -> None:
     status = reader.read_head()
     if not status.startswith("HTTP/1.1 101"):
         raise SystemExit(f"upgrade refused: {status}")
+    if job_id == "-":
+        print(json.dumps({"phase": "connected"}), flush=True)
+        job_id = sys.stdin.readline().strip()
     send_text(sock, {"type": "subscribe", "jobId": job_id, "afterSequence": after})
     print(json.dumps({"phase": "paused"}), flush=True)
     sys.stdin.readline()

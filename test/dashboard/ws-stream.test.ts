@@ -178,6 +178,11 @@ describe('the dashboard stream at /ws', () => {
   });
 
   it('keeps a socket that stops reading within its buffer bound, merges its progress, and still sends the result', async () => {
+    // The slow reader (small MSS and receive window, as on a network) makes the server hold data itself. It is
+    // connected before the job exists and subscribes as soon as it is submitted: a subscription that came late would
+    // first replay the history, which waits for the socket instead of merging (the last part of this test).
+    const reader = startSlowReader(server.url);
+    expect(await reader.line()).toEqual({ phase: 'connected' });
     const control = await open();
     control.send({
       type: 'submit', id: 'long',
@@ -185,6 +190,9 @@ describe('the dashboard stream at /ws', () => {
     });
     const { message: submitted } = await control.next((m) => m.type === 'submitted' && m.id === 'long');
     const jobId: string = submitted.jobId;
+    reader.follow(jobId);
+    // It reads nothing until the server has merged some of its progress, and for at least two seconds.
+    expect(await reader.line()).toEqual({ phase: 'paused' });
 
     // A Node `ws` client that stops reading. On loopback the kernel's buffers take megabytes of what the server
     // writes, so this one mostly checks that a paused client still gets everything once it reads again.
@@ -193,10 +201,6 @@ describe('the dashboard stream at /ws', () => {
     await paused.next(isEventOf(jobId, 'progress'));
     (paused.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket.pause();
 
-    // The slow reader (small MSS and receive window, as on a network) makes the server hold data itself. It reads
-    // nothing until the server has merged some of its progress, and for at least two seconds.
-    const reader = startSlowReader(server.url, jobId);
-    expect(await reader.line()).toEqual({ phase: 'paused' });
     const sampled: number[] = [];
     const sampler = setInterval(() => {
       for (const s of server.server.dashboard!.stats().sockets) sampled.push(s.bufferedAmount);
@@ -249,11 +253,14 @@ describe('the dashboard stream at /ws', () => {
   });
 });
 
-/** Run slow-reader.py on a job: `line()` resolves with each JSON line it prints, `resume()` lets it read. */
-function startSlowReader(url: string, jobId: string): { line(): Promise<Record<string, any>>; resume(): void } {
+/**
+ * Run slow-reader.py: `line()` resolves with each JSON line it prints, `resume()` lets it read. Without a job id it
+ * connects and waits for `follow(jobId)`.
+ */
+function startSlowReader(url: string, jobId?: string): { line(): Promise<Record<string, any>>; follow(jobId: string): void; resume(): void } {
   const { hostname, port } = new URL(url);
   const script = path.join(here, 'slow-reader.py');
-  const child = spawn('python3', [script, hostname, port, aliceToken, jobId], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn('python3', [script, hostname, port, aliceToken, jobId ?? '-'], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
   const lines = readline.createInterface({ input: child.stdout })[Symbol.asyncIterator]();
@@ -263,6 +270,7 @@ function startSlowReader(url: string, jobId: string): { line(): Promise<Record<s
       if (next.done) throw new Error(`slow-reader.py ended early: ${stderr}`);
       return JSON.parse(next.value) as Record<string, any>;
     },
+    follow: (id) => child.stdin.write(`${id}\n`),
     resume: () => child.stdin.end('\n'),
   };
 }
