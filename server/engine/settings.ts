@@ -71,6 +71,9 @@ export const inversionDefaults: Readonly<InversionSettings> = Object.freeze({
   reportEvery: 1,
 } satisfies InversionSettings);
 
+/** How often a beam hit check runs when a request names beams but not how often (iterations). */
+export const beamCheckEveryDefault = 10;
+
 /** Limits on what one request may ask for (a shared server's guard rails). */
 export interface InversionLimits {
   maxIterations: number; // iterations per restart

@@ -4,49 +4,120 @@ import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import type { InversionEvent, InversionResult, ProgressReport, RunResult, RunStatus } from '../engine/events.js';
 import type { RunSnapshot } from '../engine/inversion-run.js';
-import type { LrScheduleSnapshot } from '../engine/lr-schedule.js';
-import type { OptimizerSnapshot } from '../engine/optimizers.js';
-import type { InversionSettings } from '../engine/settings.js';
+import type { LrScheduleKind, LrScheduleSnapshot } from '../engine/lr-schedule.js';
+import type { OptimizerKind, OptimizerSnapshot } from '../engine/optimizers.js';
+import { beamCheckEveryDefault, SettingsError } from '../engine/settings.js';
+import type { InitSettings, InversionSettings, ParameterizationSettings } from '../engine/settings.js';
 import {
   JobEventSchema, JobSettingsSchema, Optimizer, Parameterization_Basis, ProgressSchema, RestartResultSchema,
   ResultSchema, Schedule, Status, TensorSchema,
 } from '../../sdk/gen/recite/v1/recite_pb.js';
-import type { JobEvent, JobSettings, Progress, RestartResult, Result, Tensor } from '../../sdk/gen/recite/v1/recite_pb.js';
+import type {
+  Initialization, JobEvent, JobSettings, Parameterization, Progress, RestartResult, Result, Tensor,
+} from '../../sdk/gen/recite/v1/recite_pb.js';
 
-/** Map the API's settings onto the engine's; zero values mean the engine's defaults. */
+// Enum and oneof conversions are tables typed over every value of the proto's enum or every case of its oneof, so a
+// value the proto gains is a compile error here until it is mapped, never a silent fallback to some other setting.
+// UNSPECIFIED (and an unset oneof) maps to undefined: the engine's default applies (server/engine/settings.ts).
+const optimizerFromProto = {
+  [Optimizer.UNSPECIFIED]: undefined,
+  [Optimizer.RMSPROP]: 'rmsprop',
+  [Optimizer.ADAM]: 'adam',
+  [Optimizer.SGD]: 'sgd',
+} as const satisfies Record<Optimizer, OptimizerKind | undefined>;
+
+const optimizerToProto = {
+  rmsprop: Optimizer.RMSPROP,
+  adam: Optimizer.ADAM,
+  sgd: Optimizer.SGD,
+} as const satisfies Record<OptimizerKind, Optimizer>;
+
+const scheduleFromProto = {
+  [Schedule.UNSPECIFIED]: undefined,
+  [Schedule.CONSTANT]: 'constant',
+  [Schedule.COSINE]: 'cosine',
+  [Schedule.PLATEAU]: 'plateau',
+} as const satisfies Record<Schedule, LrScheduleKind | undefined>;
+
+const scheduleToProto = {
+  constant: Schedule.CONSTANT,
+  cosine: Schedule.COSINE,
+  plateau: Schedule.PLATEAU,
+} as const satisfies Record<LrScheduleKind, Schedule>;
+
+type ProjectionBasis = Extract<ParameterizationSettings, { kind: 'projected' }>['basis'];
+
+const basisFromProto = {
+  [Parameterization_Basis.UNSPECIFIED]: 'random', // the proto's documented meaning of UNSPECIFIED
+  [Parameterization_Basis.RANDOM]: 'random',
+  [Parameterization_Basis.PCA]: 'pca',
+} as const satisfies Record<Parameterization_Basis, ProjectionBasis>;
+
+const basisToProto = {
+  random: Parameterization_Basis.RANDOM,
+  pca: Parameterization_Basis.PCA,
+} as const satisfies Record<ProjectionBasis, Parameterization_Basis>;
+
+/** One converter per case of a proto oneof; the mapped type requires every case. */
+type OneofTable<K extends { case: string | undefined; value?: unknown }, R> = {
+  [C in NonNullable<K['case']>]: (value: Extract<K, { case: C }>['value']) => R;
+};
+
+type ParameterizationKind = Parameterization['kind'];
+type InitKind = Initialization['kind'];
+
+const parameterizationFromProto: OneofTable<ParameterizationKind, ParameterizationSettings> = {
+  full: (v) => (v.promptVectors ? { kind: 'full', promptVectors: v.promptVectors } : { kind: 'full' }),
+  flat: () => ({ kind: 'flat' }),
+  projected: (v) => ({ kind: 'projected', dims: v.dims, basis: fromEnum(basisFromProto, v.basis, 'parameterization.projected.basis') }),
+};
+
+const initFromProto: OneofTable<InitKind, InitSettings> = {
+  random: (v) => (v.std ? { kind: 'random', std: v.std } : { kind: 'random' }),
+  zeros: () => ({ kind: 'zeros' }),
+  mean: () => ({ kind: 'mean' }),
+  text: (v) => ({ kind: 'text', text: v }),
+  embedding: (v) => ({ kind: 'embedding', values: v.values }),
+};
+
+/** Look an enum value up in its table; a number the table lacks (a newer client's value) is a SettingsError. */
+function fromEnum<E extends number, R>(table: Record<E, R>, value: E, field: string): R {
+  if (!Object.hasOwn(table, value)) {
+    throw new SettingsError(field, `${value} is not a known value (known: ${Object.keys(table).join(', ')})`);
+  }
+  return table[value];
+}
+
+function fromOneof<K extends { case: string | undefined; value?: unknown }, R>(table: OneofTable<K, R>, kind: K | undefined,
+  field: string): R | undefined {
+  if (kind?.case === undefined) return undefined;
+  const convert = (table as Record<string, ((value: unknown) => R) | undefined>)[kind.case];
+  if (!convert) throw new SettingsError(field, `"${kind.case}" is not a known case (known: ${Object.keys(table).join(', ')})`);
+  return convert(kind.value);
+}
+
+/** Map the API's settings onto the engine's; zero values and UNSPECIFIED mean the engine's defaults. */
 export function settingsFromProto(s: JobSettings | undefined): Partial<InversionSettings> {
   if (!s) return {};
-  const out: Partial<InversionSettings> = {};
-  const p = s.parameterization?.kind;
-  if (p?.case === 'full') out.parameterization = p.value.promptVectors ? { kind: 'full', promptVectors: p.value.promptVectors } : { kind: 'full' };
-  else if (p?.case === 'flat') out.parameterization = { kind: 'flat' };
-  else if (p?.case === 'projected') {
-    out.parameterization = { kind: 'projected', dims: p.value.dims, basis: p.value.basis === Parameterization_Basis.PCA ? 'pca' : 'random' };
-  }
-  const init = s.init?.kind;
-  if (init?.case === 'random') out.init = init.value.std ? { kind: 'random', std: init.value.std } : { kind: 'random' };
-  else if (init?.case === 'zeros') out.init = { kind: 'zeros' };
-  else if (init?.case === 'mean') out.init = { kind: 'mean' };
-  else if (init?.case === 'text') out.init = { kind: 'text', text: init.value };
-  else if (init?.case === 'embedding') out.init = { kind: 'embedding', values: init.value.values };
-  if (s.optimizer === Optimizer.ADAM) out.optimizer = 'adam';
-  else if (s.optimizer === Optimizer.SGD) out.optimizer = 'sgd';
-  else out.optimizer = 'rmsprop';
-  if (s.lr) out.lr = s.lr;
-  if (s.momentum !== undefined) out.momentum = s.momentum;
-  out.schedule = s.schedule === Schedule.COSINE ? 'cosine' : s.schedule === Schedule.PLATEAU ? 'plateau' : 'constant';
-  out.lrRelativeToNorm = s.lrRelativeToNorm;
-  if (s.maxIterations) out.maxIterations = s.maxIterations;
-  out.patience = s.patience;
-  out.nllThreshold = s.nllThreshold;
-  out.curriculum = s.curriculum;
   const beams = s.decoder?.beams ?? 0;
-  out.decode = beams > 1 ? { kind: 'beam', beams, every: s.decoder?.every || 10 } : { kind: 'greedy' };
-  out.stopOnHit = !s.continueAfterHit;
-  if (s.restarts) out.restarts = s.restarts;
-  out.seed = s.seed;
-  if (s.reportEvery) out.reportEvery = s.reportEvery;
-  return out;
+  return {
+    parameterization: fromOneof(parameterizationFromProto, s.parameterization?.kind, 'parameterization'),
+    init: fromOneof(initFromProto, s.init?.kind, 'init'),
+    optimizer: fromEnum(optimizerFromProto, s.optimizer, 'optimizer'),
+    lr: s.lr || undefined,
+    momentum: s.momentum,
+    schedule: fromEnum(scheduleFromProto, s.schedule, 'schedule'),
+    lrRelativeToNorm: s.lrRelativeToNorm,
+    maxIterations: s.maxIterations || undefined,
+    patience: s.patience,
+    nllThreshold: s.nllThreshold,
+    curriculum: s.curriculum,
+    decode: beams > 1 ? { kind: 'beam', beams, every: s.decoder?.every || beamCheckEveryDefault } : { kind: 'greedy' },
+    stopOnHit: !s.continueAfterHit,
+    restarts: s.restarts || undefined,
+    seed: s.seed,
+    reportEvery: s.reportEvery || undefined,
+  };
 }
 
 /** Map the engine's applied settings back onto the API's (the result's settings echo). */
@@ -57,7 +128,7 @@ export function settingsToProto(s: InversionSettings): JobSettings {
     parameterization: {
       kind: p.kind === 'full' ? { case: 'full', value: { promptVectors: p.promptVectors ?? 0 } }
         : p.kind === 'flat' ? { case: 'flat', value: {} }
-        : { case: 'projected', value: { dims: p.dims, basis: p.basis === 'pca' ? Parameterization_Basis.PCA : Parameterization_Basis.RANDOM } },
+        : { case: 'projected', value: { dims: p.dims, basis: basisToProto[p.basis] } },
     },
     init: {
       kind: init.kind === 'random' ? { case: 'random', value: { std: init.std ?? 0 } }
@@ -66,10 +137,10 @@ export function settingsToProto(s: InversionSettings): JobSettings {
         : init.kind === 'text' ? { case: 'text', value: init.text }
         : { case: 'embedding', value: { shape: [init.values.length], values: init.values } },
     },
-    optimizer: { rmsprop: Optimizer.RMSPROP, adam: Optimizer.ADAM, sgd: Optimizer.SGD }[s.optimizer],
+    optimizer: optimizerToProto[s.optimizer],
     lr: s.lr,
     momentum: s.momentum,
-    schedule: { constant: Schedule.CONSTANT, cosine: Schedule.COSINE, plateau: Schedule.PLATEAU }[s.schedule],
+    schedule: scheduleToProto[s.schedule],
     lrRelativeToNorm: s.lrRelativeToNorm,
     maxIterations: s.maxIterations,
     patience: s.patience,

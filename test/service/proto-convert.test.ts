@@ -1,0 +1,119 @@
+// The settings converters between the API and the engine: every value of every settings enum and every case of every
+// settings oneof maps (the tables are typed over them, so the compiler also refuses a missing one), each maps back to
+// itself, and a value the tables lack is an error that names the field instead of some default.
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { create } from '@bufbuild/protobuf';
+import ts from 'typescript';
+import { describe, expect, it } from 'vitest';
+import { settingsFromProto, settingsToProto } from '../../server/service/proto-convert.js';
+import { inversionDefaults, SettingsError, storedInversionSettings } from '../../server/engine/settings.js';
+import {
+  InitializationSchema, JobSettingsSchema, Optimizer, OptimizerSchema, Parameterization_Basis, Parameterization_BasisSchema,
+  ParameterizationSchema, Schedule, ScheduleSchema,
+} from '../../sdk/gen/recite/v1/recite_pb.js';
+import type { JobSettings } from '../../sdk/gen/recite/v1/recite_pb.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+/** Convert to the engine's settings (over the defaults) and back. */
+function roundTrip(settings: JobSettings): JobSettings {
+  return settingsToProto(storedInversionSettings(settingsFromProto(settings)));
+}
+
+describe('settingsFromProto and settingsToProto', () => {
+  it('map every optimizer and schedule the proto defines, UNSPECIFIED to the engine default', () => {
+    for (const { number } of OptimizerSchema.values) {
+      const back = roundTrip(create(JobSettingsSchema, { optimizer: number })).optimizer;
+      expect(back, `optimizer ${number}`).toBe(number === Optimizer.UNSPECIFIED ? Optimizer.RMSPROP : number);
+    }
+    expect(inversionDefaults.optimizer).toBe('rmsprop');
+    for (const { number } of ScheduleSchema.values) {
+      const back = roundTrip(create(JobSettingsSchema, { schedule: number })).schedule;
+      expect(back, `schedule ${number}`).toBe(number === Schedule.UNSPECIFIED ? Schedule.CONSTANT : number);
+    }
+  });
+
+  it('map every parameterization and initialization case, and every projection basis', () => {
+    const parameterizations = ParameterizationSchema.oneofs[0]!.fields.map((f) => f.localName);
+    expect(parameterizations).toEqual(['full', 'flat', 'projected']);
+    for (const { number } of Parameterization_BasisSchema.values) {
+      const settings = create(JobSettingsSchema, { parameterization: { kind: { case: 'projected', value: { dims: 8, basis: number } } } });
+      const back = roundTrip(settings).parameterization!.kind;
+      expect(back).toEqual({ case: 'projected', value: expect.objectContaining({
+        dims: 8, basis: number === Parameterization_Basis.UNSPECIFIED ? Parameterization_Basis.RANDOM : number }) });
+    }
+    for (const kind of [{ case: 'full', value: { promptVectors: 3 } }, { case: 'flat', value: {} }] as const) {
+      expect(roundTrip(create(JobSettingsSchema, { parameterization: { kind } })).parameterization!.kind.case).toBe(kind.case);
+    }
+    const inits = InitializationSchema.oneofs[0]!.fields.map((f) => f.localName);
+    expect(inits).toEqual(['random', 'zeros', 'mean', 'text', 'embedding']);
+    const examples = {
+      random: { case: 'random', value: { std: 0.5 } },
+      zeros: { case: 'zeros', value: {} },
+      mean: { case: 'mean', value: {} },
+      text: { case: 'text', value: 'Hello' },
+      embedding: { case: 'embedding', value: { shape: [2], values: [0.25, -0.5] } },
+    } as const;
+    for (const name of inits) {
+      const kind = examples[name as keyof typeof examples];
+      const back = roundTrip(create(JobSettingsSchema, { init: { kind } })).init!.kind;
+      expect(back.case, name).toBe(name);
+      expect(back.value).toEqual(create(InitializationSchema, { kind }).kind.value);
+    }
+  });
+
+  it('refuses an enum value or oneof case it has no entry for, naming the field', () => {
+    expect(() => settingsFromProto(create(JobSettingsSchema, { optimizer: 99 as Optimizer })))
+      .toThrow(new SettingsError('optimizer', '99 is not a known value (known: 0, 1, 2, 3)'));
+    expect(() => settingsFromProto(create(JobSettingsSchema, { schedule: 7 as Schedule }))).toThrow(/^schedule: 7 is not a known value/);
+    const projected = create(JobSettingsSchema, { parameterization: { kind: { case: 'projected', value: { dims: 4, basis: 5 as Parameterization_Basis } } } });
+    expect(() => settingsFromProto(projected)).toThrow(/^parameterization.projected.basis: 5 is not a known value/);
+    const unknownCase = create(JobSettingsSchema);
+    (unknownCase as unknown as { init: unknown }).init = create(InitializationSchema);
+    (unknownCase.init!.kind as unknown) = { case: 'orthogonal', value: {} };
+    expect(() => settingsFromProto(unknownCase)).toThrow('init: "orthogonal" is not a known case (known: random, zeros, mean, text, embedding)');
+  });
+
+  it('fills a beam check without its interval from the one default, and leaves zero values to the defaults', () => {
+    const beam = settingsFromProto(create(JobSettingsSchema, { decoder: { beams: 4 } }));
+    expect(beam.decode).toEqual({ kind: 'beam', beams: 4, every: 10 });
+    const empty = storedInversionSettings(settingsFromProto(create(JobSettingsSchema)));
+    expect(empty).toEqual(inversionDefaults);
+  });
+});
+
+describe('the converter tables, compiled with one entry removed', () => {
+  // The real proto-convert.ts, type-checked by the TypeScript compiler with a line taken out as a proto change would
+  // leave it: each mutant must fail to compile, naming the missing member.
+  const file = path.join(here, '..', '..', 'server', 'service', 'proto-convert.ts');
+  const source = fs.readFileSync(file, 'utf8');
+
+  function diagnosticsWithout(line: string): string[] {
+    expect(source, `proto-convert.ts has the line ${line}`).toContain(line);
+    const mutant = source.replace(line, '');
+    const options: ts.CompilerOptions = { strict: true, noEmit: true, module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext, target: ts.ScriptTarget.ES2022, skipLibCheck: true };
+    const host = ts.createCompilerHost(options);
+    const read = host.getSourceFile.bind(host);
+    host.getSourceFile = (name, language, ...rest) => (path.resolve(name) === file
+      ? ts.createSourceFile(name, mutant, language)
+      : read(name, language, ...rest));
+    const program = ts.createProgram([file], options, host);
+    return ts.getPreEmitDiagnostics(program, program.getSourceFile(file))
+      .map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+  }
+
+  it('compiles as it is', () => {
+    expect(diagnosticsWithout('')).toEqual([]);
+  }, 60_000);
+
+  it.each([
+    ["  [Optimizer.SGD]: 'sgd',\n", /Property '\[Optimizer.SGD\]' is missing/],
+    ['  plateau: Schedule.PLATEAU,\n', /Property 'plateau' is missing/],
+    ["  mean: () => ({ kind: 'mean' }),\n", /Property 'mean' is missing/],
+  ])('refuses the tables without %j', (line, message) => {
+    expect(diagnosticsWithout(line).join('\n')).toMatch(message);
+  }, 60_000);
+});
