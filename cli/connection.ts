@@ -7,16 +7,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import pino from 'pino';
 import type { Transport } from '@connectrpc/connect';
 import { createReciteClient, createReciteNodeTransport, createReciteTransport } from '../sdk/node.js';
 import type { ReciteClient } from '../sdk/node.js';
 import { defaultModelName } from '../server/model/builtin-models.js';
-import { parseDeviceRequest } from '../server/model/execution-provider.js';
-import type { ProviderFallback } from '../server/model/execution-provider.js';
+import { parseDeviceRequest } from '../server/model/devices.js';
+import type { ProviderFallback } from '../server/model/devices.js';
 import { TokenTable } from '../server/service/auth.js';
-import { createReciteServer } from '../server/service/server.js';
-import { parseModelSource } from './commands/serve.js';
 import { readFlagFile } from './options.js';
 
 export interface ConnectionOptions {
@@ -132,6 +129,10 @@ export async function openConnection(options: LocalOrRemoteOptions, dbPath?: str
 export async function startInProcessServer(model: string, device: string, dbPath?: string): Promise<Connection> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'recite-'));
   const token = randomBytes(24).toString('hex');
+  // The server (onnxruntime, SQLite, the dashboard) loads only when a command runs one here: a command with --server
+  // starts as a client alone.
+  const [{ createReciteServer }, { parseModelSource }, { default: pino }] = await Promise.all([
+    import('../server/service/server.js'), import('./commands/serve.js'), import('pino')]);
   const source = parseModelSource(model);
   const server = createReciteServer({
     models: [source],

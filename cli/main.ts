@@ -4,18 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { packageRoot } from '../server/model/builtin-models.js';
-import { registerBenchCommand } from './commands/bench.js';
-import { registerCapacityCommand } from './commands/capacity.js';
-import { registerDatasetCommands } from './commands/dataset.js';
-import { registerEvalCommand } from './commands/eval.js';
-import { registerDecodeCommands } from './commands/decode.js';
-import { registerInvertCommand } from './commands/invert.js';
-import { registerJobCommands } from './commands/jobs.js';
-import { registerModelFetchCommand } from './commands/model-fetch.js';
-import { registerScoreCommand } from './commands/score.js';
-import { registerServeCommand } from './commands/serve.js';
-import { registerStudyCommand } from './commands/study.js';
-import { registerTrainCommands } from './commands/train.js';
+import { commandModules } from './command-modules.js';
 import { lastServerUrl } from './connection.js';
 import { describeError } from './errors.js';
 
@@ -26,18 +15,8 @@ const program = new Command('recite')
   .version(version, '-V, --version', 'print the version of recite')
   .showHelpAfterError();
 
-registerInvertCommand(program);
-registerServeCommand(program);
-registerJobCommands(program);
-registerDecodeCommands(program);
-registerScoreCommand(program);
-registerModelFetchCommand(program);
-registerEvalCommand(program);
-registerBenchCommand(program);
-registerDatasetCommands(program);
-registerStudyCommand(program);
-registerCapacityCommand(program);
-registerTrainCommands(program);
+const named = commandModules.filter((m) => m.commands.includes(process.argv[2] ?? ''));
+for (const module of named.length > 0 ? named : commandModules) (await module.load())(program);
 
 // `recite invert --json | head` closes the pipe early: that is the reader's choice, not an error.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {

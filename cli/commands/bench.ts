@@ -12,7 +12,7 @@ import { benchModelNames, graphBenchDefaults, runGraphBench } from '../../server
 import type { FairnessBenchResult } from '../../server/bench/fairness-bench.js';
 import { fairnessBenchDefaults, median, runFairnessBench } from '../../server/bench/fairness-bench.js';
 import { defaultRandomGpt2Dir } from '../../server/bench/random-gpt2.js';
-import { parseDeviceRequest } from '../../server/model/execution-provider.js';
+import { parseDeviceRequest } from '../../server/model/devices.js';
 import { printJsonLine } from '../json-events.js';
 
 interface BenchCommandOptions {

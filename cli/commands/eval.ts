@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { evaluateCases, parseEvalCases } from '../../server/engine/evaluate.js';
 import type { EvalCaseResult } from '../../server/engine/evaluate.js';
 import { resolveModelDir } from '../../server/model/builtin-models.js';
-import { parseDeviceRequest } from '../../server/model/execution-provider.js';
+import { parseDeviceRequest } from '../../server/model/devices.js';
 import { loadGpt2 } from '../../server/model/gpt2-session.js';
 import { printJsonLine } from '../json-events.js';
 

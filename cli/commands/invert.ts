@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { Status } from '../../sdk/index.js';
 import type { InvertOptions, ResultEvent } from '../../sdk/index.js';
 import { defaultModelName } from '../../server/model/builtin-models.js';
-import { describeProvider } from '../../server/model/execution-provider.js';
+import { describeProvider } from '../../server/model/devices.js';
 import { writeSafetensors } from '../../server/model/safetensors.js';
 import { openConnection, withServerOptions } from '../connection.js';
 import { describeError } from '../errors.js';

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { createSecureContext } from 'node:tls';
 import type { Command } from 'commander';
 import { defaultModelName, isBuiltinModel, resolveModelDir } from '../../server/model/builtin-models.js';
-import { describeProvider, deviceRequests, parseDeviceRequest } from '../../server/model/execution-provider.js';
+import { describeProvider, deviceRequests, parseDeviceRequest } from '../../server/model/devices.js';
 import { formatBytes, parseBytes } from '../../server/engine/run-cost.js';
 import { TokenTable } from '../../server/service/auth.js';
 import type { ModelSource } from '../../server/service/model-registry.js';

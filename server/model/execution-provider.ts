@@ -3,38 +3,23 @@ import fs from 'node:fs';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 
-/** What a caller may ask for. `auto` tries cuda, then webgpu, then cpu. */
-export type DeviceRequest = 'cpu' | 'webgpu' | 'cuda' | 'auto';
-/** A provider a session actually runs on. */
-export type ProviderName = Exclude<DeviceRequest, 'auto'>;
+import { ExecutionProviderError } from './devices.js';
+import type { DeviceRequest, ProviderFallback, ProviderName } from './devices.js';
 
-export const deviceRequests: readonly DeviceRequest[] = ['auto', 'cpu', 'webgpu', 'cuda'];
+// The names and their parsing live in devices.ts, which loads no onnxruntime (the CLI parses --device with it).
+export { deviceRequests, describeProvider, ExecutionProviderError, parseDeviceRequest } from './devices.js';
+export type { DeviceRequest, ProviderFallback, ProviderName } from './devices.js';
+
 const autoOrder: readonly ProviderName[] = ['cuda', 'webgpu', 'cpu'];
 
 // A provider that fails to load is reported through ExecutionProviderError and the fallbacks list; onnxruntime's
 // process-wide log would print the same failure again on stderr, on every `auto` start of a CPU-only machine.
 ort.env.logLevel = 'fatal';
 
-/** A provider that `auto` passed over, and why. */
-export interface ProviderFallback {
-  provider: ProviderName;
-  reason: string;
-}
-
-/** "cpu; skipped cuda: …; skipped webgpu: …": the provider a model runs on and each one `auto` passed over, why. */
-export function describeProvider(provider: string, fallbacks: readonly ProviderFallback[]): string {
-  return provider + fallbacks.map((f) => `; skipped ${f.provider}: ${f.reason}`).join('');
-}
-
 export interface OpenedSession {
   session: ort.InferenceSession;
   provider: ProviderName;
   fallbacks: ProviderFallback[];
-}
-
-/** Raised when the provider asked for explicitly cannot load, or when none can. */
-export class ExecutionProviderError extends Error {
-  override name = 'ExecutionProviderError';
 }
 
 const hints: Record<ProviderName, string> = {
@@ -43,12 +28,6 @@ const hints: Record<ProviderName, string> = {
   webgpu: 'the WebGPU execution provider needs a GPU adapter (through Vulkan on Linux: a GPU driver and libvulkan1)',
   cpu: 'the CPU execution provider is bundled with onnxruntime-node and should always load',
 };
-
-/** Parse a device name from a command line or a request. */
-export function parseDeviceRequest(value: string): DeviceRequest {
-  if ((deviceRequests as readonly string[]).includes(value)) return value as DeviceRequest;
-  throw new ExecutionProviderError(`device "${value}" is not one of ${deviceRequests.join(', ')}`);
-}
 
 /**
  * Open a session for `model` on the requested device. `externalDataDir` is the folder that the model's external
