@@ -123,10 +123,17 @@ async function study(file: string, flags: StudyFlags): Promise<number> {
     }
     const order = new Map(rows.map((r, i) => [r.id, i]));
     runs.sort((a, b) => labels.indexOf(a.setting) - labels.indexOf(b.setting) || a.seed - b.seed || order.get(a.id)! - order.get(b.id)!);
+    // Each run's parameterization and budget go in too (when the grid does not vary them), so that runs.csv alone
+    // says what was optimized and for how long (`recite study-report` reads them).
+    const paramOf = (setting: string) => valuesOf.get(setting)!['param'] ?? flags.param;
+    const budgetOf = new Map(planned.map((p) => [p.setting.label, p.maxIterations]));
+    const extraKeys = grid.keys.includes('param') ? [] : ['param'];
     fs.writeFileSync(path.join(outDir, 'runs.csv'), toCsv(
-      ['setting', ...grid.keys, 'seed', 'id', 'status', 'iterations_to_hit', 'iterations', 'best_nll', 'elapsed_ms', 'job_id'],
+      ['setting', ...grid.keys, 'seed', 'id', 'status', 'iterations_to_hit', 'iterations', 'best_nll', 'elapsed_ms', 'job_id',
+        ...extraKeys, 'max_iterations'],
       runs.map((r) => [r.setting, ...grid.keys.map((k) => valuesOf.get(r.setting)![k] ?? null), r.seed, r.id, r.status,
-        r.iterationsToHit, r.iterations, r.bestNll, round(r.elapsedMs, 3), r.jobId])));
+        r.iterationsToHit, r.iterations, r.bestNll, round(r.elapsedMs, 3), r.jobId,
+        ...(extraKeys.length > 0 ? [paramOf(r.setting)] : []), budgetOf.get(r.setting) ?? null])));
     fs.writeFileSync(path.join(outDir, 'summary.csv'), toCsv(
       ['setting', ...grid.keys, 'runs', 'hits', 'hit_rate', 'median_iterations_to_hit', 'p90_iterations_to_hit', 'median_hit_ms',
         'final_nll_mean', 'final_nll_sd'],

@@ -1,7 +1,7 @@
 // `recite corpus build` and `recite train`: rebuild the English corpus from its packages, and train (or resume)
 // a GPT-2 on it with the project's training graph, then export it as a Hugging Face folder.
 import type { Command } from 'commander';
-import { Option } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import fs from 'node:fs';
 import path from 'node:path';
 import { buildCorpus, heldOutSentences, shuffleWords } from '../../server/training/corpus.js';
@@ -33,13 +33,21 @@ export function registerTrainCommands(program: Command): void {
     });
 
   corpus.command('sentences')
-    .description('print held-out sentences (from the Brown validation documents, 8 to 30 words), one a line')
+    .description('print held-out sentences (from the Brown validation documents, 8 to 30 words unless told), one a line')
     .option('--count <n>', 'sentences', (v) => positiveInteger('--count', v), 200)
+    .option('--min-words <n>', 'the fewest words a sentence may have', (v) => positiveInteger('--min-words', v), 8)
+    .option('--max-words <n>', 'the most words a sentence may have', (v) => positiveInteger('--max-words', v), 30)
+    .option('--prose', 'whole sentences only, each once: ending in . ! or ?, no digits (no datelines or headlines)')
     .option('--shuffle-words <seed>', 'shuffle the words of each sentence, seeded (a baseline with the same words)',
       (v) => positiveInteger('--shuffle-words', v, 0))
     .option('--json', 'print one JSON object {text} per sentence')
-    .action((options: { count: number; shuffleWords?: number; json?: boolean }) => {
-      const sentences = heldOutSentences(options.count);
+    .action((options: { count: number; minWords: number; maxWords: number; prose?: boolean; shuffleWords?: number;
+      json?: boolean }) => {
+      if (options.maxWords < options.minWords) {
+        throw new InvalidArgumentError(`--max-words ${options.maxWords} is below --min-words ${options.minWords}`);
+      }
+      const sentences = heldOutSentences(options.count,
+        { minWords: options.minWords, maxWords: options.maxWords, proseOnly: options.prose === true });
       const out = options.shuffleWords === undefined ? sentences : sentences.map((s, i) => shuffleWords(s, options.shuffleWords! + i));
       if (options.json) for (const text of out) printJsonLine({ text });
       else process.stdout.write(`${out.join('\n')}\n`);

@@ -84,7 +84,7 @@ export const engineBenchDefaults: Readonly<Omit<EngineBenchOptions, 'cacheDir' |
   jobs: Object.freeze([1, 8, 64]),
   targetLengths: Object.freeze([10]),
   // About the same seconds per point on both: a 124M graph run takes 30x a tiny one.
-  iterations: Object.freeze({ tiny: 100, 'gpt2-random': 10 }),
+  iterations: Object.freeze({ tiny: 100, english: 30, 'gpt2-random': 10 }),
   maxBatch: 64, // rows per graph run: 64 jobs share every round
   maxActiveRuns: 64,
   repeats: 3,

@@ -63,14 +63,14 @@ function isComplete(dir: string, stamp: Stamp): boolean {
   }
 }
 
-/** The checkpoints a bench runs on: the tiny fixture, or the generated GPT-2-124M-shaped one. */
-export type BenchModelName = 'tiny' | 'gpt2-random';
-export const benchModelNames: readonly BenchModelName[] = Object.freeze(['tiny', 'gpt2-random']);
+/** The checkpoints a bench runs on: the built-in ones (tiny, english), or the generated GPT-2-124M-shaped one. */
+export type BenchModelName = 'tiny' | 'english' | 'gpt2-random';
+export const benchModelNames: readonly BenchModelName[] = Object.freeze(['tiny', 'english', 'gpt2-random']);
 
 /** Return the folder of a bench model, generating the random 124M checkpoint under `cacheDir` on first use. */
 export function benchModelDir(name: BenchModelName, cacheDir: string | undefined, onGenerate: (dir: string) => void):
   { dir: string; generated: boolean; generateSeconds: number } {
-  if (name === 'tiny') return { dir: resolveModelDir('tiny'), generated: false, generateSeconds: 0 };
+  if (name !== 'gpt2-random') return { dir: resolveModelDir(name), generated: false, generateSeconds: 0 };
   const ensured = ensureRandomGpt2(cacheDir ?? defaultRandomGpt2Dir(), randomGpt2Seed, onGenerate);
   return { dir: ensured.dir, generated: ensured.generated, generateSeconds: ensured.seconds };
 }

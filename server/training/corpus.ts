@@ -93,20 +93,38 @@ export function readCorpusManifest(dir: string): CorpusManifest {
   return JSON.parse(fs.readFileSync(path.join(dir, manifestFile), 'utf8')) as CorpusManifest;
 }
 
-/**
- * Return held-out sentences: the sentences of the Brown validation documents (the one source that marks them),
- * between `minWords` and `maxWords` words, in corpus order.
- */
-export function heldOutSentences(count: number, minWords = 8, maxWords = 30): string[] {
+/** Which held-out sentences to take. */
+export interface SentenceFilter {
+  minWords: number;
+  maxWords: number;
+  /**
+   * Only whole prose sentences, each once: ending in . ! or ? (a closing quote allowed), without digits. Brown's
+   * short lines are mostly datelines and headlines ("Miami, Fla., March 17"), repeated across articles.
+   */
+  proseOnly: boolean;
+}
+
+export const sentenceFilterDefaults: Readonly<SentenceFilter> = Object.freeze({ minWords: 8, maxWords: 30, proseOnly: false });
+
+/** Return held-out sentences: the sentences of the Brown validation documents (the one source that marks them) that
+ * pass the filter, in corpus order. */
+export function heldOutSentences(count: number, filter: Partial<SentenceFilter> = {}): string[] {
+  const { minWords, maxWords, proseOnly } = { ...sentenceFilterDefaults, ...filter };
   const brown = groupBySource(readCorpusDocuments(['brown'])).get('brown') ?? [];
+  const seen = new Set<string>();
   const sentences = brown.filter((_, index) => isValidationDocument(index))
     .flatMap((doc) => doc.sentences ?? [])
     .filter((s) => {
       const words = s.split(' ').length;
-      return words >= minWords && words <= maxWords;
+      if (words < minWords || words > maxWords) return false;
+      if (!proseOnly) return true;
+      if (!/^[A-Z"']/.test(s) || !/[.!?]["']?$/.test(s) || /\d/.test(s) || seen.has(s)) return false;
+      seen.add(s);
+      return true;
     });
   if (sentences.length < count) {
-    throw new Error(`held-out sentences: ${count} asked, the Brown validation documents hold ${sentences.length}`);
+    throw new Error(`held-out sentences: ${count} asked, the Brown validation documents hold ${sentences.length} ` +
+      `of ${minWords} to ${maxWords} words${proseOnly ? ' (prose only)' : ''}`);
   }
   return sentences.slice(0, count);
 }
