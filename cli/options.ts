@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import { InvalidArgumentError } from 'commander';
 import type { DecodeSettings, InitSettings, ParameterizationSettings } from '../server/engine/settings.js';
+import { integerRange, isIntegerIn } from '../server/util/numbers.js';
 
 /** Read the file a flag names; a file that cannot be read is an error naming the flag and the file. */
 export function readFlagFile(option: string, file: string): Buffer {
@@ -12,10 +13,12 @@ export function readFlagFile(option: string, file: string): Buffer {
   }
 }
 
-/** Parse an integer ≥ min. */
-export function positiveInteger(option: string, value: string, min = 1): number {
+/** Parse an integer in [min, max] (by default ≥ 1). */
+export function positiveInteger(option: string, value: string, min = 1, max = Number.POSITIVE_INFINITY): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${option} ${value}: expected an integer ≥ ${min}`);
+  if (value.trim() === '' || !isIntegerIn(n, min, max)) {
+    throw new InvalidArgumentError(`${option} ${value}: expected ${integerRange(min, max)}`);
+  }
   return n;
 }
 
@@ -29,7 +32,7 @@ export function positiveNumber(option: string, value: string): number {
 /** Parse "1,2,3" into token ids. */
 export function parseIdList(option: string, value: string): number[] {
   const ids = value.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
-  if (ids.length === 0 || !ids.every((id) => Number.isInteger(id) && id >= 0)) {
+  if (ids.length === 0 || !ids.every((id) => isIntegerIn(id, 0))) {
     throw new InvalidArgumentError(`${option} ${value}: expected comma-separated token ids`);
   }
   return ids;

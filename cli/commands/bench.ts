@@ -14,6 +14,7 @@ import { fairnessBenchDefaults, median, runFairnessBench } from '../../server/be
 import { defaultRandomGpt2Dir } from '../../server/bench/random-gpt2.js';
 import { parseDeviceRequest } from '../../server/model/devices.js';
 import { printJsonLine } from '../json-events.js';
+import { positiveInteger } from '../options.js';
 
 interface BenchCommandOptions {
   device: string;
@@ -329,21 +330,11 @@ function parseModels(value: string): BenchModelName[] {
 }
 
 function parseIntegers(flag: string): (value: string) => number[] {
-  return (value) => splitList(value).map((item) => {
-    const n = Number(item);
-    if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${flag}: "${item}" is not an integer ≥ 1.`);
-    return n;
-  });
+  return (value) => splitList(value).map((item) => positiveInteger(flag, item));
 }
 
 function parsePositiveInteger(flag: string): (value: string) => number {
-  return (value) => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isSafeInteger(n) || n < 1) {
-      throw new InvalidArgumentError(`${flag}: "${value}" is not an integer ≥ 1.`);
-    }
-    return n;
-  };
+  return (value) => positiveInteger(flag, value);
 }
 
 function parseNumber(flag: string): (value: string) => number {

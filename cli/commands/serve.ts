@@ -106,7 +106,7 @@ export function registerServeCommand(program: Command): void {
         if (!fs.existsSync(source.dir)) throw new Error(`--model ${value}: the folder ${source.dir} does not exist`);
         return source;
       });
-      const port = portNumber(options.port);
+      const port = positiveInteger('--port', options.port, 0, 65535);
       const settings = {
         models,
         device: parseDevice(options.device),
@@ -166,15 +166,6 @@ export function registerServeCommand(program: Command): void {
         process.stdout.write(`recite serve: model ${m.name} ready on ${describeProvider(m.model.provider, m.model.fallbacks)}\n`);
       }
     });
-}
-
-/** Parse --port: a TCP port, 0 for any free one. */
-function portNumber(value: string): number {
-  const port = Number(value);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new Error(`--port ${value}: expected an integer from 0 to 65535 (0: any free port)`);
-  }
-  return port;
 }
 
 /** Parse --device, naming the flag in the error. */

@@ -29,6 +29,7 @@ import type { HostInfo } from './host-info.js';
 import { describeHost } from './host-info.js';
 import type { BenchModelName } from './random-gpt2.js';
 import { benchModelDir, benchModelNames, randomGpt2Seed } from './random-gpt2.js';
+import { firstIntegerProblem, integerProblem } from '../util/numbers.js';
 
 /** Run N jobs together through one batcher, or one after another. */
 export type EngineBenchMode = 'batched' | 'sequential';
@@ -111,8 +112,8 @@ export function makeEngineBenchOptions(request: EngineBenchRequest = {}): Engine
   };
   const positiveIntegers = (field: string, values: readonly number[]): void => {
     if (values.length === 0) throw new EngineBenchOptionsError(`${field}: empty; give at least one value`);
-    const bad = values.find((v) => !Number.isSafeInteger(v) || v < 1);
-    if (bad !== undefined) throw new EngineBenchOptionsError(`${field}: ${bad} is not an integer ≥ 1`);
+    const problem = firstIntegerProblem(values, 1);
+    if (problem) throw new EngineBenchOptionsError(`${field}: ${problem}`);
   };
   positiveIntegers('jobs', options.jobs);
   positiveIntegers('targetLengths', options.targetLengths);
@@ -120,9 +121,8 @@ export function makeEngineBenchOptions(request: EngineBenchRequest = {}): Engine
   positiveIntegers('maxActiveRuns', [options.maxActiveRuns]);
   positiveIntegers('repeats', [options.repeats]);
   for (const name of benchModelNames) positiveIntegers(`iterations.${name}`, [options.iterations[name]]);
-  if (!Number.isSafeInteger(options.seed) || options.seed < 0 || options.seed > 2 ** 32 - 1) {
-    throw new EngineBenchOptionsError(`seed: ${options.seed} is not an integer in [0, 2^32 - 1]`);
-  }
+  const seedProblem = integerProblem(options.seed, 0, 2 ** 32 - 1);
+  if (seedProblem) throw new EngineBenchOptionsError(`seed: ${seedProblem}`);
   if (options.models.length === 0) throw new EngineBenchOptionsError('models: empty; give at least one model');
   const unknown = options.models.find((m) => !benchModelNames.includes(m));
   if (unknown !== undefined) {

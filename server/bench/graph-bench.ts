@@ -20,6 +20,7 @@ import { describeHost } from './host-info.js';
 import { createSeededRandom, deriveSeed } from '../util/seeded-random.js';
 import type { ProbeOptions, RunTimes, TimingOptions } from './timing.js';
 import { timeInterleaved } from './timing.js';
+import { firstIntegerProblem } from '../util/numbers.js';
 
 /** Name a model the bench can time: the tiny fixture, or the generated GPT-2 124M shape with random weights. */
 export type { BenchModelName } from './random-gpt2.js';
@@ -85,8 +86,8 @@ export function makeGraphBenchOptions(partial: Partial<GraphBenchOptions> = {}):
   const options: GraphBenchOptions = { ...graphBenchDefaults, ...partial };
   const positiveIntegers = (field: string, values: readonly number[]): void => {
     if (values.length === 0) throw new GraphBenchOptionsError(`${field}: empty; give at least one value`);
-    const bad = values.find((v) => !Number.isSafeInteger(v) || v < 1);
-    if (bad !== undefined) throw new GraphBenchOptionsError(`${field}: ${bad} is not an integer ≥ 1`);
+    const problem = firstIntegerProblem(values, 1);
+    if (problem) throw new GraphBenchOptionsError(`${field}: ${problem}`);
   };
   const nonNegative = (field: string, value: number): void => {
     if (!Number.isFinite(value) || value < 0) throw new GraphBenchOptionsError(`${field}: ${value} is not a number ≥ 0`);

@@ -17,6 +17,7 @@ import { validateRequest } from '../service/validation.js';
 import type { JobListFeed, JobListReader } from './job-list-feed.js';
 import { jobSummaryJson } from './job-summary.js';
 import { unknownIn } from '../service/request-decoding.js';
+import { integerProblem } from '../util/numbers.js';
 
 export interface SessionOptions {
   /** Bytes a socket may have waiting to be sent before its live progress is held back and merged. */
@@ -335,11 +336,9 @@ function jobIdOf(message: Record<string, unknown>): string {
 
 function afterSequenceOf(message: Record<string, unknown>): number {
   const after = message.afterSequence ?? 0;
-  if (typeof after !== 'number' || !Number.isInteger(after) || after < 0 || after > 0xffffffff) {
-    throw new ConnectError(`afterSequence: ${JSON.stringify(after)} is not an integer in [0, 4294967295]`,
-      Code.InvalidArgument);
-  }
-  return after;
+  const problem = integerProblem(after, 0, 0xffffffff);
+  if (problem) throw new ConnectError(`afterSequence: ${problem}`, Code.InvalidArgument);
+  return after as number;
 }
 
 function specOf(value: unknown): JobSpec {

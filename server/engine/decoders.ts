@@ -3,6 +3,7 @@
 // the end-of-text token is removed from the candidates at every step, and beams start from the one prompt.
 //
 // P = prompt vectors, C = channels, V = vocab, K = beams
+import { integerProblem } from '../util/numbers.js';
 
 /** The one thing decoding needs from the model: next-token log-probabilities for rows of equal length. */
 export interface NextTokenModel {
@@ -81,7 +82,8 @@ export async function beamDecode(model: NextTokenModel, prompt: Float32Array, pr
 export async function beamDecodeMany(model: NextTokenModel, requests: readonly (DecodeRequest & { beams: number })[],
   options: DecodeOptions = decodeDefaults): Promise<BeamResult[]> {
   for (const r of requests) {
-    if (!Number.isInteger(r.beams) || r.beams < 1) throw new RangeError(`beams: ${r.beams} is not an integer ≥ 1`);
+    const problem = integerProblem(r.beams, 1);
+    if (problem) throw new RangeError(`beams: ${problem}`);
   }
   const beams = requests.map(() => [{ ids: [] as number[], logprob: 0 }]);
   for (const group of byPromptVectors(requests)) {

@@ -12,6 +12,7 @@ import type { CheckedSettings, InversionSettings } from './settings.js';
 import { SettingsError } from './settings.js';
 import { formatBytes, promptVectorsOf, runBytes } from './run-cost.js';
 import { mixSeeds } from '../util/seeded-random.js';
+import { tokenIdProblem } from '../util/numbers.js';
 
 export interface InversionEngineOptions {
   /** Rows per graph run. */
@@ -318,9 +319,8 @@ export class InversionEngine {
     const { vocabSize: V, nPositions } = this.model.checkpoint.config;
     if (targetIds.length === 0) throw new SettingsError('target', 'empty; at least 1 token is needed');
     targetIds.forEach((id, t) => {
-      if (!Number.isInteger(id) || id < 0 || id >= V) {
-        throw new SettingsError(`target_ids[${t}]`, `${id} is outside the vocabulary 0..${V - 1}`);
-      }
+      const problem = tokenIdProblem(id, V);
+      if (problem) throw new SettingsError(`target_ids[${t}]`, problem);
     });
     const p = settings.parameterization;
     const P = p.kind === 'full' ? p.promptVectors ?? targetIds.length : 1;

@@ -7,6 +7,7 @@
 // That is PyTorch's order (optimizer.step(), then scheduler.step(metric)).
 
 import { checkNonNegative, mergeOptions } from '../util/options.js';
+import { integerProblem } from '../util/numbers.js';
 /** Name a schedule by what the job settings call it. */
 export type LrScheduleKind = 'constant' | 'cosine' | 'plateau';
 
@@ -74,9 +75,8 @@ export const lrScheduleDefaults: Readonly<LrScheduleOptions> = Object.freeze({
 
 
 function checkCount(op: string, name: string, value: number, least: number): void {
-  if (!Number.isInteger(value) || value < least) {
-    throw new RangeError(`${op}: ${name} is ${value}; it must be an integer >= ${least}`);
-  }
+  const problem = integerProblem(value, least);
+  if (problem) throw new RangeError(`${op}: ${name} ${problem}`);
 }
 
 /** Merge partial cosine options over the defaults; totalIterations must be given (≥ 1). */

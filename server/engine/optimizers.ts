@@ -21,6 +21,7 @@
 // hand-checkable runs and checkpoint/resume bit-identity, not long runs.
 
 import { checkNonNegative, mergeOptions } from '../util/options.js';
+import { integerProblem } from '../util/numbers.js';
 
 /** Name an optimizer by what the job settings call it. */
 export type OptimizerKind = 'rmsprop' | 'adam' | 'sgd';
@@ -495,9 +496,8 @@ function checkSnapshot<K extends OptimizerKind>(
   snapshot: OptimizerSnapshot<ArrayLike<number>>,
 ): asserts snapshot is Extract<OptimizerSnapshot<ArrayLike<number>>, { kind: K }> {
   if (snapshot.kind !== kind) throw new Error(`importState: snapshot is for ${snapshot.kind}; this optimizer is ${kind}`);
-  if (!Number.isInteger(snapshot.step) || snapshot.step < 0) {
-    throw new RangeError(`importState: step is ${snapshot.step}; it must be an integer >= 0`);
-  }
+  const problem = integerProblem(snapshot.step, 0);
+  if (problem) throw new RangeError(`importState: step ${problem}`);
 }
 
 /** Copy a snapshot buffer into a state buffer, both present or both absent, of equal length. */
@@ -515,7 +515,8 @@ function importBuffer(label: string, source: ArrayLike<number> | null, target: F
 }
 
 function checkSize(size: number): void {
-  if (!Number.isInteger(size) || size < 0) throw new RangeError(`createOptimizer: size is ${size}; it must be an integer >= 0`);
+  const problem = integerProblem(size, 0);
+  if (problem) throw new RangeError(`createOptimizer: size ${problem}`);
 }
 
 function createRmsprop(size: number, partial: Partial<RmspropOptions>): Optimizer<'rmsprop'> {

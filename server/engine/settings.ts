@@ -2,6 +2,7 @@
 // starts. The result echoes them back in full so a run can be reproduced.
 import type { OptimizerKind } from './optimizers.js';
 import type { LrScheduleKind } from './lr-schedule.js';
+import { integerProblem } from '../util/numbers.js';
 
 /** How the soft prompt is parameterized. */
 export type ParameterizationSettings =
@@ -128,9 +129,8 @@ export function storedInversionSettings(partial: Partial<InversionSettings>): Ch
 export function makeInversionSettings(partial: Partial<InversionSettings>, limits: InversionLimits): CheckedSettings {
   const s = mergeOverDefaults(partial);
   const integer = (field: string, value: number, min: number, max: number) => {
-    if (!Number.isInteger(value) || value < min || value > max) {
-      throw new SettingsError(field, `${value} is not an integer in [${min}, ${max}]`);
-    }
+    const problem = integerProblem(value, min, max);
+    if (problem) throw new SettingsError(field, problem);
   };
   const positive = (field: string, value: number) => {
     if (!Number.isFinite(value) || value <= 0) throw new SettingsError(field, `${value} is not a finite number > 0`);

@@ -8,6 +8,7 @@ import { loadCheckpoint } from './checkpoint.js';
 import { openSession } from './execution-provider.js';
 import type { DeviceRequest, ProviderFallback, ProviderName } from './execution-provider.js';
 import { buildDecodeGraph, buildGradientGraph, causalMaskValue, decodeGraphIo, gradientGraphIo } from './gpt2-graph.js';
+import { integerProblem, tokenIdProblem } from '../util/numbers.js';
 
 /** One graph run's worth of jobs: B prompts of P vectors each and B targets of any lengths ≥ 1. */
 export interface GradientBatch {
@@ -154,7 +155,8 @@ function checkBatch(checkpoint: Checkpoint, promptLength: number, B: number, P: 
   field: string): void {
   const { nEmbd: C, nPositions } = checkpoint.config;
   if (B < 1) throw new ModelInputError(`${field}: a batch needs at least 1 row, got 0`);
-  if (!Number.isInteger(P) || P < 1) throw new ModelInputError(`prompt vectors: ${P} is not an integer ≥ 1`);
+  const problem = integerProblem(P, 1);
+  if (problem) throw new ModelInputError(`prompt vectors: ${problem}`);
   if (promptLength !== B * P * C) {
     throw new ModelInputError(`prompt: ${promptLength} floats for B=${B}, P=${P}, C=${C}; expected ${B * P * C}`);
   }
@@ -170,9 +172,8 @@ function checkBatch(checkpoint: Checkpoint, promptLength: number, B: number, P: 
 function checkTokenIds(checkpoint: Checkpoint, ids: readonly number[], field: string): void {
   const V = checkpoint.config.vocabSize;
   ids.forEach((id, t) => {
-    if (!Number.isInteger(id) || id < 0 || id >= V) {
-      throw new ModelInputError(`${field}[${t}]: token id ${id} is outside the vocabulary 0..${V - 1}`);
-    }
+    const problem = tokenIdProblem(id, V);
+    if (problem) throw new ModelInputError(`${field}[${t}]: token id ${problem}`);
   });
 }
 

@@ -7,6 +7,7 @@
 // lines (several tokens) takes the options of all of them; giving one limit two different values is an error.
 // Limits not given come from the server's defaults (`recite serve --max-queue`, `--max-queued`).
 import { parseBytes } from '../engine/run-cost.js';
+import { integerRange, isIntegerIn } from '../util/numbers.js';
 
 /** One client's own settings from the tokens file. */
 export interface ClientPolicy {
@@ -36,8 +37,8 @@ export function parseClientOptions(fields: readonly string[], where: string): Cl
     const value = field.slice(at + 1);
     if (at > 0 && key === 'max-jobs') {
       const n = Number(value);
-      if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1) {
-        throw new Error(`${where}: max-jobs=${value} is not an integer ≥ 1`);
+      if (!/^\d+$/.test(value) || !isIntegerIn(n, 1, Number.MAX_SAFE_INTEGER)) {
+        throw new Error(`${where}: max-jobs=${value} is not ${integerRange(1)}`);
       }
       policy.maxJobs = n;
     } else if (at > 0 && key === 'max-queued') {

@@ -26,6 +26,7 @@ import {
 } from './proto-convert.js';
 import { EventSubscriber } from './event-subscriber.js';
 import { settingsFieldPath } from './validation.js';
+import { tokenIdProblem } from '../util/numbers.js';
 
 export interface JobHubOptions {
   /**
@@ -707,10 +708,8 @@ export class JobHub {
     if (spec.target.case === 'text') return encode(spec.target.value);
     const ids = spec.target.value?.ids ?? [];
     ids.forEach((id, i) => {
-      if (id >= vocabSize) {
-        throw new ConnectError(`spec.target_ids.ids[${i}]: ${id} is outside the vocabulary 0..${vocabSize - 1}`,
-          Code.InvalidArgument);
-      }
+      const problem = tokenIdProblem(id, vocabSize);
+      if (problem) throw new ConnectError(`spec.target_ids.ids[${i}]: ${problem}`, Code.InvalidArgument);
     });
     return [...ids];
   }

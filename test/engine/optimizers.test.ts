@@ -411,7 +411,7 @@ describe('checkpoint and resume', () => {
     expect(() => createOptimizer('adam', 3, { amsgrad: true }).importState(createOptimizer('adam', 3).exportState())).toThrow(
       /maxExpAvgSq is missing/,
     );
-    expect(() => rmsprop.importState({ ...rmsprop.exportState(), step: -1 })).toThrow(/step is -1/);
+    expect(() => rmsprop.importState({ ...rmsprop.exportState(), step: -1 })).toThrow(/step -1 is not an integer ≥ 0/);
   });
 });
 
@@ -423,7 +423,7 @@ describe('errors', () => {
     expect(() => createOptimizer('sgd', 3, { momentum: 0.9, dampening: 0.1, nesterov: true })).toThrow(/dampening 0/);
     expect(() => createOptimizer('adam', 3, { momentum: 0.9 } as Partial<AdamOptions>)).toThrow(/unknown option momentum/);
     expect(() => createOptimizer('lbfgs' as OptimizerKind, 3)).toThrow(/kind is lbfgs/);
-    expect(() => createOptimizer('adam', 2.5)).toThrow(/size is 2.5/);
+    expect(() => createOptimizer('adam', 2.5)).toThrow(/size 2.5 is not an integer ≥ 0/);
   });
 
   it('checks lengths and the per-step lr', () => {

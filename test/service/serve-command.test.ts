@@ -62,8 +62,8 @@ describe('recite serve', () => {
 
   it('refuses a bad --port, --device, --cors-origin, --host or missing model folder before any model loads', async () => {
     const cases: [string[], RegExp][] = [
-      [['--port', 'abc'], /^recite: --port abc: expected an integer from 0 to 65535/m],
-      [['--port', '70000'], /^recite: --port 70000: expected an integer from 0 to 65535/m],
+      [['--port', 'abc'], /^recite: --port abc: expected an integer in \[0, 65535\]/m],
+      [['--port', '70000'], /^recite: --port 70000: expected an integer in \[0, 65535\]/m],
       [['--device', 'gpu'], /^recite: --device gpu: expected one of auto, cpu, webgpu, cuda/m],
       [['--cors-origin', 'https://app.example.com/'], /^recite: --cors-origin https:\/\/app\.example\.com\/: expected an origin .*here https:\/\/app\.example\.com\)/m],
       [['--host', '192.0.2.1'], /^recite: --host 192\.0\.2\.1: not an address of this machine/m],
