@@ -132,7 +132,7 @@ export async function startInProcessServer(model: string, device: string, dbPath
   // The server (onnxruntime, SQLite, the dashboard) loads only when a command runs one here: a command with --server
   // starts as a client alone.
   const [{ createReciteServer }, { parseModelSource }, { default: pino }] = await Promise.all([
-    import('../server/service/server.js'), import('./commands/serve.js'), import('pino')]);
+    import('../server/app.js'), import('./commands/serve.js'), import('pino')]);
   const source = parseModelSource(model);
   const server = createReciteServer({
     models: [source],

@@ -10,7 +10,7 @@ import { describeProvider, deviceRequests, parseDeviceRequest } from '../../serv
 import { formatBytes, parseBytes } from '../../server/engine/run-cost.js';
 import { TokenTable } from '../../server/service/auth.js';
 import type { ModelSource } from '../../server/service/model-registry.js';
-import { createReciteServer, reciteServerDefaults } from '../../server/service/server.js';
+import { createReciteServer, reciteServerDefaults } from '../../server/app.js';
 import { connectionLimitsDefaults } from '../../server/service/connection-guard.js';
 import { parseCorsOrigin } from '../../server/service/cors.js';
 import { positiveInteger, readFlagFile } from '../options.js';

@@ -15,7 +15,7 @@ import type { InvertOptions } from '../../sdk/job-settings.js';
 import { resolveModelDir } from '../model/builtin-models.js';
 import type { DeviceRequest } from '../model/execution-provider.js';
 import { TokenTable } from '../service/auth.js';
-import { createReciteServer } from '../service/server.js';
+import { createReciteServer } from '../app.js';
 import type { HostInfo } from './host-info.js';
 import { describeHost } from './host-info.js';
 

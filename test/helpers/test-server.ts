@@ -6,8 +6,8 @@ import path from 'node:path';
 import pino from 'pino';
 import { resolveModelDir } from '../../server/model/builtin-models.js';
 import { TokenTable } from '../../server/service/auth.js';
-import type { ReciteServer, ReciteServerOptions } from '../../server/service/server.js';
-import { createReciteServer } from '../../server/service/server.js';
+import type { ReciteServer, ReciteServerOptions } from '../../server/app.js';
+import { createReciteServer } from '../../server/app.js';
 
 export const aliceToken = 'alice-token-0123456789abcdef';
 export const bobToken = 'bob-token-0123456789abcdef00';

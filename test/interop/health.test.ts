@@ -11,8 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadEngineModel } from '../../server/engine/engine-model.js';
 import { resolveModelDir } from '../../server/model/builtin-models.js';
 import { TokenTable } from '../../server/service/auth.js';
-import type { ReciteServer } from '../../server/service/server.js';
-import { createReciteServer } from '../../server/service/server.js';
+import type { ReciteServer } from '../../server/app.js';
+import { createReciteServer } from '../../server/app.js';
 import { aliceToken } from '../helpers/test-server.js';
 
 // Every service the server mounts (reflection lists the same, test/interop/reflection.test.ts)

@@ -1,3 +1,6 @@
+// The composition root: builds the job store, the model registry, the job hub, the API services, the data sets and
+// the dashboard, and serves them on one port. Nothing in server/ below it imports it (test/architecture/layers.test.ts).
+//
 // The recite server: one port for gRPC (HTTP/2), Connect and gRPC-Web (HTTP/1.1 or HTTP/2), Prometheus metrics
 // and plain HTTP pages. A cleartext port cannot negotiate HTTP/2 by ALPN, so each connection's first bytes decide:
 // the HTTP/2 preface goes to the HTTP/2 server, anything else to the HTTP/1.1 server (browsers, WebSockets). With
@@ -12,30 +15,30 @@ import type { ConnectRouter } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import pino from 'pino';
 import type { Logger } from 'pino';
-import type { InversionLimits } from '../engine/settings.js';
-import { inversionLimits } from '../engine/settings.js';
-import type { DeviceRequest } from '../model/execution-provider.js';
-import type { Dashboard, DashboardOptions } from '../dashboard/dashboard.js';
-import { createDashboard } from '../dashboard/dashboard.js';
-import { JobStore } from '../store/job-store.js';
-import { createDatasets } from '../datasets/index.js';
-import { DatasetService } from '../../sdk/gen/recite/v1/dataset_pb.js';
-import { Health } from '../../sdk/gen/health/v1/health_pb.js';
-import { ReciteService } from '../../sdk/gen/recite/v1/recite_pb.js';
-import type { TokenTable } from './auth.js';
-import { createAuthInterceptor } from './auth.js';
-import type { ConnectionLimits } from './connection-guard.js';
-import { ConnectionGuard, connectionLimitsDefaults, refuseEarly } from './connection-guard.js';
-import { createCorsHandler } from './cors.js';
-import { HealthServiceImpl } from './health-service.js';
-import { JobHub, jobHubDefaults } from './job-hub.js';
-import { inversionEngineDefaults } from '../engine/inversion-engine.js';
-import { createServiceMetrics } from './metrics.js';
-import type { ModelSource } from './model-registry.js';
-import { ModelRegistry } from './model-registry.js';
-import { ReciteServiceImpl } from './recite-service.js';
-import { serveReflection } from './reflection-service.js';
-import { checkBinaryBodies, logErrors, rejectMalformed, strictJsonOptions } from './request-decoding.js';
+import type { InversionLimits } from './engine/settings.js';
+import { inversionLimits } from './engine/settings.js';
+import type { DeviceRequest } from './model/execution-provider.js';
+import type { Dashboard, DashboardOptions } from './dashboard/dashboard.js';
+import { createDashboard } from './dashboard/dashboard.js';
+import { JobStore } from './store/job-store.js';
+import { createDatasets } from './datasets/index.js';
+import { DatasetService } from '../sdk/gen/recite/v1/dataset_pb.js';
+import { Health } from '../sdk/gen/health/v1/health_pb.js';
+import { ReciteService } from '../sdk/gen/recite/v1/recite_pb.js';
+import type { TokenTable } from './service/auth.js';
+import { createAuthInterceptor } from './service/auth.js';
+import type { ConnectionLimits } from './service/connection-guard.js';
+import { ConnectionGuard, connectionLimitsDefaults, refuseEarly } from './service/connection-guard.js';
+import { createCorsHandler } from './service/cors.js';
+import { HealthServiceImpl } from './service/health-service.js';
+import { JobHub, jobHubDefaults } from './service/job-hub.js';
+import { inversionEngineDefaults } from './engine/inversion-engine.js';
+import { createServiceMetrics } from './service/metrics.js';
+import type { ModelSource } from './service/model-registry.js';
+import { ModelRegistry } from './service/model-registry.js';
+import { ReciteServiceImpl } from './service/recite-service.js';
+import { serveReflection } from './service/reflection-service.js';
+import { checkBinaryBodies, logErrors, rejectMalformed, strictJsonOptions } from './service/request-decoding.js';
 
 export interface ReciteServerOptions {
   models: ModelSource[];
