@@ -261,20 +261,31 @@ interface EncodedSnapshot {
   elapsedMs: number;
 }
 
+// The format is versioned so that a server reads the checkpoints of the versions before it (a job stored by an older
+// server resumes after an upgrade; test/storage/stored-formats.test.ts resumes a database made on 2026-11-30):
+// version 1 was the bare list of [restart, snapshot] pairs; version 2 wraps the same list as { version, runs }.
+// A change to what a snapshot holds bumps the version and reads the older ones.
+export const snapshotFormatVersion = 2;
+
 /** Serialize the running restarts' snapshots of one job, by restart index. */
 export function encodeSnapshots(snapshots: ReadonlyMap<number, RunSnapshot>): Uint8Array {
-  const entries = [...snapshots].map(([restart, s]) => [restart, {
+  const runs = [...snapshots].map(([restart, s]) => [restart, {
     ...s,
     theta: floatsToBase64(s.theta),
     optimizer: JSON.parse(JSON.stringify(s.optimizer, typedArraysAsBase64)),
     best: { ...s.best, nll: Number.isFinite(s.best.nll) ? s.best.nll : String(s.best.nll), theta: floatsToBase64(s.best.theta) },
   } satisfies EncodedSnapshot]);
-  return new TextEncoder().encode(JSON.stringify(entries));
+  return new TextEncoder().encode(JSON.stringify({ version: snapshotFormatVersion, runs }));
 }
 
-/** Read what encodeSnapshots wrote. */
+/** Read what encodeSnapshots wrote, in this version's format or an earlier one. */
 export function decodeSnapshots(bytes: Uint8Array): Map<number, RunSnapshot> {
-  const entries = JSON.parse(new TextDecoder().decode(bytes)) as [number, EncodedSnapshot][];
+  const stored = JSON.parse(new TextDecoder().decode(bytes)) as [number, EncodedSnapshot][] | { version: number; runs: [number, EncodedSnapshot][] };
+  const version = Array.isArray(stored) ? 1 : stored.version;
+  if (version > snapshotFormatVersion || !Number.isInteger(version) || version < 1) {
+    throw new Error(`checkpoint format version ${String(version)}: this server reads versions 1 to ${snapshotFormatVersion}`);
+  }
+  const entries = Array.isArray(stored) ? stored : stored.runs;
   return new Map(entries.map(([restart, s]) => [restart, {
     ...s,
     theta: base64ToFloats(s.theta),
