@@ -3,15 +3,20 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import type { InvertOptions } from '../sdk/index.js';
+import { lrScheduleKinds } from '../server/engine/lr-schedule.js';
+import type { LrScheduleKind } from '../server/engine/lr-schedule.js';
+import { optimizerKinds } from '../server/engine/optimizers.js';
+import type { OptimizerKind } from '../server/engine/optimizers.js';
+import { inversionDefaults } from '../server/engine/settings.js';
 import { parseDecode, parseInit, parseParameterization, positiveInteger, positiveNumber } from './options.js';
 
 /** The settings flags as commander hands them over. */
 export interface SettingsFlags {
   param: string;
   init: string;
-  optimizer: 'rmsprop' | 'adam' | 'sgd';
+  optimizer: OptimizerKind;
   lr?: string;
-  schedule: 'constant' | 'cosine' | 'plateau';
+  schedule: LrScheduleKind;
   lrRelative?: boolean;
   maxIters: string;
   patience: string;
@@ -23,22 +28,26 @@ export interface SettingsFlags {
   reportEvery: string;
 }
 
-/** Add invert's settings flags to `command`, with `defaults` for the ones a many-job command sets otherwise. */
+/**
+ * Add invert's settings flags to `command`, with `defaults` for the ones a many-job command sets otherwise. Choices
+ * and defaults are the engine's (server/engine/settings.ts); `recite study`'s grid keys are these flags' names.
+ */
 export function addSettingsOptions(command: Command, defaults: { param?: string; reportEvery?: string } = {}): Command {
+  const engine = inversionDefaults;
   return command
-    .option('--param <kind>', 'flat | full[:P] | projected:K[:random|pca]', defaults.param ?? 'full')
-    .option('--init <kind>', 'random[:STD] | zeros | mean | text:TEXT', 'random')
-    .addOption(new Option('--optimizer <name>', 'optimizer').choices(['rmsprop', 'adam', 'sgd']).default('rmsprop'))
-    .option('--lr <x>', 'learning rate (default 0.1)')
-    .addOption(new Option('--schedule <name>', 'lr schedule').choices(['constant', 'cosine', 'plateau']).default('constant'))
+    .option('--param <kind>', 'flat | full[:P] | projected:K[:random|pca]', defaults.param ?? engine.parameterization.kind)
+    .option('--init <kind>', 'random[:STD] | zeros | mean | text:TEXT', engine.init.kind)
+    .addOption(new Option('--optimizer <name>', 'optimizer').choices(optimizerKinds).default(engine.optimizer))
+    .option('--lr <x>', `learning rate (default ${engine.lr})`)
+    .addOption(new Option('--schedule <name>', 'lr schedule').choices(lrScheduleKinds).default(engine.schedule))
     .option('--lr-relative', 'scale the lr by the mean token-embedding norm')
-    .option('--max-iters <n>', 'iterations per restart', '1000')
-    .option('--patience <n>', 'stop after N iterations without a better NLL (0: off)', '0')
-    .option('--nll-threshold <x>', 'stop once the summed NLL is at or below X (0: off)', '0')
+    .option('--max-iters <n>', 'iterations per restart', String(engine.maxIterations))
+    .option('--patience <n>', 'stop after N iterations without a better NLL (0: off)', String(engine.patience))
+    .option('--nll-threshold <x>', 'stop once the summed NLL is at or below X (0: off)', String(engine.nllThreshold))
     .option('--curriculum', 'optimize a growing prefix of the target')
     .option('--decode <kind>', 'hit check: greedy | beam:N[:EVERY]', 'greedy')
-    .option('--restarts <n>', 'independent seeds per job; the best is the result', '1')
-    .option('--seed <s>', 'seed of the first restart', '0')
+    .option('--restarts <n>', 'independent seeds per job; the best is the result', String(engine.restarts))
+    .option('--seed <s>', 'seed of the first restart', String(engine.seed))
     .option('--report-every <k>', 'store every k-th iteration\'s progress', defaults.reportEvery ?? '10');
 }
 

@@ -1,5 +1,7 @@
 // Study grids: "optimizer=rmsprop,adam lr=0.03,0.1,0.3 param=flat,full seeds=5" is the cross product of the
 // listed values of each settings flag (in the order written), each run with every seed.
+import { Command } from 'commander';
+import { addSettingsOptions } from '../settings-options.js';
 import type { SettingsFlags } from '../settings-options.js';
 
 /** One point of the grid: the flags it sets and its label ("optimizer=adam lr=0.1 param=flat"). */
@@ -23,23 +25,12 @@ export class GridError extends Error {
   override name = 'GridError';
 }
 
-// Grid keys are the settings flags without their dashes.
-const flagOf: Record<string, keyof SettingsFlags> = {
-  param: 'param',
-  init: 'init',
-  optimizer: 'optimizer',
-  lr: 'lr',
-  schedule: 'schedule',
-  'lr-relative': 'lrRelative',
-  'max-iters': 'maxIters',
-  patience: 'patience',
-  'nll-threshold': 'nllThreshold',
-  curriculum: 'curriculum',
-  decode: 'decode',
-  restarts: 'restarts',
-  'report-every': 'reportEvery',
-};
-const booleanKeys = new Set(['lr-relative', 'curriculum']);
+// Grid keys are the settings flags without their dashes, read from the flags themselves (settings-options.ts), so a
+// setting added there is a grid key too; `seed` is the grid's own (a list of seeds).
+const settingsFlags = addSettingsOptions(new Command()).options.filter((o) => o.long !== '--seed');
+const flagOf: Record<string, keyof SettingsFlags> = Object.fromEntries(
+  settingsFlags.map((o) => [o.long!.slice(2), o.attributeName() as keyof SettingsFlags]));
+const booleanKeys = new Set(settingsFlags.filter((o) => o.isBoolean()).map((o) => o.long!.slice(2)));
 
 /** Parse a grid; `seeds=N` runs seeds firstSeed … firstSeed+N−1, `seed=A,B,…` the seeds listed (default: firstSeed). */
 export function parseGrid(spec: string, firstSeed = 0): Grid {

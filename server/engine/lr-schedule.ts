@@ -8,8 +8,10 @@
 
 import { checkNonNegative, mergeOptions } from '../util/options.js';
 import { integerProblem } from '../util/numbers.js';
-/** Name a schedule by what the job settings call it. */
-export type LrScheduleKind = 'constant' | 'cosine' | 'plateau';
+
+/** The schedules by what the job settings call them (the CLI's choices come from here). */
+export const lrScheduleKinds = ['constant', 'cosine', 'plateau'] as const;
+export type LrScheduleKind = (typeof lrScheduleKinds)[number];
 
 /** Configure cosine annealing; names follow torch.optim.lr_scheduler.CosineAnnealingLR. */
 export interface CosineOptions {

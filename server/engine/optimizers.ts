@@ -23,8 +23,9 @@
 import { checkNonNegative, mergeOptions } from '../util/options.js';
 import { integerProblem } from '../util/numbers.js';
 
-/** Name an optimizer by what the job settings call it. */
-export type OptimizerKind = 'rmsprop' | 'adam' | 'sgd';
+/** The optimizers by what the job settings call them (the CLI's choices come from here). */
+export const optimizerKinds = ['rmsprop', 'adam', 'sgd'] as const;
+export type OptimizerKind = (typeof optimizerKinds)[number];
 
 const f = Math.fround;
 

@@ -1,6 +1,8 @@
 // The settings of one inversion: what a researcher chooses, with defaults and the limits checked before a job
 // starts. The result echoes them back in full so a run can be reproduced.
+import { optimizerKinds } from './optimizers.js';
 import type { OptimizerKind } from './optimizers.js';
+import { lrScheduleKinds } from './lr-schedule.js';
 import type { LrScheduleKind } from './lr-schedule.js';
 import { integerProblem } from '../util/numbers.js';
 
@@ -138,11 +140,11 @@ export function makeInversionSettings(partial: Partial<InversionSettings>, limit
   const nonNegative = (field: string, value: number) => {
     if (!Number.isFinite(value) || value < 0) throw new SettingsError(field, `${value} is not a finite number ≥ 0`);
   };
-  if (!['rmsprop', 'adam', 'sgd'].includes(s.optimizer)) {
-    throw new SettingsError('optimizer', `"${s.optimizer}" is not one of rmsprop, adam, sgd`);
+  if (!(optimizerKinds as readonly string[]).includes(s.optimizer)) {
+    throw new SettingsError('optimizer', `"${s.optimizer}" is not one of ${optimizerKinds.join(', ')}`);
   }
-  if (!['constant', 'cosine', 'plateau'].includes(s.schedule)) {
-    throw new SettingsError('schedule', `"${s.schedule}" is not one of constant, cosine, plateau`);
+  if (!(lrScheduleKinds as readonly string[]).includes(s.schedule)) {
+    throw new SettingsError('schedule', `"${s.schedule}" is not one of ${lrScheduleKinds.join(', ')}`);
   }
   positive('lr', s.lr);
   if (!(s.momentum >= 0 && s.momentum < 1)) throw new SettingsError('momentum', `${s.momentum} is not in [0, 1)`);
