@@ -13,7 +13,7 @@ import { hitCurve } from '../datasets/study-summary.js';
 import type { StudyRun } from '../datasets/study-summary.js';
 import { renderHitPlot } from '../datasets/hit-plot.js';
 import {
-  capacityCurve, capacitySummary, compareWithScore, isHit, markdownTable, rankCorrelationBetween, seedAgreement, settingRows,
+  capacityCurve, capacitySummary, compareWithScore, distinctRows, isHit, markdownTable, rankCorrelationBetween, seedAgreement, settingRows,
 } from '../datasets/study-report.js';
 import type { CapacityText, ReportRun, ScoredText, SettingRow } from '../datasets/study-report.js';
 
@@ -65,7 +65,7 @@ export async function writeStudyReport(dir: string, nEmbd: number): Promise<stri
   // Stopping at the hit against a fixed budget: what every setting's runs saved.
   sections.push(`## stop at the hit against a fixed budget\n\n${markdownTable(
     ['part', 'setting', 'runs', 'hit rate', 'iterations run', 'fixed budget', 'saved', 'saved by the hits alone'],
-    rows.map((r) => {
+    distinctRows(rows, runs).map((r) => {
       const hits = runs.filter((run) => run.part === r.part && run.setting === r.setting && isHit(run));
       const hitBudget = hits.reduce((s, run) => s + run.maxIterations, 0);
       const hitIterations = hits.reduce((s, run) => s + run.iterations, 0);
@@ -121,8 +121,7 @@ export async function writeStudyReport(dir: string, nEmbd: number): Promise<stri
 
   // Likelihoods: the optimized NLL of each run beside the model's own NLL of the text after <|endoftext|>.
   if (scores.size > 0) {
-    const compared = [...rowsOf('optimizers'), ...rowsOf('parameterization')]
-      .filter((r, i, all) => all.findIndex((o) => o.setting === r.setting) === i);
+    const compared = distinctRows([...rowsOf('optimizers'), ...rowsOf('parameterization')], runs);
     const baseRuns = runsOf(baseline.part, baseline.setting);
     sections.push(`## likelihoods across settings\n\n${markdownTable(
       ['part', 'setting', 'runs', 'rank correlation with the score', 'median optimized / scored NLL', 'rank correlation with the baseline'],
@@ -156,6 +155,7 @@ function readRuns(file: string, part: string): ReportRun[] {
     bestNll: r['best_nll'] === '' ? null : Number(r['best_nll']),
     param: r['param'] ?? 'full',
     maxIterations: Number(r['max_iterations']),
+    jobId: r['job_id']!,
   }));
 }
 

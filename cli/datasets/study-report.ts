@@ -16,6 +16,8 @@ export interface ReportRun {
   /** The parameterization flag of the run ("full", "flat", "projected:16"). */
   param: string;
   maxIterations: number;
+  /** The server's job: two parts that share a setting share its data set, so their runs have the same jobs. */
+  jobId: string;
 }
 
 /** One text as `recite score --json` printed it; `id` is its line number, as data sets number text lines. */
@@ -173,6 +175,20 @@ export function capacitySummary(texts: readonly CapacityText[]): { texts: number
 export function markdownTable(header: readonly string[], rows: readonly (readonly string[])[], align?: readonly ('l' | 'r')[]): string {
   const rule = header.map((_, i) => ((align?.[i] ?? (i === 0 ? 'l' : 'r')) === 'r' ? '---:' : '---'));
   return [header, rule, ...rows].map((row) => `| ${row.join(' | ')} |`).join('\n');
+}
+
+/**
+ * Keep the first of the settings whose runs are the same jobs (a setting two parts share is one data set, read
+ * twice), so that a table over every part counts each run once.
+ */
+export function distinctRows(rows: readonly SettingRow[], runs: readonly ReportRun[]): SettingRow[] {
+  const seen = new Set<string>();
+  return rows.filter((row) => {
+    const jobs = runs.filter((r) => r.part === row.part && r.setting === row.setting).map((r) => r.jobId).sort().join(',');
+    if (seen.has(jobs)) return false;
+    seen.add(jobs);
+    return true;
+  });
 }
 
 export function isHit(run: ReportRun): boolean {

@@ -45,8 +45,9 @@ describe('recite study-report', () => {
       ['optimizer=sgd', '6', '0% (0)', '–', '600 (100%)', '21.00 ± 1.41'],
     ]);
     expect(md).toContain('wall time of the part: 43 s'); // 42.5 s in wall-times.csv
-    // flat optimizes C = 192 numbers, projected:16 sixteen.
-    expect(table(md, 'parameterization').map((r) => r.slice(0, 3))).toEqual([['param=flat', '192', '3'], ['param=projected:16', '16', '3']]);
+    // full optimizes one vector per target token (2, 3, 4 tokens: 3 × 192 on average), flat C = 192, projected:16 16.
+    expect(table(md, 'parameterization').map((r) => r.slice(0, 3))).toEqual([['param=full', '576', '6'], ['param=flat', '192', '3'],
+      ['param=projected:16', '16', '3']]);
   });
 
   it('counts what stopping at the hit saved against a fixed budget', async () => {
@@ -55,6 +56,9 @@ describe('recite study-report', () => {
     // rmsprop: 420 of 600 run, 30% saved; its three hits ran 120 of 300, 60% saved.
     expect(rows[0]).toEqual(['optimizers', 'optimizer=rmsprop', '6', '50%', '420', '600', '30%', '60%']);
     expect(rows[1]).toEqual(['optimizers', 'optimizer=sgd', '6', '0%', '600', '600', '0%', '–']);
+    // param=full is the same data set as optimizer=rmsprop (the same jobs): counted once.
+    expect(rows.map((r) => r[1])).toEqual(['optimizer=rmsprop', 'optimizer=sgd', 'param=flat', 'param=projected:16', 'decode=greedy',
+      'decode=beam:4']);
   });
 
   it('divides each decode part\'s wall time by its iterations, and compares beam with greedy', async () => {
