@@ -22,6 +22,7 @@ export interface InvertView {
 
 const rateWindowMs = 5000; // iterations per second over this much of the recent past
 const notLiveEveryMs = 2000; // a progress line this often when stderr is not a terminal
+const redrawEveryMs = 100; // the live block on a terminal: ten times a second at most
 
 /** Events as JSON lines on stdout; notes still go to stderr. */
 export function jsonView(): InvertView {
@@ -68,7 +69,26 @@ export function terminalView(maxIterations: number, live = process.stderr.isTTY 
     const text = JSON.stringify(best.latest.decodedText || best.latest.argmaxText);
     return [...lines.map(describe), lines.length > 1 ? `  model (restart ${best.latest.restart}): ${text}` : `  model: ${text}`].join('\n');
   };
+  // The live block is redrawn at most every redrawEveryMs: a fast job reports hundreds of iterations a second, and
+  // each draw is a synchronous write to the terminal. Drawn on every event, a slow terminal (or a loaded machine)
+  // kept the event loop busy with drawing, so that Ctrl-C's handler and the cancel request waited behind it.
+  let lastDrawAt = 0;
+  let pendingDraw: NodeJS.Timeout | undefined;
+  const scheduleRedraw = () => {
+    const wait = lastDrawAt + redrawEveryMs - performance.now();
+    if (wait <= 0) {
+      redraw();
+    } else {
+      pendingDraw ??= setTimeout(() => {
+        pendingDraw = undefined;
+        redraw();
+      }, wait);
+    }
+  };
   const redraw = () => {
+    clearTimeout(pendingDraw);
+    pendingDraw = undefined;
+    lastDrawAt = performance.now();
     const text = block();
     if (text === '') {
       if (drawn) update.clear();
@@ -79,6 +99,8 @@ export function terminalView(maxIterations: number, live = process.stderr.isTTY 
   };
   /** Write lines that stay, above the live block. */
   const close = () => {
+    clearTimeout(pendingDraw);
+    pendingDraw = undefined;
     if (!live) return;
     if (drawn) update.clear();
     drawn = false;
@@ -102,7 +124,7 @@ export function terminalView(maxIterations: number, live = process.stderr.isTTY 
         r.samples.push({ at: now, iteration: event.iteration });
         while (r.samples.length > 2 && now - r.samples[0]!.at > rateWindowMs) r.samples.shift();
         running.set(event.restart, r);
-        if (live) redraw();
+        if (live) scheduleRedraw();
         else if (now - lastLine > notLiveEveryMs) {
           lastLine = now;
           process.stderr.write(`${block()}\n`);
