@@ -1,6 +1,7 @@
 // `recite study`: run a data set under every setting of a grid and every seed (each pair one server-side data set,
 // named by its content, so a rerun collects instead of repeating), then compare the settings: a table, CSV files
 // and a plot of the fraction of runs that hit within k iterations.
+import { setMaxListeners } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import Table from 'cli-table3';
@@ -62,6 +63,8 @@ async function study(file: string, flags: StudyFlags): Promise<number> {
   fs.mkdirSync(outDir, { recursive: true });
   const { connection, model } = await connectForDatasets(flags, flags.db ?? path.join(outDir, 'study.db'));
   const controller = new AbortController();
+  // One signal stops every data set's stream: a listener each, as many as the grid has points and seeds.
+  setMaxListeners(0, controller.signal);
   const release = onInterrupt(() => controller.abort());
   try {
     const client = createDatasetClient(connection);

@@ -17,9 +17,9 @@ if [ -z "${RECITE_SERVER:-}" ]; then
   # A token of its own, known to this script only: the server listens on loopback.
   RECITE_TOKEN=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
   export RECITE_TOKEN RECITE_TOKENS="$RECITE_TOKEN=study"
-  recite serve --port 7071 --db "$work/study.db" 2>>"$work/serve.log" &
-  server_pid=$!
-  trap 'kill $server_pid 2>/dev/null || true' EXIT
+  node dist/cli/main.js serve --port 7071 --db "$work/study.db" 2>>"$work/serve.log" &
+  server_pid=$! # node itself (not a function's subshell), so that the trap's kill stops it gracefully
+  trap 'kill $server_pid 2>/dev/null || true; wait $server_pid 2>/dev/null || true' EXIT
   export RECITE_SERVER=http://127.0.0.1:7071
   for _ in $(seq 1 120); do recite jobs >/dev/null 2>&1 && break; kill -0 $server_pid; sleep 1; done
 fi

@@ -39,7 +39,9 @@ describe('recite study and recite capacity', () => {
     }
     expect(first.stdout).toContain('final NLL (3 seeds)');
     const runs = csv(path.join(out, 'runs.csv'));
-    expect(runs[0]).toEqual(['setting', 'optimizer', 'param', 'seed', 'id', 'status', 'iterations_to_hit', 'iterations', 'best_nll', 'elapsed_ms', 'job_id']);
+    expect(runs[0]).toEqual(['setting', 'optimizer', 'param', 'seed', 'id', 'status', 'iterations_to_hit', 'iterations', 'best_nll', 'elapsed_ms', 'job_id',
+      'max_iterations']);
+    expect(runs.slice(1).every((r) => r[11] === '100')).toBe(true); // the budget of every run, from --max-iters
     expect(runs).toHaveLength(1 + 48);
     expect(new Set(runs.slice(1).map((r) => r[10])).size).toBe(48); // 48 distinct jobs
     const summary = csv(path.join(out, 'summary.csv'));
