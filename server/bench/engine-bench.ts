@@ -28,7 +28,7 @@ import { peakRssMiB } from './graph-bench.js';
 import type { HostInfo } from './host-info.js';
 import { describeHost } from './host-info.js';
 import type { BenchModelName } from './random-gpt2.js';
-import { benchModelDir, benchModelNames, randomGpt2Seed } from './random-gpt2.js';
+import { benchModelDir, benchModelNames, defaultBenchModels, randomGpt2Seed } from './random-gpt2.js';
 import { firstIntegerProblem, integerProblem } from '../util/numbers.js';
 
 /** Run N jobs together through one batcher, or one after another. */
@@ -81,7 +81,7 @@ export type EngineBenchRequest = Partial<Omit<EngineBenchOptions, 'iterations'>>
  */
 export const engineBenchDefaults: Readonly<Omit<EngineBenchOptions, 'cacheDir' | 'onProgress'>> = Object.freeze({
   device: 'auto',
-  models: benchModelNames,
+  models: defaultBenchModels,
   jobs: Object.freeze([1, 8, 64]),
   targetLengths: Object.freeze([10]),
   // About the same seconds per point on both: a 124M graph run takes 30x a tiny one.

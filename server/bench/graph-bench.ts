@@ -14,7 +14,7 @@ import { countGradientRunFlops } from './flops.js';
 import type { MatmulPeak, MatmulShape } from './matmul-peak.js';
 import { matmulFlops, matmulShapeDefaults, openMatmulPeak } from './matmul-peak.js';
 import type { BenchModelName } from './random-gpt2.js';
-import { benchModelDir, benchModelNames, randomGpt2Seed } from './random-gpt2.js';
+import { benchModelDir, benchModelNames, defaultBenchModels, randomGpt2Seed } from './random-gpt2.js';
 import type { HostInfo } from './host-info.js';
 import { describeHost } from './host-info.js';
 import { createSeededRandom, deriveSeed } from '../util/seeded-random.js';
@@ -64,7 +64,7 @@ export interface GraphBenchOptions {
 /** Time B ∈ {1, 8, 64} and T ∈ {10, 32} at P = 1 on both models, at least 3 runs and 2 s per point. */
 export const graphBenchDefaults: Readonly<Omit<GraphBenchOptions, 'cacheDir' | 'onProgress'>> = Object.freeze({
   device: 'auto',
-  models: benchModelNames,
+  models: defaultBenchModels,
   batches: Object.freeze([1, 8, 64]),
   targetLengths: Object.freeze([10, 32]),
   promptVectors: 1,

@@ -66,6 +66,8 @@ function isComplete(dir: string, stamp: Stamp): boolean {
 /** The checkpoints a bench runs on: the built-in ones (tiny, english), or the generated GPT-2-124M-shaped one. */
 export type BenchModelName = 'tiny' | 'english' | 'gpt2-random';
 export const benchModelNames: readonly BenchModelName[] = Object.freeze(['tiny', 'english', 'gpt2-random']);
+/** What a bench runs unless told: the test bed and the 124M shape (english is asked for by name). */
+export const defaultBenchModels: readonly BenchModelName[] = Object.freeze(['tiny', 'gpt2-random']);
 
 /** Return the folder of a bench model, generating the random 124M checkpoint under `cacheDir` on first use. */
 export function benchModelDir(name: BenchModelName, cacheDir: string | undefined, onGenerate: (dir: string) => void):

@@ -111,15 +111,15 @@ describe('makeEngineBenchOptions', () => {
     expect(options.jobs).toEqual([1, 8, 64]);
     expect(options.targetLengths).toEqual([10]);
     expect(options.models).toEqual(['tiny', 'gpt2-random']);
-    expect(options.iterations).toEqual({ tiny: 100, 'gpt2-random': 10 });
+    expect(options.iterations).toEqual({ tiny: 100, english: 30, 'gpt2-random': 10 });
     expect(options.maxBatch).toBe(64);
     expect(options.repeats).toBe(3);
     expect(Object.isFrozen(engineBenchDefaults)).toBe(true);
   });
 
   it('takes the iterations as one number for every model, or per model', () => {
-    expect(makeEngineBenchOptions({ iterations: 3 }).iterations).toEqual({ tiny: 3, 'gpt2-random': 3 });
-    expect(makeEngineBenchOptions({ iterations: { 'gpt2-random': 4 } }).iterations).toEqual({ tiny: 100, 'gpt2-random': 4 });
+    expect(makeEngineBenchOptions({ iterations: 3 }).iterations).toEqual({ tiny: 3, english: 3, 'gpt2-random': 3 });
+    expect(makeEngineBenchOptions({ iterations: { 'gpt2-random': 4 } }).iterations).toEqual({ tiny: 100, english: 30, 'gpt2-random': 4 });
   });
 
   it.each([
@@ -131,7 +131,7 @@ describe('makeEngineBenchOptions', () => {
     [{ repeats: 0 }, /repeats: 0/],
     [{ seed: -1 }, /seed: -1/],
     [{ models: [] }, /models: empty/],
-    [{ models: ['gpt9' as never] }, /models: "gpt9" is not one of tiny, gpt2-random/],
+    [{ models: ['gpt9' as never] }, /models: "gpt9" is not one of tiny, english, gpt2-random/],
   ])('refuses %j', (partial, message) => {
     expect(() => makeEngineBenchOptions(partial)).toThrow(EngineBenchOptionsError);
     expect(() => makeEngineBenchOptions(partial)).toThrow(message);

@@ -94,7 +94,7 @@ describe('makeGraphBenchOptions', () => {
     [{ minRuns: 0 }, /minRuns: 0/],
     [{ minSeconds: -1 }, /minSeconds: -1/],
     [{ probe: { probeSeconds: Number.NaN, probeEverySeconds: 1 } }, /probe.probeSeconds: NaN/],
-    [{ models: ['gpt9' as never] }, /models: "gpt9" is not one of tiny, gpt2-random/],
+    [{ models: ['gpt9' as never] }, /models: "gpt9" is not one of tiny, english, gpt2-random/],
   ])('refuses %j', (partial, message) => {
     expect(() => makeGraphBenchOptions(partial)).toThrow(GraphBenchOptionsError);
     expect(() => makeGraphBenchOptions(partial)).toThrow(message);
