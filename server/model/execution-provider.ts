@@ -1,6 +1,5 @@
 // Execution providers: open an onnxruntime session on the provider asked for, or on the best one that loads.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 
@@ -76,10 +75,6 @@ function sessionOptions(provider: ProviderName, externalDataDir: string): ort.In
   return {
     executionProviders: [provider],
     graphOptimizationLevel: 'all',
-    // onnxruntime's default here was one thread on a 2-core machine (the server's main thread at ~94%, no worker
-    // busy); every core halves the english model's gradient graph (B = 16, T = 30: 215 → 110 ms). MatMul splits its
-    // rows and columns across threads, never a dot product, so a row's numbers do not depend on the thread count.
-    intraOpNumThreads: os.availableParallelism(),
     // Errors reach the caller as exceptions with their message; onnxruntime's own log would repeat them on stderr.
     logSeverityLevel: 4,
     extra: { session: { model_external_initializers_file_folder_path: externalDataDir } },
