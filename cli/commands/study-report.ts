@@ -9,11 +9,10 @@ import type { TopLevelSpec } from 'vega-lite';
 import { parseGpt2Config } from '../../server/model/checkpoint.js';
 import { resolveModelDir } from '../../server/model/builtin-models.js';
 import { renderVegaLiteSvg } from '../../server/util/vega-svg.js';
-import { hitCurve } from '../datasets/study-summary.js';
-import type { StudyRun } from '../datasets/study-summary.js';
+import { hitCurve, isHit } from '../datasets/study-summary.js';
 import { renderHitPlot } from '../datasets/hit-plot.js';
 import {
-  capacityCurve, capacitySummary, compareWithScore, distinctRows, isHit, markdownTable, rankCorrelationBetween, seedAgreement, settingRows,
+  capacityCurve, capacitySummary, compareWithScore, distinctRows, markdownTable, rankCorrelationBetween, seedAgreement, settingRows,
 } from '../datasets/study-report.js';
 import type { CapacityText, ReportRun, ScoredText, SettingRow } from '../datasets/study-report.js';
 
@@ -87,7 +86,7 @@ export async function writeStudyReport(dir: string, nEmbd: number): Promise<stri
           seconds(wall.get(r.part)), fixed(ms, 2), ms !== null && base !== null ? `${(ms / base).toFixed(2)}×` : '–'];
       }))}`);
     await figure('decode-hit-curve.svg', renderHitPlot(decodeRows.map((r) => ({
-      setting: r.setting, points: hitCurve(runsOf(r.part).map(asStudyRun), Math.max(...runsOf(r.part).map((run) => run.maxIterations))),
+      setting: r.setting, points: hitCurve(runsOf(r.part), Math.max(...runsOf(r.part).map((run) => run.maxIterations))),
     })), { title: 'Hits within k iterations: greedy against beam hit checks', subtitle: subtitleOf(runsOf('decode-greedy')) }));
   }
 
@@ -267,11 +266,6 @@ function nllVsScore(settings: readonly { setting: string; runs: ReportRun[] }[],
     },
     config: { font: 'sans-serif', axis: { grid: true, gridOpacity: 0.4 } },
   };
-}
-
-function asStudyRun(r: ReportRun): StudyRun {
-  return { setting: r.setting, seed: r.seed, id: r.id, status: r.status, iterationsToHit: r.iterationsToHit,
-    iterations: r.iterations, bestNll: r.bestNll, elapsedMs: 0, jobId: '' };
 }
 
 function subtitleOf(runs: readonly ReportRun[]): string {

@@ -2,22 +2,15 @@
 // of `recite capacity --json`, the per-text scores of `recite score --json` and the parts' wall times, the tables
 // that answer each question. Pure functions: cli/commands/study-report.ts reads the files and draws the figures.
 import { mean, median, quantile, sampleRankCorrelation, sampleStandardDeviation } from 'simple-statistics';
+import { isHit } from './study-summary.js';
+import type { StudyRun } from './study-summary.js';
 
-/** One run of a study part: one target under one setting and one seed (a row of runs.csv). */
-export interface ReportRun {
+/** One run of a study part: a row of its runs.csv (the columns `recite study` writes, without the elapsed time). */
+export interface ReportRun extends Omit<StudyRun, 'elapsedMs'> {
   part: string;
-  setting: string;
-  seed: number;
-  id: string;
-  status: string;
-  iterationsToHit: number | null;
-  iterations: number;
-  bestNll: number | null;
   /** The parameterization flag of the run ("full", "flat", "projected:16"). */
   param: string;
   maxIterations: number;
-  /** The server's job: two parts that share a setting share its data set, so their runs have the same jobs. */
-  jobId: string;
 }
 
 /** One text as `recite score --json` printed it; `id` is its line number, as data sets number text lines. */
@@ -189,10 +182,6 @@ export function distinctRows(rows: readonly SettingRow[], runs: readonly ReportR
     seen.add(jobs);
     return true;
   });
-}
-
-export function isHit(run: ReportRun): boolean {
-  return run.status === 'HIT' && run.iterationsToHit !== null;
 }
 
 function sum(values: readonly number[]): number {

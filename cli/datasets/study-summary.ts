@@ -29,11 +29,16 @@ export interface SettingSummary {
   nllSd: number | null;
 }
 
+/** Whether a run hit (and so has an iteration of its hit). */
+export function isHit(run: Pick<StudyRun, 'status' | 'iterationsToHit'>): boolean {
+  return run.status === 'HIT' && run.iterationsToHit !== null;
+}
+
 /** Summarize each setting's runs, in the order of `settings`. */
 export function summarize(settings: readonly string[], runs: readonly StudyRun[]): SettingSummary[] {
   return settings.map((setting) => {
     const mine = runs.filter((r) => r.setting === setting);
-    const hits = mine.filter((r) => r.status === 'HIT' && r.iterationsToHit !== null);
+    const hits = mine.filter(isHit);
     const toHit = hits.map((r) => r.iterationsToHit!);
     const perSeed = [...new Set(mine.map((r) => r.seed))].map((seed) => {
       const nlls = mine.filter((r) => r.seed === seed && r.bestNll !== null).map((r) => r.bestNll!);
@@ -57,9 +62,10 @@ export function summarize(settings: readonly string[], runs: readonly StudyRun[]
  * Return the hit curve of one setting's runs: (k, fraction of runs whose hit came within k iterations), one point
  * where the fraction steps up, from (0, share hit at 0) to (`maxIterations`, hit rate).
  */
-export function hitCurve(runs: readonly StudyRun[], maxIterations: number): { k: number; fraction: number }[] {
+export function hitCurve(runs: readonly Pick<StudyRun, 'status' | 'iterationsToHit'>[], maxIterations: number):
+  { k: number; fraction: number }[] {
   if (runs.length === 0) return [];
-  const hits = runs.filter((r) => r.status === 'HIT' && r.iterationsToHit !== null).map((r) => r.iterationsToHit!).sort((a, b) => a - b);
+  const hits = runs.filter(isHit).map((r) => r.iterationsToHit!).sort((a, b) => a - b);
   const points = [{ k: 0, fraction: hits.filter((k) => k === 0).length / runs.length }];
   hits.forEach((k, i) => {
     if (k === 0 || hits[i + 1] === k) return;
