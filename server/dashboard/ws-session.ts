@@ -1,17 +1,19 @@
 // One dashboard WebSocket: the client's messages (subscribe, submit, cancel, …) in, job events and job summaries
 // out, as the JSON encoding of the proto messages. Memory per socket stays bounded however slowly the client reads:
-// - live progress is held back while the socket has more than `maxBufferedBytes` waiting, the newest report per
-//   restart replacing the one held (its `coalesced` counts the reports merged away), and sent once it drains;
+// - live progress is held back while the socket has more than `maxBufferedBytes` waiting, coalesced by the one rule
+//   of server/service/coalescing-queue.ts (the newest report per restart replaces the one held), and sent once the
+//   socket drains;
 // - a replayed history is read from the store no faster than the socket drains, so it arrives whole;
 // - queued, started, restart results and the result are always sent, after the progress held before them.
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
-import { clone, create, fromJson, toJson } from '@bufbuild/protobuf';
+import { create, fromJson, toJson } from '@bufbuild/protobuf';
 import type { JsonValue } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { Logger } from 'pino';
 import type { RawData, WebSocket } from 'ws';
 import { JobEventSchema, JobSpecSchema, JobState, SubmitJobRequestSchema } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { JobEvent, JobSpec } from '../../sdk/gen/recite/v1/recite_pb.js';
+import { CoalescingQueue } from '../service/coalescing-queue.js';
 import type { JobHub } from '../service/job-hub.js';
 import { validateRequest } from '../service/validation.js';
 import type { JobListFeed, JobListReader } from './job-list-feed.js';
@@ -47,8 +49,8 @@ export interface SessionStats {
 /** One job the socket follows. */
 interface Subscription {
   readonly abort: AbortController;
-  /** Restart → its newest progress report, held back while the socket is behind. */
-  readonly held: Map<number, JobEvent>;
+  /** Progress held back while the socket is behind. */
+  readonly held: CoalescingQueue;
 }
 
 const drainPollMs = 20; // how often a socket that is behind is checked
@@ -199,7 +201,7 @@ export class DashboardSession implements JobListReader {
       throw new ConnectError(`subscribe: this socket follows ${this.subscriptions.size} jobs; the limit is ` +
         `${this.options.maxSubscriptions}`, Code.ResourceExhausted);
     }
-    const subscription: Subscription = { abort: new AbortController(), held: new Map() };
+    const subscription: Subscription = { abort: new AbortController(), held: new CoalescingQueue() };
     this.subscriptions.set(jobId, subscription);
     void this.follow(jobId, afterSequence, subscription);
   }
@@ -229,28 +231,16 @@ export class DashboardSession implements JobListReader {
   }
 
   private deliver(jobId: string, subscription: Subscription, event: JobEvent): void {
-    const kind = event.kind;
-    if (kind.case === 'progress') {
-      const restart = kind.value.restart;
-      const held = subscription.held.get(restart);
-      const latest = held ? mergeProgress(event, held) : event;
-      subscription.held.delete(restart);
-      if (this.behind()) {
-        if (held) this.coalesced++;
-        subscription.held.set(restart, latest);
-        this.startDraining();
-        return;
-      }
-      this.sendEvent(jobId, latest);
+    const { held } = subscription;
+    if (event.kind.case === 'progress' && this.behind()) {
+      const before = held.coalesced;
+      held.push(event, true);
+      this.coalesced += held.coalesced - before;
+      this.startDraining();
       return;
     }
     // The progress held back comes first, so a restart's last report precedes its result.
-    for (const [restart, held] of subscription.held) {
-      if (kind.case === 'result' || (kind.case === 'restartResult' && kind.value.restart === restart)) {
-        subscription.held.delete(restart);
-        this.sendEvent(jobId, held);
-      }
-    }
+    for (const waiting of held.takeAll()) this.sendEvent(jobId, waiting);
     this.sendEvent(jobId, event);
   }
 
@@ -267,8 +257,7 @@ export class DashboardSession implements JobListReader {
   private drain(): void {
     if (this.closed || this.behind()) return;
     for (const [jobId, subscription] of this.subscriptions) {
-      for (const held of subscription.held.values()) this.sendEvent(jobId, held);
-      subscription.held.clear();
+      for (const held of subscription.held.takeAll()) this.sendEvent(jobId, held);
     }
     if (this.followsJobs) for (const message of this.heldJobs.values()) this.sendText(message);
     this.heldJobs.clear();
@@ -299,15 +288,6 @@ export class DashboardSession implements JobListReader {
 /** Name a Connect code as the Connect protocol writes it ("invalid_argument"). */
 export function codeName(code: Code): string {
   return (Code[code] ?? 'unknown').replace(/[A-Z]/g, (c, at: number) => `${at ? '_' : ''}${c.toLowerCase()}`);
-}
-
-// Fold a held progress report into its successor (a copy: events are shared between subscribers).
-function mergeProgress(event: JobEvent, held: JobEvent): JobEvent {
-  const merged = clone(JobEventSchema, event);
-  if (merged.kind.case === 'progress' && held.kind.case === 'progress') {
-    merged.kind.value.coalesced += held.kind.value.coalesced + 1;
-  }
-  return merged;
 }
 
 function eventMs(event: JobEvent): number {

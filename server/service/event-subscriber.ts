@@ -1,33 +1,30 @@
-// One reader of a job's live events, with bounded memory: when a reader falls behind, older progress reports
-// are merged into newer ones (their count kept in `coalesced`); queued, started, restart results and the result
-// are never dropped.
-import { clone } from '@bufbuild/protobuf';
-import { JobEventSchema } from '../../sdk/gen/recite/v1/recite_pb.js';
+// One reader of a job's live events, with bounded memory: once `maxProgress` progress reports wait, the reader is
+// behind and new reports are coalesced by the one rule of server/service/coalescing-queue.ts; queued, started,
+// restart results and the result are never dropped.
 import type { JobEvent } from '../../sdk/gen/recite/v1/recite_pb.js';
+import { CoalescingQueue } from './coalescing-queue.js';
 
 export class EventSubscriber implements AsyncIterable<JobEvent> {
-  private readonly queue: JobEvent[] = [];
-  private progressQueued = 0;
+  private readonly queue = new CoalescingQueue();
   private wake: (() => void) | undefined;
   private closed = false;
-  /** Progress reports merged away so far (for metrics and tests). */
-  coalesced = 0;
 
-  /** @param maxProgress progress reports that may wait before the oldest is merged into its successor */
+  /** @param maxProgress progress reports that may wait before new ones are merged into them */
   constructor(private readonly maxProgress: number) {}
 
-  /** The number of events waiting (bounded by maxProgress plus the non-progress events). */
+  /** The number of events waiting (bounded by maxProgress plus one per restart and the other events). */
   get size(): number {
-    return this.queue.length;
+    return this.queue.size;
+  }
+
+  /** Progress reports merged away so far (for metrics and tests). */
+  get coalesced(): number {
+    return this.queue.coalesced;
   }
 
   push(event: JobEvent): void {
     if (this.closed) return;
-    this.queue.push(event);
-    if (event.kind.case === 'progress') {
-      this.progressQueued++;
-      if (this.progressQueued > this.maxProgress) this.dropOldestProgress();
-    }
+    this.queue.push(event, this.queue.progressWaiting >= this.maxProgress);
     this.wake?.();
   }
 
@@ -40,7 +37,6 @@ export class EventSubscriber implements AsyncIterable<JobEvent> {
     for (;;) {
       const next = this.queue.shift();
       if (next) {
-        if (next.kind.case === 'progress') this.progressQueued--;
         yield next;
         continue;
       }
@@ -48,23 +44,5 @@ export class EventSubscriber implements AsyncIterable<JobEvent> {
       await new Promise<void>((resolve) => { this.wake = resolve; });
       this.wake = undefined;
     }
-  }
-
-  // Merge the oldest waiting progress report into the next one of the same restart (or drop it when the restart
-  // has none waiting after it: its newer state is already on the way).
-  private dropOldestProgress(): void {
-    const index = this.queue.findIndex((e) => e.kind.case === 'progress');
-    if (index < 0) return;
-    const [dropped] = this.queue.splice(index, 1);
-    this.progressQueued--;
-    this.coalesced++;
-    if (dropped?.kind.case !== 'progress') return;
-    const restart = dropped.kind.value.restart;
-    const at = this.queue.findIndex((e, i) => i >= index && e.kind.case === 'progress' && e.kind.value.restart === restart);
-    if (at < 0) return;
-    // Events are shared between subscribers: count the merge on this subscriber's own copy.
-    const successor = clone(JobEventSchema, this.queue[at]!);
-    if (successor.kind.case === 'progress') successor.kind.value.coalesced += dropped.kind.value.coalesced + 1;
-    this.queue[at] = successor;
   }
 }
