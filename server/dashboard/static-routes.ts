@@ -1,5 +1,6 @@
 // The dashboard's files over plain HTTP: the page and its modules from server/dashboard/static/ (read from the
-// source tree, so `npm run build` has nothing to copy), and uPlot's browser build from node_modules.
+// source tree, so `npm run build` has nothing to copy), the server's modules the page shares (under /model/, where
+// the page's relative imports land), and uPlot's browser build from node_modules.
 import fs from 'node:fs';
 import type http from 'node:http';
 import { createRequire } from 'node:module';
@@ -12,12 +13,15 @@ export interface StaticRoots {
   page: string;
   /** uPlot's dist/ folder. */
   uplot: string;
+  /** server/model/, for the modules the page shares with the server. */
+  model: string;
 }
 
 /** Find the page's folder in the package and uPlot's dist/ through Node's resolution. */
 export function defaultStaticRoots(): StaticRoots {
   const uplotMain = createRequire(import.meta.url).resolve('uplot'); // …/uplot/dist/uPlot.cjs.js
-  return { page: path.join(packageRoot(), 'server', 'dashboard', 'static'), uplot: path.dirname(uplotMain) };
+  const server = path.join(packageRoot(), 'server');
+  return { page: path.join(server, 'dashboard', 'static'), uplot: path.dirname(uplotMain), model: path.join(server, 'model') };
 }
 
 const contentTypes: Record<string, string> = {
@@ -36,6 +40,9 @@ const contentSecurityPolicy = "default-src 'self'; connect-src 'self'; style-src
 /** uPlot files the page may load, by the name it asks for. */
 const uplotFiles = new Set(['uPlot.esm.js', 'uPlot.min.css']);
 
+/** Modules of server/model/ written to run in the browser as well (plain JavaScript, no imports). */
+const sharedModelFiles = new Set(['safetensors-layout.js']);
+
 /** Return an HTTP route handler for the page: true when it answered the request. */
 export function createStaticRoutes(roots: StaticRoots): (req: http.IncomingMessage, res: http.ServerResponse) => boolean {
   return (req, res) => {
@@ -46,6 +53,8 @@ export function createStaticRoutes(roots: StaticRoots): (req: http.IncomingMessa
     else if (pathname.startsWith('/static/')) file = inside(roots.page, pathname.slice('/static/'.length));
     else if (pathname.startsWith('/vendor/uplot/') && uplotFiles.has(pathname.slice('/vendor/uplot/'.length))) {
       file = path.join(roots.uplot, pathname.slice('/vendor/uplot/'.length));
+    } else if (pathname.startsWith('/model/') && sharedModelFiles.has(pathname.slice('/model/'.length))) {
+      file = path.join(roots.model, pathname.slice('/model/'.length));
     } else {
       return false;
     }

@@ -2,6 +2,9 @@
 // (name -> {dtype, shape, data_offsets: [begin, end]}, offsets relative to the data region, plus an optional
 // `__metadata__` of strings), then the data region. Spec: https://github.com/huggingface/safetensors
 import { closeSync, fstatSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { checkValueCount, encodeValues, f32ToF16Bits, safetensorsHeader } from './safetensors-layout.js';
+
+export { f32ToF16Bits };
 
 /** Report a checkpoint or safetensors file that cannot be read, or a tensor that cannot be written. */
 export class CheckpointError extends Error {
@@ -207,8 +210,8 @@ export function readTensorFloat32(tensor: SafetensorsTensorInfo): Float32Array {
 
 /**
  * Write F32 or F16 tensors to a safetensors file, in chunks of a few MiB so a 500 MB file never sits in one buffer.
- * The header is padded with spaces to a multiple of 8 bytes so the data region starts aligned. The file appears
- * under its name only once complete (written beside it, then renamed).
+ * The layout (header, padding, data) is safetensors-layout.js's, the one the dashboard's download uses too. The file
+ * appears under its name only once complete (written beside it, then renamed).
  */
 export function writeSafetensors(
   path: string,
@@ -216,71 +219,32 @@ export function writeSafetensors(
   metadata?: Record<string, string>,
 ): void {
   const op = `write safetensors ${path}`;
-  const header: Record<string, unknown> = {};
-  if (metadata !== undefined) {
-    for (const [key, value] of Object.entries(metadata)) {
-      if (typeof value !== 'string') {
-        throw new CheckpointError(`${op}: metadata ${key} is ${JSON.stringify(value)}; values must be strings`);
-      }
-    }
-    header.__metadata__ = { ...metadata };
+  const layoutError = (error: unknown) => new CheckpointError(`${op}: ${error instanceof Error ? error.message : String(error)}`);
+  let header: Uint8Array;
+  try {
+    header = safetensorsHeader(tensors, metadata).bytes;
+  } catch (error: unknown) {
+    throw layoutError(error);
   }
-  let offset = 0;
-  for (const tensor of tensors) {
-    const dtype = tensor.dtype ?? 'F32';
-    if (dtype !== 'F32' && dtype !== 'F16') {
-      throw new CheckpointError(`${op}: tensor ${tensor.name} has dtype ${String(dtype)}; the writer supports F32, F16`);
-    }
-    if (tensor.name === '' || tensor.name === '__metadata__' || Object.hasOwn(header, tensor.name)) {
-      throw new CheckpointError(`${op}: tensor name ${JSON.stringify(tensor.name)} is empty, reserved or repeated`);
-    }
-    if (!tensor.shape.every(isNonNegativeInteger)) {
-      throw new CheckpointError(
-        `${op}: tensor ${tensor.name} has shape ${JSON.stringify(tensor.shape)}; expected integers >= 0`,
-      );
-    }
-    const byteLength = product(tensor.shape) * (dtype === 'F32' ? 4 : 2);
-    header[tensor.name] = { dtype, shape: [...tensor.shape], data_offsets: [offset, offset + byteLength] };
-    offset += byteLength;
-  }
-  let headerText = JSON.stringify(header);
-  const headerBytes = Buffer.byteLength(headerText, 'utf8');
-  headerText += ' '.repeat((8 - (headerBytes % 8)) % 8);
-  const headerBuffer = Buffer.from(headerText, 'utf8');
-  const lengthBuffer = Buffer.alloc(headerLengthBytes);
-  lengthBuffer.writeBigUInt64LE(BigInt(headerBuffer.length), 0);
-
   const partial = `${path}.partial-${process.pid}`;
   const fd = openOrThrow(partial, 'w', op);
   let done = false;
   try {
-    writeFully(fd, lengthBuffer, partial);
-    writeFully(fd, headerBuffer, partial);
+    writeFully(fd, header, partial);
     const chunk = new Uint8Array(ioChunkBytes);
     const view = new DataView(chunk.buffer);
     for (const tensor of tensors) {
       const data = typeof tensor.data === 'function' ? tensor.data() : tensor.data;
-      const expected = product(tensor.shape);
-      if (!(data instanceof Float32Array) || data.length !== expected) {
-        const got = data instanceof Float32Array ? `${data.length} values` : 'no Float32Array';
-        throw new CheckpointError(
-          `${op}: tensor ${tensor.name} has ${got}; shape [${tensor.shape.join(', ')}] needs ${expected}`,
-        );
+      if (!(data instanceof Float32Array)) throw new CheckpointError(`${op}: tensor ${tensor.name} has no Float32Array`);
+      try {
+        checkValueCount(tensor, data.length);
+      } catch (error: unknown) {
+        throw layoutError(error);
       }
-      if ((tensor.dtype ?? 'F32') === 'F32') {
-        const perChunk = ioChunkBytes / 4;
-        for (let start = 0; start < data.length; start += perChunk) {
-          const end = Math.min(start + perChunk, data.length);
-          for (let i = start; i < end; i++) view.setFloat32((i - start) * 4, data[i], true);
-          writeFully(fd, chunk.subarray(0, (end - start) * 4), partial);
-        }
-      } else {
-        const perChunk = ioChunkBytes / 2;
-        for (let start = 0; start < data.length; start += perChunk) {
-          const end = Math.min(start + perChunk, data.length);
-          for (let i = start; i < end; i++) view.setUint16((i - start) * 2, f32ToF16Bits(data[i]), true);
-          writeFully(fd, chunk.subarray(0, (end - start) * 2), partial);
-        }
+      const perChunk = ioChunkBytes / ((tensor.dtype ?? 'F32') === 'F32' ? 4 : 2);
+      for (let start = 0; start < data.length; start += perChunk) {
+        const end = Math.min(start + perChunk, data.length);
+        writeFully(fd, chunk.subarray(0, encodeValues(view, 0, data, start, end, tensor.dtype)), partial);
       }
     }
     done = true;
@@ -305,33 +269,6 @@ export function f16BitsToF32(bits: number): number {
 export function bf16BitsToF32(bits: number): number {
   scratchU32[0] = (bits & 0xffff) << 16;
   return scratchF32[0];
-}
-
-/** Round a number to the nearest binary16 (ties to even) and return its bits; overflow gives infinity. */
-export function f32ToF16Bits(value: number): number {
-  scratchF32[0] = value; // first round to float32, as the tensor data already is
-  const x = scratchU32[0];
-  const sign = (x >>> 16) & 0x8000;
-  const exponent = (x >>> 23) & 0xff;
-  const mantissa = x & 0x7fffff;
-  if (exponent === 0xff) return sign | 0x7c00 | (mantissa !== 0 ? 0x200 : 0);
-  const halfExponent = exponent - 127 + 15;
-  if (halfExponent >= 0x1f) return sign | 0x7c00;
-  if (halfExponent <= 0) {
-    // Below 2^-25 even the smallest subnormal (2^-24) is more than twice as far as zero.
-    if (halfExponent < -10) return sign;
-    const full = mantissa | 0x800000; // restore the implicit leading 1
-    const shift = 14 - halfExponent; // subnormal value = full x 2^(exponent-150) = bits x 2^-24
-    const bits = full >>> shift;
-    const rest = full & ((1 << shift) - 1);
-    const half = 1 << (shift - 1);
-    // A carry out of the subnormal range yields 0x400, which is exactly the smallest normal's encoding.
-    return sign | (rest > half || (rest === half && (bits & 1) === 1) ? bits + 1 : bits);
-  }
-  const bits = (halfExponent << 10) | (mantissa >>> 13);
-  const rest = mantissa & 0x1fff;
-  // A carry out of the mantissa bumps the exponent, and past the largest finite value lands on infinity (0x7c00).
-  return sign | (rest > 0x1000 || (rest === 0x1000 && (bits & 1) === 1) ? bits + 1 : bits);
 }
 
 const scratchF32 = new Float32Array(1);

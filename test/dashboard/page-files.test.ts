@@ -40,6 +40,12 @@ describe('the page files', () => {
       expect(res.status, file).toBe(200);
       expect(res.headers.get('cache-control')).toBe('no-cache');
     }
+    // The one safetensors layout, at the URL the page's relative import resolves to.
+    const layoutUrl = new URL('../../model/safetensors-layout.js', `${base}/static/safetensors.js`);
+    expect(layoutUrl.pathname).toBe('/model/safetensors-layout.js');
+    const layout = await fetch(layoutUrl);
+    expect(layout.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+    expect(await layout.text()).toContain('export function encodeSafetensors');
     const uplot = await fetch(`${base}/vendor/uplot/uPlot.esm.js`);
     expect(uplot.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
     expect(await uplot.text()).toContain('export { uPlot as default }');
@@ -48,6 +54,9 @@ describe('the page files', () => {
   it('answers nothing outside its folders', async () => {
     expect((await fetch(`${base}/static/..%2f..%2f..%2fpackage.json`)).status).toBe(404);
     expect((await fetch(`${base}/static/nope.js`)).status).toBe(404);
+    // Only the modules written for the browser: not the server's own code beside them.
+    expect(await (await fetch(`${base}/model/safetensors.ts`)).text()).toBe('not the dashboard\n');
+    expect(await (await fetch(`${base}/model/checkpoint.js`)).text()).toBe('not the dashboard\n');
     const other = await fetch(`${base}/vendor/uplot/package.json`);
     expect(await other.text()).toBe('not the dashboard\n'); // left to the server's other routes
     expect(await (await fetch(`${base}/metrics`)).text()).toBe('not the dashboard\n');
@@ -77,6 +86,6 @@ describe('the browser safetensors encoder', () => {
   });
 
   it('refuses values that do not fill the shape', () => {
-    expect(() => encodeSafetensors([{ name: 'x', shape: [2, 3], values: [1, 2] }])).toThrow('tensor x: 2 values; shape [2, 3] needs 6');
+    expect(() => encodeSafetensors([{ name: 'x', shape: [2, 3], values: [1, 2] }])).toThrow('tensor x has 2 values; shape [2, 3] needs 6');
   });
 });
