@@ -6,6 +6,7 @@
 //   the next decode; here every decode joins the tokens' bytes and decodes them alone.
 import { encode as encodeR50k } from 'gpt-tokenizer/encoding/r50k_base';
 import r50kRanks from 'gpt-tokenizer/bpeRanks/r50k_base';
+import { tokenIdProblem } from '../util/numbers.js';
 
 /** Report a token id or text the tokenizer cannot handle. */
 export class TokenizerError extends Error {
@@ -78,9 +79,8 @@ export function createGpt2Tokenizer(): Gpt2Tokenizer {
 }
 
 function checkId(id: number, where: string): void {
-  if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= vocabSize) {
-    throw new TokenizerError(`${where} is ${String(id)}; token ids are integers in [0, ${vocabSize})`);
-  }
+  const problem = tokenIdProblem(id, vocabSize);
+  if (problem) throw new TokenizerError(`${where}: ${problem}`);
 }
 
 function getTokenBytesTable(): Uint8Array[] {

@@ -163,7 +163,23 @@ export const statusToProto: Record<RunStatus, Status> = {
   FAILED: Status.FAILED,
 };
 
-const statusFromProto = new Map<Status, RunStatus>(Object.entries(statusToProto).map(([k, v]) => [v, k as RunStatus]));
+// A stored restart result always has a run's status: UNSPECIFIED (or a number this build does not know) in one is a
+// damaged record, reported as such rather than resumed as some other status.
+const statusFromProto = {
+  [Status.UNSPECIFIED]: undefined,
+  [Status.HIT]: 'HIT',
+  [Status.MAX_ITERATIONS]: 'MAX_ITERATIONS',
+  [Status.PATIENCE]: 'PATIENCE',
+  [Status.THRESHOLD]: 'THRESHOLD',
+  [Status.CANCELLED]: 'CANCELLED',
+  [Status.FAILED]: 'FAILED',
+} as const satisfies Record<Status, RunStatus | undefined>;
+
+function storedRunStatus(r: RestartResult): RunStatus {
+  const status = Object.hasOwn(statusFromProto, r.status) ? statusFromProto[r.status] : undefined;
+  if (!status) throw new Error(`stored restart result ${r.restart}: status ${r.status} is not the status of a finished run`);
+  return status;
+}
 
 /** Return a tensor message (shape, values). */
 export function tensorToProto(shape: readonly number[], values: ArrayLike<number>): Tensor {
@@ -198,7 +214,7 @@ export function restartResultFromProto(r: RestartResult): RunResult {
   return {
     restart: r.restart,
     seed: r.seed,
-    status: statusFromProto.get(r.status) ?? 'FAILED',
+    status: storedRunStatus(r),
     iterations: r.iterations,
     iterationsToHit: r.iterationsToHit ?? null,
     bestNll: r.bestNll,

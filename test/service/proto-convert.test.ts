@@ -7,11 +7,11 @@ import { fileURLToPath } from 'node:url';
 import { create } from '@bufbuild/protobuf';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
-import { settingsFromProto, settingsToProto } from '../../server/service/proto-convert.js';
+import { restartResultFromProto, restartResultToProto, settingsFromProto, settingsToProto } from '../../server/service/proto-convert.js';
 import { inversionDefaults, SettingsError, storedInversionSettings } from '../../server/engine/settings.js';
 import {
   InitializationSchema, JobSettingsSchema, Optimizer, OptimizerSchema, Parameterization_Basis, Parameterization_BasisSchema,
-  ParameterizationSchema, Schedule, ScheduleSchema,
+  ParameterizationSchema, RestartResultSchema, Schedule, ScheduleSchema, Status, StatusSchema,
 } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { JobSettings } from '../../sdk/gen/recite/v1/recite_pb.js';
 
@@ -84,6 +84,20 @@ describe('settingsFromProto and settingsToProto', () => {
   });
 });
 
+describe('restart results read back from the store', () => {
+  it('keep every run status, and refuse a record without one instead of resuming it as some other status', () => {
+    for (const { number } of StatusSchema.values.filter((v) => v.number !== Status.UNSPECIFIED)) {
+      const stored = create(RestartResultSchema, { restart: 2, status: number, embedding: { shape: [1, 2], values: [0.5, -1] } });
+      const run = restartResultFromProto(stored);
+      expect(restartResultToProto(run).status).toBe(number);
+    }
+    for (const status of [Status.UNSPECIFIED, 99]) {
+      expect(() => restartResultFromProto(create(RestartResultSchema, { restart: 2, status })))
+        .toThrow(`stored restart result 2: status ${status} is not the status of a finished run`);
+    }
+  });
+});
+
 describe('the converter tables, compiled with one entry removed', () => {
   // The real proto-convert.ts, type-checked by the TypeScript compiler with a line taken out as a proto change would
   // leave it: each mutant must fail to compile, naming the missing member.
@@ -111,6 +125,7 @@ describe('the converter tables, compiled with one entry removed', () => {
 
   it.each([
     ["  [Optimizer.SGD]: 'sgd',\n", /Property '\[Optimizer.SGD\]' is missing/],
+    ["  [Status.PATIENCE]: 'PATIENCE',\n", /Property '\[Status.PATIENCE\]' is missing/],
     ['  plateau: Schedule.PLATEAU,\n', /Property 'plateau' is missing/],
     ["  mean: () => ({ kind: 'mean' }),\n", /Property 'mean' is missing/],
   ])('refuses the tables without %j', (line, message) => {
