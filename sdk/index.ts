@@ -24,10 +24,13 @@ export type {
 export { toJobSettings, toJobSpec, toTensor } from './job-settings.js';
 export type {
   DecodeOption,
+  EnumName,
   InitOption,
   InvertOptions,
   JobSpecOptions,
+  OptimizerName,
   ParameterizationOption,
+  ScheduleName,
   TensorInput,
 } from './job-settings.js';
 export { bearerAuth, withBearerToken } from './auth.js';

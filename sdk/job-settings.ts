@@ -2,18 +2,21 @@
 // JobSettings. Options left out are sent as zero values, which the server reads as its documented defaults.
 import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
+import type { DescEnum } from '@bufbuild/protobuf';
 import {
   DecoderSchema,
   InitializationSchema,
   JobSettingsSchema,
   JobSpecSchema,
-  Optimizer,
+  OptimizerSchema,
   Parameterization_Basis,
+  Parameterization_BasisSchema,
   ParameterizationSchema,
-  Schedule,
+  ScheduleSchema,
   TensorSchema,
   TokenIdsSchema,
 } from './gen/recite/v1/recite_pb.js';
+import type { Optimizer, Schedule } from './gen/recite/v1/recite_pb.js';
 import type { Initialization, JobSettings, JobSpec, Parameterization, Tensor } from './gen/recite/v1/recite_pb.js';
 
 /** Describe a float32 tensor as plain numbers: `values` row-major, their count the product of `shape`. */
@@ -31,7 +34,7 @@ export type ParameterizationOption =
   | 'flat'
   | 'full'
   | { kind: 'full'; promptVectors?: number }
-  | { kind: 'projected'; dims: number; basis?: 'random' | 'pca' };
+  | { kind: 'projected'; dims: number; basis?: EnumName<typeof Parameterization_Basis> };
 
 /**
  * Say where the search starts: normal noise (std 0 or unset: the token embeddings' std), zeros, the mean token
@@ -45,6 +48,15 @@ export type InitOption =
   | { kind: 'text'; text: string }
   | { kind: 'embedding'; embedding: TensorInput };
 
+/** The short name of a proto enum's values, as the CLI takes them: Optimizer.ADAM → 'adam' (UNSPECIFIED left out). */
+export type EnumName<E extends Record<string, string | number>> = Exclude<Lowercase<Extract<keyof E, string>>, 'unspecified'>;
+
+/** An optimizer by name: every value of the proto's Optimizer enum. */
+export type OptimizerName = EnumName<typeof Optimizer>;
+
+/** A learning-rate schedule by name: every value of the proto's Schedule enum. */
+export type ScheduleName = EnumName<typeof Schedule>;
+
 /** Say how a hit is checked: greedy (teacher-forced argmax) or beam search, decoded every `every` iterations. */
 export type DecodeOption = 'greedy' | { beams: number; every?: number };
 
@@ -52,12 +64,12 @@ export type DecodeOption = 'greedy' | { beams: number; every?: number };
 export interface InvertOptions {
   parameterization?: ParameterizationOption;
   init?: InitOption;
-  optimizer?: 'rmsprop' | 'adam' | 'sgd';
+  optimizer?: OptimizerName;
   /** Learning rate (server default 0.1). */
   lr?: number;
   /** SGD momentum (server default 0.9). */
   momentum?: number;
-  schedule?: 'constant' | 'cosine' | 'plateau';
+  schedule?: ScheduleName;
   /** Scale the lr by the mean L2 norm of the token embeddings. */
   lrRelativeToNorm?: boolean;
   /** Iterations per restart (server default 1000). */
@@ -86,23 +98,6 @@ export interface JobSpecOptions extends InvertOptions {
   label?: string;
 }
 
-const optimizers: Record<NonNullable<InvertOptions['optimizer']>, Optimizer> = {
-  rmsprop: Optimizer.RMSPROP,
-  adam: Optimizer.ADAM,
-  sgd: Optimizer.SGD,
-};
-
-const schedules: Record<NonNullable<InvertOptions['schedule']>, Schedule> = {
-  constant: Schedule.CONSTANT,
-  cosine: Schedule.COSINE,
-  plateau: Schedule.PLATEAU,
-};
-
-const bases: Record<'random' | 'pca', Parameterization_Basis> = {
-  random: Parameterization_Basis.RANDOM,
-  pca: Parameterization_Basis.PCA,
-};
-
 /** Map InvertOptions onto JobSettings; throws ConnectError InvalidArgument for a value no field can hold. */
 export function toJobSettings(options: InvertOptions = {}): JobSettings {
   const settings = create(JobSettingsSchema, {
@@ -120,8 +115,8 @@ export function toJobSettings(options: InvertOptions = {}): JobSettings {
   });
   if (options.parameterization !== undefined) settings.parameterization = toParameterization(options.parameterization);
   if (options.init !== undefined) settings.init = toInitialization(options.init);
-  if (options.optimizer !== undefined) settings.optimizer = lookup('optimizer', optimizers, options.optimizer);
-  if (options.schedule !== undefined) settings.schedule = lookup('schedule', schedules, options.schedule);
+  if (options.optimizer !== undefined) settings.optimizer = enumValue('optimizer', OptimizerSchema, options.optimizer);
+  if (options.schedule !== undefined) settings.schedule = enumValue('schedule', ScheduleSchema, options.schedule);
   if (options.decode !== undefined) {
     const decode = options.decode;
     if (decode === 'greedy') settings.decoder = create(DecoderSchema, { beams: 1 });
@@ -162,7 +157,7 @@ function toParameterization(option: ParameterizationOption): Parameterization {
     case 'projected': {
       const projected = option as Extract<ParameterizationOption, { kind: 'projected' }>;
       const basis = projected.basis === undefined ? Parameterization_Basis.UNSPECIFIED
-        : lookup('parameterization.basis', bases, projected.basis);
+        : enumValue('parameterization.basis', Parameterization_BasisSchema, projected.basis);
       return create(ParameterizationSchema, { kind: { case: 'projected', value: { dims: projected.dims, basis } } });
     }
     default:
@@ -194,9 +189,12 @@ function toInitialization(option: InitOption): Initialization {
   }
 }
 
-function lookup<T>(field: string, table: Record<string, T>, value: string): T {
-  if (!Object.hasOwn(table, value)) throw invalid(field, value, Object.keys(table).map((k) => `'${k}'`).join(', '));
-  return table[value];
+// Look a value up by its short name in the proto's descriptor, so every value the proto has is accepted.
+function enumValue(field: string, desc: DescEnum, name: string): number {
+  const names = desc.values.filter((v) => v.number !== 0).map((v) => v.localName.toLowerCase());
+  const value = desc.values.find((v) => v.number !== 0 && v.localName.toLowerCase() === name);
+  if (!value) throw invalid(field, name, names.map((n) => `'${n}'`).join(', '));
+  return value.number;
 }
 
 function invalid(field: string, value: unknown, expected: string): ConnectError {

@@ -11,6 +11,7 @@ import { bearerToken } from '../service/auth.js';
 import type { JobHub } from '../service/job-hub.js';
 import { JobListFeed } from './job-list-feed.js';
 import type { StaticRoots } from './static-routes.js';
+import { settingsSchemaJson } from './settings-schema.js';
 import { createStaticRoutes, defaultStaticRoots } from './static-routes.js';
 import { DashboardSession } from './ws-session.js';
 import type { SessionStats } from './ws-session.js';
@@ -73,7 +74,14 @@ export interface Dashboard {
 export function createDashboard(deps: DashboardDeps, partial: Partial<DashboardOptions> = {}): Dashboard {
   const options = makeDashboardOptions(partial);
   const { hub, tokens, log } = deps;
-  const routes = createStaticRoutes(deps.roots ?? defaultStaticRoots());
+  const staticRoutes = createStaticRoutes(deps.roots ?? defaultStaticRoots());
+  const schema = JSON.stringify(settingsSchemaJson(hub.options.limits));
+  const routes = (req: http.IncomingMessage, res: http.ServerResponse): boolean => {
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/settings-schema.json') return staticRoutes(req, res);
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(schema), 'cache-control': 'no-cache' });
+    res.end(schema);
+    return true;
+  };
   const feed = new JobListFeed(hub, { every: options.jobsEvery, delayMs: options.jobsDelayMs }, log);
   const sessions = new Set<DashboardSession>();
   const wss = new WebSocketServer({

@@ -5,6 +5,7 @@ import { pathToString } from '@bufbuild/protobuf/reflect';
 import type { Path } from '@bufbuild/protobuf/reflect';
 import { createValidator } from '@bufbuild/protovalidate';
 import { Code, ConnectError } from '@connectrpc/connect';
+import { JobSettingsSchema } from '../../sdk/gen/recite/v1/recite_pb.js';
 
 const validator = createValidator();
 
@@ -20,35 +21,36 @@ export function validateRequest<Desc extends DescMessage>(schema: Desc, message:
   throw new ConnectError(details.join('; '), Code.InvalidArgument);
 }
 
-// The engine names settings in camelCase; clients know the proto's snake_case paths.
-const settingsPaths: Record<string, string> = {
-  parameterization: 'spec.settings.parameterization',
-  'parameterization.promptVectors': 'spec.settings.parameterization.full.prompt_vectors',
-  'parameterization.dims': 'spec.settings.parameterization.projected.dims',
-  'parameterization.basis': 'spec.settings.parameterization.projected.basis',
-  init: 'spec.settings.init',
-  'init.std': 'spec.settings.init.random.std',
-  'init.text': 'spec.settings.init.text',
-  'init.values': 'spec.settings.init.embedding.values',
-  optimizer: 'spec.settings.optimizer',
-  lr: 'spec.settings.lr',
-  momentum: 'spec.settings.momentum',
-  maxIterations: 'spec.settings.max_iterations',
-  patience: 'spec.settings.patience',
-  nllThreshold: 'spec.settings.nll_threshold',
-  restarts: 'spec.settings.restarts',
-  seed: 'spec.settings.seed',
-  reportEvery: 'spec.settings.report_every',
-  'decode.beams': 'spec.settings.decoder.beams',
-  'decode.every': 'spec.settings.decoder.every',
-  target: 'spec.target',
-};
+// The engine names settings in camelCase ("parameterization.dims"); clients know the proto's snake_case paths
+// ("spec.settings.parameterization.projected.dims"). The path is found in the proto's descriptor: each name is a
+// field of the message reached so far, or a field of one of its oneof members' messages. Only the engine names that
+// differ from the proto's are listed.
+const engineToProtoNames: Readonly<Record<string, string>> = { decode: 'decoder', stopOnHit: 'continueAfterHit' };
 
-/** Return the request path of an engine settings field. */
+function protoFieldPath(message: DescMessage, names: readonly string[]): string[] | undefined {
+  const [head, ...rest] = names;
+  if (head === undefined) return [];
+  const field = message.fields.find((f) => f.localName === (engineToProtoNames[head] ?? head));
+  if (field) {
+    if (rest.length === 0) return [field.name];
+    const tail = field.fieldKind === 'message' ? protoFieldPath(field.message, rest) : undefined;
+    return tail && [field.name, ...tail];
+  }
+  for (const member of message.fields) {
+    if (member.fieldKind !== 'message' || !member.oneof) continue;
+    const tail = protoFieldPath(member.message, names);
+    if (tail) return [member.name, ...tail];
+  }
+  return undefined;
+}
+
+/** Return the request path of an engine settings field (or of the job's target). */
 export function settingsFieldPath(field: string): string {
   const indexed = /^target_ids\[(\d+)\]$/.exec(field);
   if (indexed) return `spec.target_ids.ids[${indexed[1]}]`;
-  return settingsPaths[field] ?? `spec.settings.${field}`;
+  if (field === 'target') return 'spec.target';
+  const path = protoFieldPath(JobSettingsSchema, field.split('.'));
+  return `spec.settings.${path ? path.join('.') : field}`;
 }
 
 function valueAt(message: unknown, path: Path): unknown {

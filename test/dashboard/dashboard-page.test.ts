@@ -17,6 +17,8 @@ import { createReciteClient } from '../../sdk/index.js';
 import type { ReciteClient, ResultEvent } from '../../sdk/index.js';
 import { DatasetService } from '../../sdk/gen/recite/v1/dataset_pb.js';
 import { readSafetensorsHeader, readTensorFloat32 } from '../../server/model/safetensors.js';
+import { optimizerKinds } from '../../server/engine/optimizers.js';
+import { inversionDefaults } from '../../server/engine/settings.js';
 import { TokenTable } from '../../server/service/auth.js';
 import type { TestServer } from '../helpers/test-server.js';
 import { aliceToken, startTestServer } from '../helpers/test-server.js';
@@ -122,6 +124,13 @@ describe('the dashboard page in Chromium', () => {
         }
       }).observe(document.querySelector('#jobs tbody')!, { subtree: true, childList: true, characterData: true });
     });
+
+    // The form's optimizers and defaults come from the server's settings schema, not from the page.
+    await expect.poll(() => page.$$eval('#f-optimizer option', (options) => options.map((o) => o.textContent)), poll)
+      .toEqual([...optimizerKinds]);
+    expect(await page.inputValue('#f-lr')).toBe(String(inversionDefaults.lr));
+    expect(await page.inputValue('#f-max')).toBe(String(inversionDefaults.maxIterations));
+    expect(await page.inputValue('#f-optimizer')).toBe(`OPTIMIZER_${inversionDefaults.optimizer.toUpperCase()}`);
 
     await page.fill('#f-text', 'Hello world');
     await page.selectOption('#f-param', 'full');

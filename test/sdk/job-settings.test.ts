@@ -7,7 +7,9 @@ import {
   JobSpecSchema,
   Optimizer,
   Parameterization_Basis,
+  OptimizerSchema,
   Schedule,
+  ScheduleSchema,
 } from '../../sdk/gen/recite/v1/recite_pb.js';
 
 function invalidArgument(fn: () => unknown): ConnectError {
@@ -72,6 +74,17 @@ describe('toJobSettings', () => {
     expect(toJobSettings({ momentum: 0 }).momentum).toBe(0);
     const roundTrip = fromBinary(JobSettingsSchema, toBinary(JobSettingsSchema, toJobSettings({ momentum: 0 })));
     expect(roundTrip.momentum).toBe(0);
+  });
+
+  it('takes every value of the proto\'s Optimizer and Schedule enums by its short name, read from the descriptor', () => {
+    for (const [desc, field] of [[OptimizerSchema, 'optimizer'], [ScheduleSchema, 'schedule']] as const) {
+      for (const v of desc.values.filter((value) => value.number !== 0)) {
+        expect(toJobSettings({ [field]: v.localName.toLowerCase() } as InvertOptions)[field]).toBe(v.number);
+      }
+      // UNSPECIFIED is not a name a client may send: leaving the option out means the server's default.
+      expect(invalidArgument(() => toJobSettings({ [field]: 'unspecified' } as InvertOptions)).message)
+        .toContain(desc.values.filter((v) => v.number !== 0).map((v) => `'${v.localName.toLowerCase()}'`).join(', '));
+    }
   });
 
   it('maps each optimizer and schedule name', () => {

@@ -149,6 +149,18 @@ function setUpForm(stream, token, openJob) {
   param.addEventListener('change', updateSize);
   updateSize();
 
+  // The form follows the server's settings schema: its optimizers, defaults and limits (settings-schema.ts).
+  fetch('/settings-schema.json').then((r) => r.json()).then(({ choices, defaults, limits }) => {
+    const optimizer = byId('f-optimizer');
+    for (const { value, label } of choices.optimizer ?? []) {
+      optimizer.append(new Option(label, value, value === defaults.optimizer, value === defaults.optimizer));
+    }
+    byId('f-lr').value = String(defaults.lr);
+    byId('f-max').value = String(defaults.maxIterations);
+    byId('f-max').max = String(limits.maxIterations);
+    byId('f-seed').value = String(defaults.seed);
+  }, (error) => showFormError(`Could not read the settings schema: ${error.message}`));
+
   call('ListModels', {}, token).then(({ models = [] }) => {
     const select = byId('f-model');
     for (const m of models) {
@@ -167,7 +179,7 @@ function setUpForm(stream, token, openJob) {
       parameterization: p === 'flat' ? { flat: {} }
         : p === 'projected' ? { projected: { dims: n } }
         : { full: size.value ? { promptVectors: n } : {} },
-      optimizer: `OPTIMIZER_${byId('f-optimizer').value.toUpperCase()}`,
+      optimizer: byId('f-optimizer').value,
       lr: Number(byId('f-lr').value),
       maxIterations: Number(byId('f-max').value),
       seed: Number(byId('f-seed').value),

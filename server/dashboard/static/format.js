@@ -73,30 +73,39 @@ export function quoted(text, max = 80) {
   return `“${t}”`;
 }
 
-/** Describe the settings (proto JSON of JobSettings, defaults filled in by the server) as label/value pairs. */
+/** Name an enum value of the proto JSON by its short name, as the CLI does: "OPTIMIZER_ADAM" → "adam". */
+export function enumLabel(value, prefix) {
+  return String(value ?? '').replace(new RegExp(`^${prefix}_`), '').toLowerCase();
+}
+
+/**
+ * Describe the settings (proto JSON of JobSettings as the job runs them: the server fills in the defaults, so an
+ * absent number is a zero) as label/value pairs. Enum values are shown by their short names, whatever the proto
+ * holds: a new optimizer needs no edit here.
+ */
 export function settingsRows(settings = {}, targetTokens = 0) {
   const p = settings.parameterization ?? {};
   const param = p.flat ? 'flat (one vector)'
-    : p.projected ? `projected, K = ${p.projected.dims ?? 0} (${p.projected.basis === 'BASIS_PCA' ? 'PCA' : 'random'} basis)`
+    : p.projected ? `projected, K = ${p.projected.dims ?? 0} (${enumLabel(p.projected.basis, 'BASIS') || 'random'} basis)`
     : `full, P = ${p.full?.promptVectors || `${targetTokens} (one per token)`}`;
   const init = settings.init ?? {};
   const initText = init.zeros ? 'zeros' : init.mean ? 'mean token embedding'
     : init.text !== undefined ? `embeddings of ${quoted(init.text, 40)}`
     : init.embedding ? `given embedding (${(init.embedding.shape ?? []).join(' × ')})`
     : `random normal${init.random?.std ? `, std ${number(init.random.std)}` : ', the token embeddings\u2019 std'}`;
-  const optimizer = { OPTIMIZER_ADAM: 'Adam', OPTIMIZER_SGD: 'SGD with momentum' }[settings.optimizer] ?? 'RMSProp';
-  const schedule = { SCHEDULE_COSINE: 'cosine', SCHEDULE_PLATEAU: 'reduce on plateau' }[settings.schedule] ?? 'constant';
+  const optimizer = enumLabel(settings.optimizer, 'OPTIMIZER');
   const beams = settings.decoder?.beams ?? 0;
+  const reportEvery = settings.reportEvery ?? 0;
   const rows = [
     ['parameterization', param],
     ['initialization', initText],
-    ['optimizer', settings.optimizer === 'OPTIMIZER_SGD' ? `${optimizer} (${number(settings.momentum ?? 0.9)})` : optimizer],
-    ['learning rate', `${number(settings.lr ?? 0.1)}${settings.lrRelativeToNorm ? ' × embedding norm' : ''}, ${schedule}`],
-    ['max iterations', String(settings.maxIterations ?? 1000)],
-    ['hit check', beams > 1 ? `beam search, ${beams} beams every ${settings.decoder?.every ?? 10} iterations` : 'greedy (every iteration)'],
-    ['restarts', String(settings.restarts ?? 1)],
+    ['optimizer', optimizer === 'sgd' ? `sgd (momentum ${number(settings.momentum ?? 0)})` : optimizer],
+    ['learning rate', `${number(settings.lr ?? 0)}${settings.lrRelativeToNorm ? ' × embedding norm' : ''}, ${enumLabel(settings.schedule, 'SCHEDULE')} schedule`],
+    ['max iterations', String(settings.maxIterations ?? 0)],
+    ['hit check', beams > 1 ? `beam search, ${beams} beams every ${settings.decoder?.every ?? 0} iterations` : 'greedy (every iteration)'],
+    ['restarts', String(settings.restarts ?? 0)],
     ['seed', String(settings.seed ?? 0)],
-    ['report every', `${settings.reportEvery ?? 1} iteration${(settings.reportEvery ?? 1) > 1 ? 's' : ''}`],
+    ['report every', `${reportEvery} iteration${reportEvery > 1 ? 's' : ''}`],
   ];
   if (settings.patience) rows.push(['patience', `${settings.patience} iterations`]);
   if (settings.nllThreshold) rows.push(['NLL threshold', number(settings.nllThreshold)]);
