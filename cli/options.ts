@@ -1,6 +1,7 @@
 // Parsing of command-line values into engine settings; errors name the option, the value and what is allowed.
 import fs from 'node:fs';
 import { InvalidArgumentError } from 'commander';
+import { beamCheckEveryDefault } from '../server/engine/settings.js';
 import type { DecodeSettings, InitSettings, ParameterizationSettings } from '../server/engine/settings.js';
 import { integerRange, isIntegerIn } from '../server/util/numbers.js';
 
@@ -65,7 +66,7 @@ export function parseDecode(value: string): DecodeSettings {
   const [kind, n, every] = value.split(':');
   if (kind === 'greedy' && n === undefined) return { kind: 'greedy' };
   if (kind === 'beam' && n !== undefined) {
-    return { kind: 'beam', beams: positiveInteger('--decode beam:N', n), every: every === undefined ? 10 : positiveInteger('--decode beam:N:EVERY', every) };
+    return { kind: 'beam', beams: positiveInteger('--decode beam:N', n), every: every === undefined ? beamCheckEveryDefault : positiveInteger('--decode beam:N:EVERY', every) };
   }
   throw new InvalidArgumentError(`--decode ${value}: expected greedy or beam:N[:EVERY]`);
 }
