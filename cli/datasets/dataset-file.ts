@@ -1,6 +1,7 @@
 // Data set files: plain text (one target per line; the id is the line number) or JSON lines (`id` and `text`, or
 // `target_ids` for a target given as GPT-2 token ids, as `recite dataset reachable` writes them).
 import fs from 'node:fs';
+import { firstIntegerProblem } from '../../server/util/numbers.js';
 
 /** One target of a data set file. */
 export interface DatasetFileRow {
@@ -55,9 +56,9 @@ function readJsonLines(file: string, lines: readonly string[]): DatasetFileRow[]
     if (typeof id !== 'string' && typeof id !== 'number') throw new DatasetFileError(`${where}: id ${JSON.stringify(id)} is not a string or a number`);
     const ids = record.target_ids;
     if (ids !== undefined) {
-      if (!Array.isArray(ids) || ids.length === 0 || !ids.every((t) => Number.isInteger(t) && (t as number) >= 0)) {
-        throw new DatasetFileError(`${where}: target_ids must be a non-empty array of token ids`);
-      }
+      if (!Array.isArray(ids) || ids.length === 0) throw new DatasetFileError(`${where}: target_ids must be a non-empty array of token ids`);
+      const problem = firstIntegerProblem(ids, 0);
+      if (problem) throw new DatasetFileError(`${where}: target_ids: ${problem}`);
       rows.push({ id: String(id), text: typeof record.text === 'string' ? record.text : '', targetIds: ids as number[] });
       return;
     }

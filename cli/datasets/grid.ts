@@ -1,6 +1,7 @@
 // Study grids: "optimizer=rmsprop,adam lr=0.03,0.1,0.3 param=flat,full seeds=5" is the cross product of the
 // listed values of each settings flag (in the order written), each run with every seed.
 import { Command } from 'commander';
+import { integerProblem, integerRange, isIntegerIn } from '../../server/util/numbers.js';
 import { addSettingsOptions } from '../settings-options.js';
 import type { SettingsFlags } from '../settings-options.js';
 
@@ -43,12 +44,13 @@ export function parseGrid(spec: string, firstSeed = 0): Grid {
     if (values.length === 0) throw new GridError(`--grid: "${part}" has no values; write KEY=V1,V2,…`);
     if (key === 'seeds') {
       const n = Number(values[0]);
-      if (values.length !== 1 || !Number.isInteger(n) || n < 1) throw new GridError(`--grid: seeds=${values.join(',')}: expected a count ≥ 1 (or seed=A,B,… for a list)`);
+      if (values.length !== 1 || !isIntegerIn(n, 1)) throw new GridError(`--grid: seeds=${values.join(',')}: expected a count, ${integerRange(1)} (or seed=A,B,… for a list)`);
       seeds = Array.from({ length: n }, (_, i) => firstSeed + i);
     } else if (key === 'seed') {
       seeds = values.map((v) => {
         const s = Number(v);
-        if (!Number.isInteger(s) || s < 0) throw new GridError(`--grid: seed ${v}: expected integers ≥ 0`);
+        const problem = integerProblem(s, 0, 2 ** 32 - 1);
+        if (problem) throw new GridError(`--grid: seed ${v}: ${problem}`);
         return s;
       });
     } else {

@@ -24,7 +24,8 @@ describe('parseGrid', () => {
   it('names the bad part', () => {
     expect(() => parseGrid('optimiser=adam')).toThrow(new GridError('--grid: unknown key "optimiser"; keys: param, init, optimizer, lr, schedule, lr-relative, max-iters, patience, nll-threshold, curriculum, decode, restarts, report-every, seeds, seed'));
     expect(() => parseGrid('lr=')).toThrow('--grid: "lr=" has no values; write KEY=V1,V2,…');
-    expect(() => parseGrid('seeds=0')).toThrow('--grid: seeds=0: expected a count ≥ 1 (or seed=A,B,… for a list)');
+    expect(() => parseGrid('seeds=0')).toThrow('--grid: seeds=0: expected a count, an integer ≥ 1 (or seed=A,B,… for a list)');
+    expect(() => parseGrid('seed=1,-2')).toThrow('--grid: seed -2: -2 is not an integer in [0, 4294967295]');
     expect(() => parseGrid('lr=0.1 lr=0.3')).toThrow('--grid: "lr" is given twice');
   });
 });
