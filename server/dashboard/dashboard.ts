@@ -8,7 +8,7 @@ import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
 import type { TokenTable } from '../service/auth.js';
 import { bearerToken } from '../service/auth.js';
-import type { JobHub } from '../service/job-hub.js';
+import type { JobChanges, JobQueries, JobStreams, JobSubmission, SettingsLimits } from '../service/hub-ports.js';
 import { JobListFeed } from './job-list-feed.js';
 import type { StaticRoots } from './static-routes.js';
 import { settingsSchemaJson } from './settings-schema.js';
@@ -51,7 +51,7 @@ export function makeDashboardOptions(partial: Partial<DashboardOptions> = {}): D
 
 /** What the dashboard needs from the server. */
 export interface DashboardDeps {
-  hub: JobHub;
+  hub: JobSubmission & JobQueries & JobStreams & JobChanges & SettingsLimits;
   tokens: TokenTable;
   log: Logger;
   /** Where the page's files are (tests may point elsewhere). */

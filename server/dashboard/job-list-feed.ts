@@ -2,7 +2,7 @@
 // for the sockets of the job's client that asked for its list: at once on a state change, and every N-th progress
 // event otherwise, gathered over a short delay so one summary serves a burst of changes.
 import type { Logger } from 'pino';
-import type { JobChange, JobHub } from '../service/job-hub.js';
+import type { JobChange, JobChanges, JobQueries } from '../service/hub-ports.js';
 import { jobSummaryJson } from './job-summary.js';
 
 /** A socket that follows its client's job list. */
@@ -26,7 +26,7 @@ export class JobListFeed {
   private timer: NodeJS.Timeout | undefined;
   private readonly unlisten: () => void;
 
-  constructor(private readonly hub: JobHub, private readonly options: JobListFeedOptions, private readonly log: Logger) {
+  constructor(private readonly hub: JobChanges & JobQueries, private readonly options: JobListFeedOptions, private readonly log: Logger) {
     this.unlisten = hub.onJobChange((change) => this.onChange(change));
   }
 

@@ -14,7 +14,7 @@ import type { RawData, WebSocket } from 'ws';
 import { JobEventSchema, JobSpecSchema, JobState, SubmitJobRequestSchema } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { JobEvent, JobSpec } from '../../sdk/gen/recite/v1/recite_pb.js';
 import { CoalescingQueue } from '../service/coalescing-queue.js';
-import type { JobHub } from '../service/job-hub.js';
+import type { JobQueries, JobStreams, JobSubmission } from '../service/hub-ports.js';
 import { validateRequest } from '../service/validation.js';
 import type { JobListFeed, JobListReader } from './job-list-feed.js';
 import { jobSummaryJson } from './job-summary.js';
@@ -71,7 +71,7 @@ export class DashboardSession implements JobListReader {
   constructor(
     private readonly ws: WebSocket,
     readonly clientId: string,
-    private readonly hub: JobHub,
+    private readonly hub: JobSubmission & JobQueries & JobStreams,
     private readonly feed: JobListFeed,
     private readonly options: SessionOptions,
     private readonly log: Logger,

@@ -5,8 +5,7 @@
 import { create, fromBinary } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { Logger } from 'pino';
-import type { JobHub } from '../service/job-hub.js';
-import type { ModelRegistry } from '../service/model-registry.js';
+import type { ClientQuotas, JobQueries, JobSubmission, ModelCatalog } from '../service/hub-ports.js';
 import type { JobStore } from '../store/job-store.js';
 import { JobSettingsSchema, JobSpecSchema, Status, TokenIdsSchema } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { Job, JobSettings, JobSpec } from '../../sdk/gen/recite/v1/recite_pb.js';
@@ -64,8 +63,8 @@ export class DatasetRunner {
   private stopped = false;
   readonly options: DatasetRunnerOptions;
 
-  constructor(private readonly store: DatasetStore, private readonly hub: JobHub, private readonly jobs: JobStore,
-    private readonly models: ModelRegistry, private readonly log: Logger, options?: Partial<DatasetRunnerOptions>) {
+  constructor(private readonly store: DatasetStore, private readonly hub: JobSubmission & JobQueries & ClientQuotas, private readonly jobs: JobStore,
+    private readonly models: ModelCatalog, private readonly log: Logger, options?: Partial<DatasetRunnerOptions>) {
     this.options = makeDatasetRunnerOptions(options);
     // The first pass runs on a timer after the models are ready: by then the hub has taken its list of jobs to
     // resume (in the same microtask run), so rows submitted here are never resumed a second time.

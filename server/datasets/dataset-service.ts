@@ -8,11 +8,9 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import type { Logger } from 'pino';
 import { makeInversionSettings } from '../engine/settings.js';
 import { clientOf } from '../service/auth.js';
-import type { JobHub } from '../service/job-hub.js';
-import { toConnectError } from '../service/job-hub.js';
-import type { ModelRegistry } from '../service/model-registry.js';
+import type { ClientQuotas, JobQueries, JobSubmission, ModelCatalog, SettingsLimits } from '../service/hub-ports.js';
 import { settingsFromProto } from '../service/proto-convert.js';
-import { validateRequest } from '../service/validation.js';
+import { toConnectError, validateRequest } from '../service/validation.js';
 import type { JobStore } from '../store/job-store.js';
 import {
   CancelDatasetRequestSchema, DatasetCountsSchema, DatasetRowSchema, DatasetSchema, DatasetService, DatasetState,
@@ -38,9 +36,12 @@ const maxDecodeSteps = 100_000; // count × tokens of one SampleReachableTargets
 
 const datasetStates = { RUNNING: DatasetState.RUNNING, FINISHED: DatasetState.FINISHED, CANCELLED: DatasetState.CANCELLED } as const;
 
+/** What the data sets ask of the job hub. */
+export type DatasetHub = JobSubmission & JobQueries & ClientQuotas & SettingsLimits;
+
 export class DatasetServiceImpl implements ServiceImpl<typeof DatasetService> {
-  constructor(private readonly store: DatasetStore, private readonly runner: DatasetRunner, private readonly hub: JobHub,
-    private readonly models: ModelRegistry) {}
+  constructor(private readonly store: DatasetStore, private readonly runner: DatasetRunner, private readonly hub: DatasetHub,
+    private readonly models: ModelCatalog) {}
 
   async submitDataset(req: SubmitDatasetRequest, ctx: HandlerContext) {
     validateRequest(SubmitDatasetRequestSchema, req);
@@ -260,7 +261,7 @@ export interface Datasets {
 }
 
 /** Open the data set store on `dbPath` (the job store's file) and start the runner. */
-export function createDatasets(deps: { dbPath: string; hub: JobHub; jobs: JobStore; models: ModelRegistry; log: Logger;
+export function createDatasets(deps: { dbPath: string; hub: DatasetHub; jobs: JobStore; models: ModelCatalog; log: Logger;
   runner?: Partial<DatasetRunnerOptions> }): Datasets {
   const store = DatasetStore.open(deps.dbPath);
   const runner = new DatasetRunner(store, deps.hub, deps.jobs, deps.models, deps.log, deps.runner);

@@ -11,7 +11,7 @@ import type { InversionEvent, RunResult } from '../engine/events.js';
 import type { InversionHandle } from '../engine/inversion-engine.js';
 import type { RunSnapshot } from '../engine/inversion-run.js';
 import type { InversionLimits } from '../engine/settings.js';
-import { inversionLimits, makeInversionSettings, SettingsError, storedInversionSettings } from '../engine/settings.js';
+import { inversionLimits, makeInversionSettings, storedInversionSettings } from '../engine/settings.js';
 import type { EventRecord, JobRecord, JobStore } from '../store/job-store.js';
 import {
   JobEventSchema, JobSchema, JobSpecSchema, JobState, ProgressSchema, ResultSchema, Status,
@@ -25,7 +25,10 @@ import {
   settingsToProto,
 } from './proto-convert.js';
 import { EventSubscriber } from './event-subscriber.js';
-import { settingsFieldPath } from './validation.js';
+import { toConnectError } from './validation.js';
+import type {
+  ClientQuotas, JobChange, JobChanges, JobQueries, JobStreams, JobSubmission, SettingsLimits,
+} from './hub-ports.js';
 import { tokenIdProblem } from '../util/numbers.js';
 
 export interface JobHubOptions {
@@ -84,14 +87,9 @@ interface LiveJob {
 
 const eventKinds = { queued: 'queued', started: 'started', progress: 'progress', restartResult: 'restart_result', result: 'result' } as const;
 
-/** A change to a job that a live job list shows: the job was created, or it emitted an event of this kind. */
-export interface JobChange {
-  clientId: string;
-  jobId: string;
-  kind: 'created' | (typeof eventKinds)[keyof typeof eventKinds];
-}
+export type { JobChange } from './hub-ports.js';
 
-export class JobHub {
+export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges, ClientQuotas, SettingsLimits {
   private readonly live = new Map<string, LiveJob>();
   private pendingEvents: EventRecord[] = [];
   private readonly pendingSummaries = new Map<string, Progress>();
@@ -748,13 +746,4 @@ function notResumedYet(jobId: string): ConnectError {
     'loading); retry shortly', Code.Unavailable);
 }
 
-/** Map engine errors onto API errors: settings out of range are the caller's to fix. */
-export function toConnectError(error: unknown): ConnectError {
-  if (error instanceof ConnectError) return error;
-  if (error instanceof SettingsError) {
-    return new ConnectError(`${settingsFieldPath(error.field)}: ${error.message.slice(error.field.length + 2)}`,
-      Code.InvalidArgument);
-  }
-  return new ConnectError(error instanceof Error ? error.message : String(error), Code.Internal);
-}
 

@@ -5,6 +5,7 @@ import type { EngineModel } from '../engine/engine-model.js';
 import { loadEngineModel } from '../engine/engine-model.js';
 import type { InversionEngineOptions } from '../engine/inversion-engine.js';
 import { InversionEngine } from '../engine/inversion-engine.js';
+import type { ModelCatalog } from './hub-ports.js';
 import type { DeviceRequest } from '../model/execution-provider.js';
 
 export interface ModelSource {
@@ -30,7 +31,7 @@ export function publicError(entry: Extract<ModelEntry, { state: 'FAILED' }>): st
   return entry.error.split(entry.dir).join(`<model ${entry.name}>`);
 }
 
-export class ModelRegistry {
+export class ModelRegistry implements ModelCatalog {
   private readonly entries = new Map<string, ModelEntry>();
   private readonly loading: Promise<void>[] = [];
   readonly defaultModel: string;

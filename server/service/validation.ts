@@ -6,6 +6,7 @@ import type { Path } from '@bufbuild/protobuf/reflect';
 import { createValidator } from '@bufbuild/protovalidate';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { JobSettingsSchema } from '../../sdk/gen/recite/v1/recite_pb.js';
+import { SettingsError } from '../engine/settings.js';
 
 const validator = createValidator();
 
@@ -80,4 +81,14 @@ function describeValue(value: unknown): string {
   if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
   if (value === undefined || value === null) return '(unset)';
   return '(message)';
+}
+
+/** Map engine errors onto API errors, once, at the edge: settings out of range are the caller's to fix. */
+export function toConnectError(error: unknown): ConnectError {
+  if (error instanceof ConnectError) return error;
+  if (error instanceof SettingsError) {
+    return new ConnectError(`${settingsFieldPath(error.field)}: ${error.message.slice(error.field.length + 2)}`,
+      Code.InvalidArgument);
+  }
+  return new ConnectError(error instanceof Error ? error.message : String(error), Code.Internal);
 }

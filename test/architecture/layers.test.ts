@@ -80,4 +80,14 @@ describe('the layers of server/', () => {
     expect(crossImports().some((e) => e.from === 'service' && e.to === 'engine')).toBe(true);
     expect(layerOf('service')).toBeGreaterThan(layerOf('engine'));
   });
+
+  it('let the dashboard and the data sets reach the service only through its narrow faces', () => {
+    // Not the JobHub or ModelRegistry classes: the interfaces of hub-ports.ts, and the edge's shared helpers.
+    const outward = new Set(['hub-ports.ts', 'validation.ts', 'auth.ts', 'proto-convert.ts', 'coalescing-queue.ts',
+      'request-decoding.ts']);
+    const edges = crossImports().filter((e) => (e.from === 'dashboard' || e.from === 'datasets') && e.to === 'service');
+    expect(edges.length).toBeGreaterThan(5);
+    const inward = edges.filter((e) => !outward.has(path.basename(e.line.split(' -> ')[1]!).replace(/\.js$/, '.ts')));
+    expect(inward.map((e) => e.line)).toEqual([]);
+  });
 });
