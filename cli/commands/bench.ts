@@ -163,7 +163,7 @@ export function formatFairnessReport(result: FairnessBenchResult): string {
   const after = result.aloneSeconds.slice(s.repeats);
   const ratio = `${result.besideFinished ? '' : 'more than '}${result.ratio.toFixed(2)}x`;
   return [
-    `provider ${result.provider} (model tiny) | ${result.host.cpus} CPUs, ${result.host.cpuModel} | ` +
+    `provider ${result.provider} (model tiny) | ${result.host.cpus} CPUs, ${result.host.cpuModel}, ${result.host.sessionThreads} session threads | ` +
       `${result.wallSeconds.toFixed(0)} s`,
     `heavy client: ${s.heavyJobs} jobs x ${s.heavyRestarts} restarts, beam-${s.heavyBeams} hit check every iteration`,
     `light client: one Invert of "Hello world", ${s.lightIterations} iterations, timed ${s.repeats} times in each phase`,
@@ -201,7 +201,7 @@ export function formatBenchReport(result: GraphBenchResult): string {
     `matmul peak (${peak.shape.m}, ${peak.shape.k}) x (${peak.shape.k}, ${peak.shape.n}) float32: ` +
     `${peak.worstGflopPerSecond.toFixed(1)} to ${peak.bestGflopPerSecond.toFixed(1)} GFLOP/s over the points ` +
     `(fastest run ${peak.bestRunGflopPerSecond.toFixed(1)}) | ` +
-    `peak RSS ${result.peakRssMiB.toFixed(0)} MiB | ${result.host.cpus} CPUs, ${result.host.cpuModel} | ` +
+    `peak RSS ${result.peakRssMiB.toFixed(0)} MiB | ${result.host.cpus} CPUs, ${result.host.cpuModel}, ${result.host.sessionThreads} session threads | ` +
     `${result.wallSeconds.toFixed(0)} s`;
   const table = new Table({
     head: ['model', 'B', 'T', 'ms/run', 'GFLOP/s', 'matmul GFLOP/s', '% of matmul peak', '% fastest runs', 'job-it/s'],
@@ -223,7 +223,7 @@ export function formatBenchReport(result: GraphBenchResult): string {
 /** Render the header line, the tables of points and ratios, the goal and the memory of an engine bench result. */
 export function formatEngineBenchReport(result: EngineBenchResult): string {
   const k = result.models.map((m) => `${m.iterationsPerJob} on ${m.name}`).join(', ');
-  const header = `provider ${result.provider} (asked ${result.device}) | ${result.host.cpus} CPUs, ${result.host.cpuModel} | ` +
+  const header = `provider ${result.provider} (asked ${result.device}) | ${result.host.cpus} CPUs, ${result.host.cpuModel}, ${result.host.sessionThreads} session threads | ` +
     `engine maxBatch ${result.settings.engine.maxBatch}, flat prompt (P = 1), ${result.settings.job.optimizer}, ` +
     `iterations per job: ${k}, ${result.settings.repeats} turns per mode | peak RSS ${result.peakRssMiB.toFixed(0)} MiB | ` +
     `${result.wallSeconds.toFixed(0)} s`;

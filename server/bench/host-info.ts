@@ -1,6 +1,7 @@
 // The machine a benchmark ran on, written beside its figures: a figure without its host cannot be compared.
 import os from 'node:os';
 import ort from 'onnxruntime-node';
+import { sessionThreads } from '../model/devices.js';
 
 /** Describe the host: platform, CPU, memory and the runtime versions. */
 export interface HostInfo {
@@ -11,6 +12,8 @@ export interface HostInfo {
   memoryMiB: number;
   node: string;
   onnxruntime: string;
+  /** Threads each onnxruntime session computes with (recite --threads, RECITE_THREADS). */
+  sessionThreads: number;
 }
 
 /** Return the host this process runs on. */
@@ -23,5 +26,6 @@ export function describeHost(): HostInfo {
     memoryMiB: Math.round(os.totalmem() / 2 ** 20),
     node: process.version,
     onnxruntime: ort.env.versions.node ?? ort.env.versions.common,
+    sessionThreads: sessionThreads(),
   };
 }

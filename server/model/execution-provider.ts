@@ -3,11 +3,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 
-import { ExecutionProviderError } from './devices.js';
+import { ExecutionProviderError, sessionThreads } from './devices.js';
 import type { DeviceRequest, ProviderFallback, ProviderName } from './devices.js';
 
 // The names and their parsing live in devices.ts, which loads no onnxruntime (the CLI parses --device with it).
-export { deviceRequests, describeProvider, ExecutionProviderError, parseDeviceRequest } from './devices.js';
+export { deviceRequests, describeProvider, ExecutionProviderError, parseDeviceRequest, sessionThreads, setSessionThreads } from './devices.js';
 export type { DeviceRequest, ProviderFallback, ProviderName } from './devices.js';
 
 const autoOrder: readonly ProviderName[] = ['cuda', 'webgpu', 'cpu'];
@@ -75,6 +75,7 @@ function sessionOptions(provider: ProviderName, externalDataDir: string): ort.In
   return {
     executionProviders: [provider],
     graphOptimizationLevel: 'all',
+    intraOpNumThreads: sessionThreads(),
     // Errors reach the caller as exceptions with their message; onnxruntime's own log would repeat them on stderr.
     logSeverityLevel: 4,
     extra: { session: { model_external_initializers_file_folder_path: externalDataDir } },

@@ -5,11 +5,11 @@
 //
 // B = sequences per step, S = positions per sequence, C = channels, V = vocab (50257)
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import type { Gpt2Config } from '../model/checkpoint.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
+import { sessionThreads } from '../model/devices.js';
 import { sequenceHelpers } from '../model/gpt2-session.js';
 import type { SequenceHelpers } from '../model/gpt2-session.js';
 import { buildTrainingGraph, trainableWeights, trainingGraphIo, weightGradientOutput } from '../model/gpt2-training-graph.js';
@@ -208,12 +208,12 @@ export async function evaluateWindows(session: ort.InferenceSession, state: Pick
   return { meanNll: sum / nll.length, tokens: nll.length, nll };
 }
 
-/** Open the training graph for a model shape on the CPU, with every core. */
+/** Open the training graph for a model shape on the CPU, on the sessions' threads (every core unless set). */
 export async function openTrainingSession(config: Gpt2Config): Promise<ort.InferenceSession> {
   return ort.InferenceSession.create(buildTrainingGraph(config).toBytes(), {
     executionProviders: ['cpu'],
     graphOptimizationLevel: 'all',
-    intraOpNumThreads: os.availableParallelism(),
+    intraOpNumThreads: sessionThreads(),
   });
 }
 

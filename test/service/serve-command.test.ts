@@ -60,7 +60,7 @@ describe('recite serve', () => {
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  it('refuses a bad --port, --device, --cors-origin, --host or missing model folder before any model loads', async () => {
+  it('refuses a bad --port, --device, --cors-origin, --host, --threads or missing model folder before any model loads', async () => {
     const cases: [string[], RegExp][] = [
       [['--port', 'abc'], /^recite: --port abc: expected an integer in \[0, 65535\]/m],
       [['--port', '70000'], /^recite: --port 70000: expected an integer in \[0, 65535\]/m],
@@ -68,6 +68,7 @@ describe('recite serve', () => {
       [['--cors-origin', 'https://app.example.com/'], /^recite: --cors-origin https:\/\/app\.example\.com\/: expected an origin .*here https:\/\/app\.example\.com\)/m],
       [['--host', '192.0.2.1'], /^recite: --host 192\.0\.2\.1: not an address of this machine/m],
       [['--model', 'gpt2=/missing/dir'], /^recite: --model gpt2=\/missing\/dir: the folder \/missing\/dir does not exist/m],
+      [['--threads', '0'], /^recite: --threads 0: 0 is not an integer in \[1, 1024\]/m],
     ];
     const runs = await Promise.all(cases.map(([args]) => runServe(dir, args)));
     for (const [i, [args, message]] of cases.entries()) {
@@ -113,10 +114,13 @@ describe('recite serve', () => {
     expectSkippedBefore(ready!.provider, ready!.skippedProviders);
     await stopServe(serve, 'SIGTERM');
 
-    serve = await spawnServe(path.join(dir, 'cpu.db'));
+    // The test suite runs with RECITE_THREADS=1 (vitest.config.ts): the auto server's sessions have one thread,
+    // and --threads overrides it.
+    expect(ready).toMatchObject({ threads: 1 });
+    serve = await spawnServe(path.join(dir, 'cpu.db'), ['--threads', '2']);
     const cpu = serve;
     await expect.poll(() => logLines(cpu.stderr(), 'model ready'), { timeout: cliLimitMs }).toHaveLength(1);
-    expect(logLines(serve.stderr(), 'model ready')).toMatchObject([{ provider: 'cpu', skippedProviders: [] }]);
+    expect(logLines(serve.stderr(), 'model ready')).toMatchObject([{ provider: 'cpu', threads: 2, skippedProviders: [] }]);
   }, 3 * cliLimitMs);
 });
 
