@@ -204,17 +204,20 @@ export function formatBenchReport(result: GraphBenchResult): string {
     `peak RSS ${result.peakRssMiB.toFixed(0)} MiB | ${result.host.cpus} CPUs, ${result.host.cpuModel}, ${result.host.sessionThreads} session threads | ` +
     `${result.wallSeconds.toFixed(0)} s`;
   const table = new Table({
-    head: ['model', 'B', 'T', 'ms/run', 'GFLOP/s', 'matmul GFLOP/s', '% of matmul peak', '% fastest runs', 'job-it/s'],
-    colAligns: ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
+    head: ['model', 'B', 'T', 'ms/run', '% in session', 'GFLOP/s', 'matmul GFLOP/s', '% of matmul peak', '% fastest runs',
+      'job-it/s'],
+    colAligns: ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
     style: { head: [], border: [] }, // no colour codes: the table is pasted into docs/benchmarks.md
     chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' }, // no rule between rows
   });
   for (const p of result.points) {
-    table.push([p.model, p.batch, p.targetLength, p.times.medianMs.toFixed(1), p.gflopPerSecond.toFixed(1),
+    table.push([p.model, p.batch, p.targetLength, p.times.medianMs.toFixed(1),
+      (100 * p.sessionMedianMs / p.times.medianMs).toFixed(1), p.gflopPerSecond.toFixed(1),
       p.matmulGflopPerSecond.toFixed(1), (100 * p.fractionOfPeak).toFixed(1), (100 * p.bestFractionOfPeak).toFixed(1),
       p.jobIterationsPerSecond.toFixed(1)]);
   }
-  const note = 'ms/run, GFLOP/s, job-it/s: median run. matmul GFLOP/s: the peak MatMul timed between the same point\'s ' +
+  const note = 'ms/run, GFLOP/s, job-it/s: median run. % in session: the median run inside onnxruntime\'s ' +
+    'session.run; the rest makes the inputs and reads the outputs on the host. matmul GFLOP/s: the peak MatMul timed between the same point\'s ' +
     'graph runs (median over the runs of the MatMul times just before and after each). % of matmul peak = GFLOP/s / ' +
     'matmul GFLOP/s; % fastest runs = the same ratio from the fastest graph run and the fastest MatMul run of the point.';
   return `${header}\n${table.toString()}\n${note}`;
@@ -243,6 +246,19 @@ export function formatEngineBenchReport(result: EngineBenchResult): string {
       p.medianJobIterationsPerCpuSecond.toFixed(1), p.graphRuns, p.rowsPerGraphRun.toFixed(1),
       (100 * p.graphSeconds / p.seconds).toFixed(1), p.summarySeconds.toFixed(2), p.maxRssMiB.toFixed(0)]);
   }
+  // Where the iteration phase's time went, per point, and the summaries after it against it.
+  const parts = new Table({
+    head: ['model', 'T', 'jobs', 'mode', '% session', '% transfers', '% optimizer', '% rows', '% beams', '% other',
+      'summaries / iterations'],
+    colAligns: ['left', 'right', 'right', 'left', ...Array<'right'>(7).fill('right')],
+    ...style,
+  });
+  for (const p of result.points) {
+    const b = p.breakdown;
+    const percent = (seconds: number) => (100 * seconds / p.seconds).toFixed(1);
+    parts.push([p.model, p.targetLength, p.jobs, p.mode, percent(b.session), percent(b.transfers), percent(b.optimizer),
+      percent(b.rows), percent(b.beams), percent(b.other), `${percent(p.summarySeconds)}%`]);
+  }
   const ratios = new Table({
     head: ['model', 'T', 'jobs', 'batched / sequential', 'median turns', 'per CPU second', 'best-NLL difference'],
     colAligns: ['left', 'right', 'right', 'right', 'right', 'right', 'right'],
@@ -269,9 +285,12 @@ export function formatEngineBenchReport(result: EngineBenchResult): string {
     'fastest turn, from submission to the last progress report (sequential: summed over the jobs); the result ' +
     'summaries that follow (a greedy decode of T tokens and the nearest tokens, per job) are the summary column. ' +
     'job-it/CPU-s: per second of the process\'s CPU time, median turn. % in graph: share of the seconds inside ' +
-    'gradient graph runs; the rest is host work. RSS: the most after any turn. batched / sequential: job-it/s of the ' +
+    'gradient graph runs; the rest is host work. The second table splits the same seconds: onnxruntime\'s session run, ' +
+    'the inputs and outputs around it, optimizer steps, the rows\' other host work, beam checks and the rest (rounds, ' +
+    'events, yields); summaries / iterations: the summary column against the seconds. RSS: the most after any turn. ' +
+    'batched / sequential: job-it/s of the ' +
     'same jobs, fastest turns; best-NLL difference: the largest between any two turns of a job.';
-  return [header, points.toString(), ratios.toString(), goalLine, ...memory, note].join('\n');
+  return [header, points.toString(), parts.toString(), ratios.toString(), goalLine, ...memory, note].join('\n');
 }
 
 function describeEngineEvent(event: EngineBenchEvent): string {

@@ -145,7 +145,25 @@ export interface EngineBenchTurn {
   hostSeconds: number;
   /** Result summaries (decode, nearest tokens) after the last iterations, outside `seconds`; batched: wall time. */
   summarySeconds: number;
+  /** Where the iteration phase's `seconds` went (engine stats); `other` is what no part claims. */
+  breakdown: EngineBenchBreakdown;
   rssMiB: number; // resident memory after the turn
+}
+
+/** Seconds of an iteration phase by part; they add up to the phase's seconds. */
+export interface EngineBenchBreakdown {
+  /** Inside onnxruntime's session.run of the gradient graph. */
+  session: number;
+  /** Around it: assembling the batch's inputs on the host, reading its outputs back. */
+  transfers: number;
+  /** Optimizer and schedule steps. */
+  optimizer: number;
+  /** The rows' other host work: NLL sums, hit checks, reports, the parameterization's gradient. */
+  rows: number;
+  /** Beam checks (decode graph runs). */
+  beams: number;
+  /** Rounds' scheduling, event delivery, yields to the event loop. */
+  other: number;
 }
 
 /** Hold the figures of N jobs on one model in one mode: its fastest turn's, and every turn's rate. */
@@ -468,7 +486,7 @@ async function runMode(model: EngineModel, mode: EngineBenchMode, jobs: readonly
         `${run.iterations} of ${K} iterations${run.error ? `: ${run.error}` : ''}`);
     }
   });
-  const { graphRuns, rowIterations, graphMs } = engine.stats;
+  const { graphRuns, rowIterations, graphMs, sessionMs, optimizerMs, rowHostMs, beamMs } = engine.stats;
   const jobIterations = results.reduce((sum, r) => sum + r.restarts[0]!.iterations, 0);
   if (rowIterations !== jobIterations) {
     throw new Error(`engine bench ${model.name} ${mode} N=${jobs.length}: the batcher counted ${rowIterations} ` +
@@ -489,6 +507,14 @@ async function runMode(model: EngineModel, mode: EngineBenchMode, jobs: readonly
       graphSeconds,
       hostSeconds: seconds - graphSeconds,
       summarySeconds: summaryMs / 1000,
+      breakdown: {
+        session: sessionMs / 1000,
+        transfers: (graphMs - sessionMs) / 1000,
+        optimizer: optimizerMs / 1000,
+        rows: rowHostMs / 1000,
+        beams: beamMs / 1000,
+        other: seconds - (graphMs + optimizerMs + rowHostMs + beamMs) / 1000,
+      },
     },
     bestNll: results.map((r) => r.restarts[0]!.bestNll),
   };

@@ -36,11 +36,24 @@ export interface BatcherCallbacks {
   ownerOf(run: InversionRun): WorkOwner;
 }
 
-/** Figures for metrics and benchmarks. */
+/** Figures for metrics and benchmarks: where a batcher's time went, in milliseconds summed since it started. */
 export interface BatcherStats {
   graphRuns: number;
   rowIterations: number;
+  /** Gradient graph runs as the batcher waits for them: assembling the batch, the session's run, reading outputs. */
   graphMs: number;
+  /** Of graphMs, inside onnxruntime's session.run (the rest moves data between the host and the session). */
+  sessionMs: number;
+  /** Optimizer and schedule steps of every row. */
+  optimizerMs: number;
+  /** The rest of the rows' host work: NLL and hit checks, reports, stop rules, the parameterization's gradient. */
+  rowHostMs: number;
+  /** Beam checks: decode graph runs and the beams' bookkeeping. */
+  beamMs: number;
+  /** Result summaries: the best prompt's decode and its nearest tokens. */
+  summaryMs: number;
+  /** Other host tasks (Decode and sampling requests). */
+  taskMs: number;
 }
 
 /** What one client has used of this batcher. */
@@ -79,7 +92,9 @@ export class Batcher {
   private decodeMsPerRowPosition: number | undefined; // one decode row over one position (Decode, sampling)
   private summaryMsPerVector: number | undefined;
   private chargedThisRound = 0;
-  readonly stats: BatcherStats = { graphRuns: 0, rowIterations: 0, graphMs: 0 };
+  readonly stats: BatcherStats = {
+    graphRuns: 0, rowIterations: 0, graphMs: 0, sessionMs: 0, optimizerMs: 0, rowHostMs: 0, beamMs: 0, summaryMs: 0, taskMs: 0,
+  };
   readonly usage = new Map<string, ClientUsage>();
 
   constructor(private readonly model: EngineModel, private readonly callbacks: BatcherCallbacks,
@@ -204,7 +219,9 @@ export class Batcher {
         } catch (error: unknown) {
           task.reject(error);
         }
-        this.chargeHost(task.client, performance.now() - started);
+        const ms = performance.now() - started;
+        this.stats.taskMs += ms;
+        this.chargeHost(task.client, ms);
       }
       this.retireFinished();
       this.chargeBookkeeping(items, performance.now() - roundStarted - this.chargedThisRound);
@@ -254,6 +271,7 @@ export class Batcher {
     this.stats.graphRuns++;
     this.stats.rowIterations += live.length;
     this.stats.graphMs += ms;
+    this.stats.sessionMs += out.sessionMs;
     for (const run of live) this.chargeGraph(this.callbacks.ownerOf(run).client, ms / live.length);
     const T = out.targetLength;
     const rows = live.map((_, b) => ({
@@ -269,6 +287,7 @@ export class Batcher {
       const run = live[b]!;
       if (run.finished) continue; // its row or its beam check failed
       const hostStarted = performance.now();
+      const optimizerBefore = run.optimizerMs;
       try {
         const progress = run.consume(rows[b]!, beamIds.get(run));
         if (progress) this.callbacks.onProgress(run, progress);
@@ -276,6 +295,9 @@ export class Batcher {
         run.fail(`iteration ${run.iteration} failed: ${error instanceof Error ? error.message : String(error)}`);
       }
       const hostMs = performance.now() - hostStarted;
+      const optimizerMs = run.optimizerMs - optimizerBefore;
+      this.stats.optimizerMs += optimizerMs;
+      this.stats.rowHostMs += hostMs - optimizerMs;
       this.chargeHost(this.callbacks.ownerOf(run).client, hostMs);
       this.rowMs.set(run, ema(this.rowMs.get(run), ms / live.length + hostMs));
       this.typicalRowMs = ema(this.typicalRowMs, ms / live.length + hostMs);
@@ -311,6 +333,7 @@ export class Batcher {
       }
     }
     const ms = performance.now() - started;
+    this.stats.beamMs += ms;
     const rowSteps = checks.map((c) => c.beams * c.steps);
     const total = rowSteps.reduce((a, b) => a + b, 0);
     due.forEach((run, i) => {
@@ -342,6 +365,7 @@ export class Batcher {
       for (const task of tasks) task.reject(error);
     }
     const ms = performance.now() - started;
+    this.stats.summaryMs += ms;
     const vectors = runs.reduce((sum, run) => sum + run.promptVectors, 0);
     tasks.forEach((task, i) => this.chargeHost(task.client, ms * runs[i]!.promptVectors / vectors));
     this.summaryMsPerVector = ema(this.summaryMsPerVector, ms / vectors);

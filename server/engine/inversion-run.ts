@@ -53,6 +53,8 @@ export class InversionRun {
   private best: RunSnapshot['best'];
   private sinceImprovement = 0;
   private elapsedMs = 0;
+  /** Milliseconds in optimizer and schedule steps so far (the batcher reports them apart from other host work). */
+  optimizerMs = 0;
   private cancelRequested = false;
 
   private constructor(
@@ -207,8 +209,10 @@ export class InversionRun {
     }
     if (!this.status) {
       if (s.curriculum && correctPrefix === optimized && optimized < T) this.optimizedTokens++;
+      const stepStarted = performance.now();
       this.optimizer.step(this.theta, this.gradTheta, lr);
       this.schedule.step(nllSum);
+      this.optimizerMs += performance.now() - stepStarted;
     }
     const ms = row.ms + (performance.now() - started);
     this.elapsedMs += ms;

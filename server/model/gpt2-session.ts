@@ -25,6 +25,7 @@ export interface GradientResult {
   nll: Float32Array; // (B, T) per-token NLL, 0 at padding
   gradPrompt: Float32Array; // (B, P, C) d(sum of the row's NLL) / d prompt
   argmaxIds: Int32Array; // (B, T) teacher-forced argmax (meaningless at padding)
+  sessionMs: number; // inside onnxruntime's session.run; the rest of the call makes inputs and reads outputs
 }
 
 /** Raised for inputs the model cannot take; the message names the field, the value and the limit. */
@@ -66,7 +67,9 @@ export class GradientSession {
       [io.targetSelect]: new ort.Tensor('float32', targetSelect, [T, S]),
       [io.promptPositions]: new ort.Tensor('int64', BigInt64Array.from({ length: P }, (_, i) => BigInt(i)), [P]),
     };
+    const sessionStarted = performance.now();
     const out = await this.session.run(feeds);
+    const sessionMs = performance.now() - sessionStarted;
     const names = gradientGraphIo.outputs;
     return {
       batch: B,
@@ -76,6 +79,7 @@ export class GradientSession {
       nll: out[names.nll]!.data as Float32Array,
       gradPrompt: out[names.gradPrompt]!.data as Float32Array,
       argmaxIds: Int32Array.from(out[names.argmaxIds]!.data as BigInt64Array, Number),
+      sessionMs,
     };
   }
 

@@ -52,6 +52,13 @@ describe('runEngineBench on the tiny model', () => {
       // Every gradient graph run of the point lies inside its timed phase.
       expect(p.graphSeconds).toBeLessThanOrEqual(p.seconds);
       expect(p.hostSeconds).toBeCloseTo(p.seconds - p.graphSeconds, 12);
+      // The breakdown splits the same seconds: its parts add up, the graph's two parts make graphSeconds, and every
+      // part that does work in this bench (session, transfers, optimizer steps, rows) took time; no beam checks ran.
+      const parts = p.breakdown;
+      expect(parts.session + parts.transfers + parts.optimizer + parts.rows + parts.beams + parts.other).toBeCloseTo(p.seconds, 9);
+      expect(parts.session + parts.transfers).toBeCloseTo(p.graphSeconds, 9);
+      for (const part of [parts.session, parts.transfers, parts.optimizer, parts.rows]) expect(part).toBeGreaterThan(0);
+      expect(parts.beams).toBe(0);
       if (p.mode === 'sequential') {
         expect(p.graphRuns).toBe(p.jobs * K); // one row per graph run
         expect(p.rowsPerGraphRun).toBe(1);
@@ -93,7 +100,8 @@ describe('runEngineBench on the tiny model', () => {
 
     const report = formatEngineBenchReport(result);
     expect(report).toMatch(/^provider cpu \(asked cpu\)/);
-    expect(report.split('\n').filter((line) => line.startsWith('│ tiny'))).toHaveLength(4 + 2); // points, ratios
+    expect(report.split('\n').filter((line) => line.startsWith('│ tiny'))).toHaveLength(4 + 4 + 2); // points, parts, ratios
+    expect(report).toContain('% optimizer');
     expect(report).toContain('not measured');
   });
 

@@ -48,6 +48,9 @@ describe('runGraphBench on the tiny model', () => {
         p.matmulGflopPerSecond, p.fractionOfPeak]) {
         expect(Number.isFinite(value) && value > 0).toBe(true);
       }
+      // The session's share of a run: positive, and inside the run (the rest makes inputs and reads outputs).
+      expect(p.sessionMedianMs).toBeGreaterThan(0);
+      expect(p.sessionMedianMs).toBeLessThanOrEqual(p.times.maxMs);
       expect(p.sequenceLength).toBe(p.promptVectors + p.targetLength - 1);
       expect(p.flopsPerRun).toBe(countGradientRunFlops(model.config, p).total);
       expect(p.gflopPerSecond).toBeCloseTo(p.flopsPerRun / (p.times.medianMs / 1000) / 1e9, 6);
