@@ -22,9 +22,10 @@ export type {
   StartedEvent,
 } from './events.js';
 export { toJobSettings, toJobSpec, toTensor } from './job-settings.js';
+export { enumNames } from './enum-names.js';
+export type { EnumName } from './enum-names.js';
 export type {
   DecodeOption,
-  EnumName,
   InitOption,
   InvertOptions,
   JobSpecOptions,

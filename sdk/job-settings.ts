@@ -2,7 +2,7 @@
 // JobSettings. Options left out are sent as zero values, which the server reads as its documented defaults.
 import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
-import type { DescEnum } from '@bufbuild/protobuf';
+import type { GenEnum } from '@bufbuild/protobuf/codegenv2';
 import {
   DecoderSchema,
   InitializationSchema,
@@ -17,6 +17,8 @@ import {
   TokenIdsSchema,
 } from './gen/recite/v1/recite_pb.js';
 import type { Optimizer, Schedule } from './gen/recite/v1/recite_pb.js';
+import { enumNames } from './enum-names.js';
+import type { EnumName } from './enum-names.js';
 import type { Initialization, JobSettings, JobSpec, Parameterization, Tensor } from './gen/recite/v1/recite_pb.js';
 
 /** Describe a float32 tensor as plain numbers: `values` row-major, their count the product of `shape`. */
@@ -47,9 +49,6 @@ export type InitOption =
   | { kind: 'random'; std?: number }
   | { kind: 'text'; text: string }
   | { kind: 'embedding'; embedding: TensorInput };
-
-/** The short name of a proto enum's values, as the CLI takes them: Optimizer.ADAM → 'adam' (UNSPECIFIED left out). */
-export type EnumName<E extends Record<string, string | number>> = Exclude<Lowercase<Extract<keyof E, string>>, 'unspecified'>;
 
 /** An optimizer by name: every value of the proto's Optimizer enum. */
 export type OptimizerName = EnumName<typeof Optimizer>;
@@ -190,11 +189,10 @@ function toInitialization(option: InitOption): Initialization {
 }
 
 // Look a value up by its short name in the proto's descriptor, so every value the proto has is accepted.
-function enumValue(field: string, desc: DescEnum, name: string): number {
-  const names = desc.values.filter((v) => v.number !== 0).map((v) => v.localName.toLowerCase());
-  const value = desc.values.find((v) => v.number !== 0 && v.localName.toLowerCase() === name);
-  if (!value) throw invalid(field, name, names.map((n) => `'${n}'`).join(', '));
-  return value.number;
+function enumValue<E extends number>(field: string, schema: GenEnum<E>, name: string): E {
+  const names = enumNames(schema);
+  if (!Object.hasOwn(names, name)) throw invalid(field, name, Object.keys(names).map((n) => `'${n}'`).join(', '));
+  return names[name]!;
 }
 
 function invalid(field: string, value: unknown, expected: string): ConnectError {

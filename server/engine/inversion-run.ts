@@ -11,7 +11,7 @@ import { initialTheta } from './initialization.js';
 import type { LrSchedule, LrScheduleSnapshot } from './lr-schedule.js';
 import { createLrSchedule } from './lr-schedule.js';
 import type { Optimizer, OptimizerSnapshot } from './optimizers.js';
-import { createOptimizer } from './optimizers.js';
+import { createOptimizer, optimizerOptionsFromSettings } from './optimizers.js';
 import type { Parameterization } from './parameterization.js';
 import { createParameterization } from './parameterization.js';
 import type { InversionSettings } from './settings.js';
@@ -81,9 +81,8 @@ export class InversionRun {
     const parameterization = await createParameterization(settings.parameterization, C, targetIds.length,
       model.embeddings, seed);
     const theta = initialTheta(settings.init, parameterization, model.embeddings, model.tokenizer, seed);
-    const optimizer = settings.optimizer === 'sgd'
-      ? createOptimizer('sgd', theta.length, { lr: settings.lr, momentum: settings.momentum })
-      : createOptimizer(settings.optimizer, theta.length, { lr: settings.lr });
+    const optimizer = createOptimizer(settings.optimizer, parameterization.shape,
+      optimizerOptionsFromSettings(settings.optimizer, { lr: settings.lr, momentum: settings.momentum }));
     const schedule = createLrSchedule(settings.lr, {
       kind: settings.schedule,
       relativeToNorm: settings.lrRelativeToNorm,

@@ -1,7 +1,9 @@
-// Learning-rate schedules for one job: constant, cosine annealing and reduce-on-plateau, each a small state machine
-// that says the lr for the coming iteration, advances after it (fed that iteration's loss), and exports its state
-// for a checkpoint so a resumed job continues with the same numbers. Optionally the lr is relative to the model's
-// embedding scale: effective lr = schedule lr × mean L2 norm of the token embeddings.
+// Learning-rate schedules for one job, as a registry like the optimizers': each one is defined once
+// (`defineSchedule`: its kind, label, the numbers it keeps and how they give the lr) and listed in `definitions`. A
+// schedule says the lr for the coming iteration, advances after it (fed that iteration's loss), and its state is
+// numbers by name, so a checkpoint is a plain copy of it and a resumed job continues with the same numbers.
+// Optionally the lr is relative to the model's embedding scale: effective lr = schedule lr × mean L2 norm of the
+// token embeddings.
 //
 // Use per iteration t = 0, 1, …:  lr = schedule.lr;  optimizer.step(param, grad, lr);  schedule.step(loss_t).
 // That is PyTorch's order (optimizer.step(), then scheduler.step(metric)).
@@ -9,116 +11,140 @@
 import { checkNonNegative, mergeOptions } from '../util/options.js';
 import { integerProblem } from '../util/numbers.js';
 
-/** The schedules by what the job settings call them (the CLI's choices come from here). */
-export const lrScheduleKinds = ['constant', 'cosine', 'plateau'] as const;
-export type LrScheduleKind = (typeof lrScheduleKinds)[number];
-
-/** Configure cosine annealing; names follow torch.optim.lr_scheduler.CosineAnnealingLR. */
-export interface CosineOptions {
-  /** Iterations over which the lr falls from the base lr to etaMin (`T_max`): the job's max iterations. */
+/** What a schedule knows of its job. */
+export interface ScheduleJob {
+  /** The optimizer's lr, where every schedule starts. */
+  readonly baseLr: number;
+  /** The job's max iterations (cosine's `T_max`). */
   readonly totalIterations: number;
-  /** The lr reached at iteration `totalIterations` (`eta_min`). */
-  readonly etaMin: number;
 }
 
-/** Configure reduce-on-plateau; names follow torch.optim.lr_scheduler.ReduceLROnPlateau. */
-export interface PlateauOptions {
-  /** `min`: the loss should fall; `max`: the metric should rise. */
-  readonly mode: 'min' | 'max';
-  /** Multiply the lr by this on a plateau (< 1). */
-  readonly factor: number;
-  /** Non-improving iterations tolerated; the lr drops on the (patience + 1)-th in a row. */
-  readonly patience: number;
-  /** Least improvement that counts, relative to the best (`rel`) or absolute (`abs`). */
-  readonly threshold: number;
-  readonly thresholdMode: 'rel' | 'abs';
-  /** Iterations after a drop during which non-improving iterations are not counted. */
-  readonly cooldown: number;
-  /** Floor for the lr (in the base lr's units, before any norm scaling). */
-  readonly minLr: number;
-  /** Skip a drop smaller than this (a drop that would change the lr by ≤ eps is ignored). */
-  readonly eps: number;
+/** A schedule's state: numbers by name (iterations completed are counted apart, as `iteration`). */
+export type ScheduleState = Record<string, number>;
+
+/** Define a schedule: everything the rest of the project learns of it. */
+export interface ScheduleDefinition<K extends string, S extends ScheduleState> {
+  /** What the settings, the CLI and the proto (SCHEDULE_<KIND>) call it. */
+  readonly kind: K;
+  /** How people read it (the dashboard). */
+  readonly label: string;
+  /** The state before the first iteration; throws for a job the schedule cannot drive. */
+  createState(job: ScheduleJob): S;
+  /** The lr of the iteration after `iteration` completed ones. */
+  lr(state: S, iteration: number, job: ScheduleJob): number;
+  /** Advance `state` past one iteration, fed its loss. */
+  step(state: S, loss: number): void;
 }
 
-/** Configure the schedule a job uses: its kind, the kind's settings, and the optional norm scaling. */
-export interface LrScheduleOptions extends CosineOptions, PlateauOptions {
+function defineSchedule<K extends string, S extends ScheduleState>(definition: ScheduleDefinition<K, S>):
+  ScheduleDefinition<K, S> {
+  return Object.freeze(definition);
+}
+
+/** Constant: the base lr throughout (torch: no scheduler). */
+const constant = defineSchedule({
+  kind: 'constant',
+  label: 'constant',
+  createState: () => ({}),
+  lr: (_state, _iteration, job) => job.baseLr,
+  step: () => {},
+});
+
+/**
+ * Compute CosineAnnealingLR's closed form (`_get_closed_form_lr`, eta_min 0) at iteration t:
+ *   η_t = η_base · (1 + cos(π · t / T_max)) / 2
+ * PyTorch's `step()` uses an equivalent recursive form that agrees up to float64 rounding. As in PyTorch, past
+ * T_max the formula rises again (it is periodic); a job's T_max is its max iterations, so it never gets there.
+ */
+export function cosineLr(baseLr: number, iteration: number, totalIterations: number): number {
+  return (baseLr * (1 + Math.cos((Math.PI * iteration) / totalIterations))) / 2;
+}
+
+/** Cosine annealing from the base lr to 0 over the job's max iterations (torch CosineAnnealingLR). */
+const cosine = defineSchedule({
+  kind: 'cosine',
+  label: 'cosine',
+  createState: (job) => {
+    checkCount('cosine schedule', 'totalIterations', job.totalIterations, 1);
+    return {};
+  },
+  lr: (_state, iteration, job) => cosineLr(job.baseLr, iteration, job.totalIterations),
+  step: () => {},
+});
+
+// ReduceLROnPlateau with PyTorch's defaults (mode min, threshold mode rel, no cooldown, min_lr 0), which no setting
+// changes.
+const plateauFactor = 0.1; // the lr's multiplier on a plateau
+const plateauPatience = 10; // non-improving iterations tolerated; the lr drops on the 11th in a row
+const plateauThreshold = 1e-4; // least relative improvement that counts
+const plateauEps = 1e-8; // a drop that would change the lr by no more than this is skipped
+
+/**
+ * Reduce on plateau (torch ReduceLROnPlateau): multiply the lr by 0.1 once the loss has not improved on its best by
+ * a relative 1e-4 for more than 10 iterations in a row. `best` starts at +∞ (PyTorch's `mode_worse`),
+ * `numBadEpochs` is PyTorch's `num_bad_epochs`.
+ */
+const plateau = defineSchedule({
+  kind: 'plateau',
+  label: 'reduce on plateau',
+  createState: (job) => ({ lr: job.baseLr, best: Infinity, numBadEpochs: 0 }),
+  lr: (state) => state.lr,
+  step(state, loss) {
+    // is_better(a, best) in mode min, threshold mode rel; a NaN loss is not better
+    if (loss < state.best * (1 - plateauThreshold)) {
+      state.best = loss;
+      state.numBadEpochs = 0;
+    } else {
+      state.numBadEpochs += 1;
+    }
+    if (state.numBadEpochs > plateauPatience) {
+      // _reduce_lr: new_lr = max(old_lr * factor, min_lr), applied only if it moves by more than eps
+      const newLr = state.lr * plateauFactor;
+      if (state.lr - newLr > plateauEps) state.lr = newLr;
+      state.numBadEpochs = 0;
+    }
+  },
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// The registry
+
+/** Every schedule, in the order the CLI offers them. */
+const definitions = [constant, cosine, plateau] as const;
+
+type Definition = (typeof definitions)[number];
+export type LrScheduleKind = Definition['kind'];
+
+/** The schedules by what the job settings call them (the CLI's choices come from here). */
+export const lrScheduleKinds: readonly LrScheduleKind[] = Object.freeze(definitions.map((d) => d.kind));
+
+/** Look a schedule up by kind. */
+export function scheduleDefinition(kind: LrScheduleKind): Definition {
+  const definition = definitions.find((d) => d.kind === kind);
+  if (!definition) throw new RangeError(`lr schedule: kind is ${String(kind)}; it must be one of ${lrScheduleKinds.join(', ')}`);
+  return definition;
+}
+
+/** Configure the schedule a job uses. */
+export interface LrScheduleOptions {
   /** Which schedule drives the lr. */
   readonly kind: LrScheduleKind;
   /** Multiply every lr by the mean L2 norm of the model's token embeddings (passed as `embeddingNorm`). */
   readonly relativeToNorm: boolean;
+  /** The job's max iterations; cosine needs it (≥ 1). */
+  readonly totalIterations: number;
 }
-
-/** Cosine defaults: PyTorch's eta_min 0. `totalIterations` has no default in PyTorch (T_max is required). */
-export const cosineDefaults: Readonly<CosineOptions> = Object.freeze({
-  totalIterations: 0,
-  etaMin: 0,
-});
-
-/** Reduce-on-plateau defaults, equal to PyTorch's. */
-export const plateauDefaults: Readonly<PlateauOptions> = Object.freeze({
-  mode: 'min',
-  factor: 0.1,
-  patience: 10,
-  threshold: 1e-4,
-  thresholdMode: 'rel',
-  cooldown: 0,
-  minLr: 0,
-  eps: 1e-8,
-});
 
 /** Schedule defaults: a constant lr, not scaled to the embedding norm. */
 export const lrScheduleDefaults: Readonly<LrScheduleOptions> = Object.freeze({
   kind: 'constant',
   relativeToNorm: false,
-  ...cosineDefaults,
-  ...plateauDefaults,
+  totalIterations: 0,
 });
-
-
 
 function checkCount(op: string, name: string, value: number, least: number): void {
   const problem = integerProblem(value, least);
   if (problem) throw new RangeError(`${op}: ${name} ${problem}`);
-}
-
-/** Merge partial cosine options over the defaults; totalIterations must be given (≥ 1). */
-export function makeCosineOptions(partial: Partial<CosineOptions> = {}): CosineOptions {
-  const options = mergeOptions('cosine schedule', cosineDefaults, partial);
-  checkCount('cosine schedule', 'totalIterations', options.totalIterations, 1);
-  checkNonNegative('cosine schedule', 'etaMin', options.etaMin);
-  return options;
-}
-
-/** Merge partial reduce-on-plateau options over the defaults and check them as PyTorch does. */
-export function makePlateauOptions(partial: Partial<PlateauOptions> = {}): PlateauOptions {
-  const options = mergeOptions('plateau schedule', plateauDefaults, partial);
-  const op = 'plateau schedule';
-  if (options.mode !== 'min' && options.mode !== 'max') throw new RangeError(`${op}: mode is ${String(options.mode)}; it must be min or max`);
-  if (options.thresholdMode !== 'rel' && options.thresholdMode !== 'abs') {
-    throw new RangeError(`${op}: thresholdMode is ${String(options.thresholdMode)}; it must be rel or abs`);
-  }
-  if (!(options.factor >= 0 && options.factor < 1)) throw new RangeError(`${op}: factor is ${options.factor}; it must lie in [0, 1)`);
-  checkCount(op, 'patience', options.patience, 0);
-  checkCount(op, 'cooldown', options.cooldown, 0);
-  checkNonNegative(op, 'threshold', options.threshold);
-  checkNonNegative(op, 'minLr', options.minLr);
-  checkNonNegative(op, 'eps', options.eps);
-  return options;
-}
-
-/** Merge partial schedule options over the defaults, checking the settings of the chosen kind. */
-export function makeLrScheduleOptions(partial: Partial<LrScheduleOptions> = {}): LrScheduleOptions {
-  const options = mergeOptions('lr schedule', lrScheduleDefaults, partial);
-  const { kind } = options;
-  if (kind !== 'constant' && kind !== 'cosine' && kind !== 'plateau') {
-    throw new RangeError(`lr schedule: kind is ${String(kind)}; it must be constant, cosine or plateau`);
-  }
-  if (kind === 'cosine') makeCosineOptions({ totalIterations: options.totalIterations, etaMin: options.etaMin });
-  if (kind === 'plateau') {
-    const { mode, factor, patience, threshold, thresholdMode, cooldown, minLr, eps } = options;
-    makePlateauOptions({ mode, factor, patience, threshold, thresholdMode, cooldown, minLr, eps });
-  }
-  return options;
 }
 
 /**
@@ -133,8 +159,8 @@ export function scaleLrToNorm(lr: number, embeddingNorm: number): number {
 }
 
 /**
- * Write a loss-like number so that JSON keeps it: JSON.stringify turns ±Infinity into null, and plateau's best
- * starts at ±Infinity (PyTorch's `mode_worse`).
+ * Write a state number so that JSON keeps it: JSON.stringify turns ±Infinity into null, and plateau's best starts at
+ * +Infinity.
  */
 export type JsonNumber = number | 'Infinity' | '-Infinity' | 'NaN';
 
@@ -144,7 +170,7 @@ function toJsonNumber(value: number): JsonNumber {
   return value > 0 ? 'Infinity' : '-Infinity';
 }
 
-function fromJsonNumber(label: string, value: JsonNumber): number {
+function fromJsonNumber(label: string, value: JsonNumber | undefined): number {
   if (typeof value === 'number') return value;
   if (value === 'Infinity') return Infinity;
   if (value === '-Infinity') return -Infinity;
@@ -152,31 +178,12 @@ function fromJsonNumber(label: string, value: JsonNumber): number {
   throw new RangeError(`importState: ${label} is ${String(value)}; it must be a number, 'Infinity', '-Infinity' or 'NaN'`);
 }
 
-/** Snapshot a constant schedule: iterations completed. */
-export interface ConstantScheduleSnapshot {
-  readonly kind: 'constant';
+/** Copy of a schedule's state for a checkpoint: iterations completed (PyTorch's `last_epoch`) and its numbers, JSON-safe. */
+export interface LrScheduleSnapshot {
+  readonly kind: string;
   readonly iteration: number;
+  readonly state: Readonly<Record<string, JsonNumber>>;
 }
-
-/** Snapshot a cosine schedule: iterations completed (PyTorch's `last_epoch`), which fixes the lr. */
-export interface CosineScheduleSnapshot {
-  readonly kind: 'cosine';
-  readonly iteration: number;
-}
-
-/** Snapshot reduce-on-plateau: PyTorch's `last_epoch`, the current lr, `best`, `num_bad_epochs`, `cooldown_counter`. */
-export interface PlateauScheduleSnapshot {
-  readonly kind: 'plateau';
-  readonly iteration: number;
-  /** Current lr, before any norm scaling. */
-  readonly lr: number;
-  readonly best: JsonNumber;
-  readonly numBadEpochs: number;
-  readonly cooldownCounter: number;
-}
-
-/** Snapshot any schedule; plain JSON-safe data. */
-export type LrScheduleSnapshot = ConstantScheduleSnapshot | CosineScheduleSnapshot | PlateauScheduleSnapshot;
 
 /** Drive the lr of one job, iteration by iteration. */
 export interface LrSchedule {
@@ -186,198 +193,60 @@ export interface LrSchedule {
   /** Iterations completed so far. */
   readonly iteration: number;
   /** Advance past one iteration, fed its loss (used by plateau; ignored by the others). Returns the next lr. */
-  step(loss?: number): number;
+  step(loss: number): number;
+  /** Copy the state out for a checkpoint; its numbers are in the base lr's units, before any norm scaling. */
   exportState(): LrScheduleSnapshot;
-  /** Replace the state with a checkpoint's, checking that it is for this kind. */
+  /** Replace the state with a checkpoint's, checking its kind and that it names the same numbers. */
   importState(snapshot: LrScheduleSnapshot): void;
-}
-
-function checkSnapshotHead<K extends LrScheduleKind>(
-  kind: K,
-  snapshot: LrScheduleSnapshot,
-): asserts snapshot is Extract<LrScheduleSnapshot, { kind: K }> {
-  if (snapshot.kind !== kind) throw new Error(`importState: snapshot is for a ${snapshot.kind} schedule; this one is ${kind}`);
-  checkCount('importState', 'iteration', snapshot.iteration, 0);
-}
-
-function checkBaseLr(op: string, baseLr: number): void {
-  checkNonNegative(op, 'baseLr', baseLr);
-}
-
-/** Create a schedule that keeps the base lr (torch: no scheduler). */
-export function createConstantSchedule(baseLr: number): LrSchedule {
-  checkBaseLr('constant schedule', baseLr);
-  let iteration = 0;
-  return {
-    kind: 'constant',
-    get lr() {
-      return baseLr;
-    },
-    get iteration() {
-      return iteration;
-    },
-    step() {
-      iteration += 1;
-      return baseLr;
-    },
-    exportState: () => ({ kind: 'constant', iteration }),
-    importState(snapshot) {
-      checkSnapshotHead('constant', snapshot);
-      iteration = snapshot.iteration;
-    },
-  };
-}
-
-/**
- * Compute CosineAnnealingLR's closed form (`_get_closed_form_lr`) at iteration t:
- *   η_t = η_min + (η_base − η_min) · (1 + cos(π · t / T_max)) / 2
- * PyTorch's `step()` uses an equivalent recursive form that agrees up to float64 rounding. As in PyTorch, past
- * T_max the formula rises again (it is periodic); a job's T_max is its max iterations, so it never gets there.
- */
-export function cosineLr(baseLr: number, iteration: number, options: CosineOptions): number {
-  const { etaMin, totalIterations } = options;
-  return etaMin + ((baseLr - etaMin) * (1 + Math.cos((Math.PI * iteration) / totalIterations))) / 2;
-}
-
-/** Create a cosine-annealing schedule from `baseLr` to `etaMin` over `totalIterations` (torch CosineAnnealingLR). */
-export function createCosineSchedule(baseLr: number, partial: Partial<CosineOptions>): LrSchedule {
-  checkBaseLr('cosine schedule', baseLr);
-  const options = makeCosineOptions(partial);
-  let iteration = 0;
-  return {
-    kind: 'cosine',
-    get lr() {
-      return cosineLr(baseLr, iteration, options);
-    },
-    get iteration() {
-      return iteration;
-    },
-    step() {
-      iteration += 1;
-      return cosineLr(baseLr, iteration, options);
-    },
-    exportState: () => ({ kind: 'cosine', iteration }),
-    importState(snapshot) {
-      checkSnapshotHead('cosine', snapshot);
-      iteration = snapshot.iteration;
-    },
-  };
-}
-
-/**
- * Create a reduce-on-plateau schedule (torch ReduceLROnPlateau): multiply the lr by `factor` once the loss has
- * not improved on its best by `threshold` for more than `patience` iterations in a row, never below `minLr`.
- */
-export function createPlateauSchedule(baseLr: number, partial: Partial<PlateauOptions> = {}): LrSchedule {
-  checkBaseLr('plateau schedule', baseLr);
-  const options = makePlateauOptions(partial);
-  // _init_is_better: mode_worse
-  const modeWorse = options.mode === 'min' ? Infinity : -Infinity;
-  let iteration = 0; // last_epoch
-  let lr = baseLr;
-  let best = modeWorse;
-  let numBadEpochs = 0;
-  let cooldownCounter = 0;
-
-  // is_better(a, best), term by term as in PyTorch
-  const isBetter = (a: number): boolean => {
-    const { mode, thresholdMode, threshold } = options;
-    if (mode === 'min' && thresholdMode === 'rel') return a < best * (1 - threshold);
-    if (mode === 'min') return a < best - threshold;
-    if (thresholdMode === 'rel') return a > best * (threshold + 1);
-    return a > best + threshold;
-  };
-
-  return {
-    kind: 'plateau',
-    get lr() {
-      return lr;
-    },
-    get iteration() {
-      return iteration;
-    },
-    step(loss?: number) {
-      if (typeof loss !== 'number') throw new TypeError(`plateau schedule: step needs the iteration's loss; got ${String(loss)}`);
-      iteration += 1;
-      if (isBetter(loss)) {
-        best = loss;
-        numBadEpochs = 0;
-      } else {
-        numBadEpochs += 1;
-      }
-      if (cooldownCounter > 0) {
-        // in_cooldown: ignore any bad epochs in cooldown
-        cooldownCounter -= 1;
-        numBadEpochs = 0;
-      }
-      if (numBadEpochs > options.patience) {
-        // _reduce_lr: new_lr = max(old_lr * factor, min_lr), applied only if it moves by more than eps
-        const newLr = Math.max(lr * options.factor, options.minLr);
-        if (lr - newLr > options.eps) lr = newLr;
-        cooldownCounter = options.cooldown;
-        numBadEpochs = 0;
-      }
-      return lr;
-    },
-    exportState: () => ({ kind: 'plateau', iteration, lr, best: toJsonNumber(best), numBadEpochs, cooldownCounter }),
-    importState(snapshot) {
-      checkSnapshotHead('plateau', snapshot);
-      checkNonNegative('importState', 'lr', snapshot.lr);
-      checkCount('importState', 'numBadEpochs', snapshot.numBadEpochs, 0);
-      checkCount('importState', 'cooldownCounter', snapshot.cooldownCounter, 0);
-      best = fromJsonNumber('best', snapshot.best);
-      iteration = snapshot.iteration;
-      lr = snapshot.lr;
-      numBadEpochs = snapshot.numBadEpochs;
-      cooldownCounter = snapshot.cooldownCounter;
-    },
-  };
-}
-
-/** Multiply a schedule's lr by a fixed scale, keeping its state and snapshots in the base lr's units. */
-function scaled(schedule: LrSchedule, embeddingNorm: number): LrSchedule {
-  scaleLrToNorm(1, embeddingNorm);
-  return {
-    kind: schedule.kind,
-    get lr() {
-      return scaleLrToNorm(schedule.lr, embeddingNorm);
-    },
-    get iteration() {
-      return schedule.iteration;
-    },
-    step: (loss) => scaleLrToNorm(schedule.step(loss), embeddingNorm),
-    exportState: () => schedule.exportState(),
-    importState: (snapshot) => schedule.importState(snapshot),
-  };
 }
 
 /**
  * Create the schedule a job's options ask for, starting from the optimizer's base lr. With `relativeToNorm`,
  * `embeddingNorm` (the mean L2 norm of the model's token-embedding rows) is required and multiplies every lr.
  */
-export function createLrSchedule(
-  baseLr: number,
-  partial: Partial<LrScheduleOptions> = {},
-  embeddingNorm?: number,
-): LrSchedule {
-  const options = makeLrScheduleOptions(partial);
-  let schedule: LrSchedule;
-  switch (options.kind) {
-    case 'constant':
-      schedule = createConstantSchedule(baseLr);
-      break;
-    case 'cosine':
-      schedule = createCosineSchedule(baseLr, { totalIterations: options.totalIterations, etaMin: options.etaMin });
-      break;
-    case 'plateau': {
-      const { mode, factor, patience, threshold, thresholdMode, cooldown, minLr, eps } = options;
-      schedule = createPlateauSchedule(baseLr, { mode, factor, patience, threshold, thresholdMode, cooldown, minLr, eps });
-      break;
-    }
+export function createLrSchedule(baseLr: number, partial: Partial<LrScheduleOptions> = {},
+  embeddingNorm?: number): LrSchedule {
+  const options = mergeOptions('lr schedule', lrScheduleDefaults, partial);
+  const definition = scheduleDefinition(options.kind) as unknown as ScheduleDefinition<LrScheduleKind, ScheduleState>;
+  checkNonNegative('lr schedule', 'baseLr', baseLr);
+  let scale = 1;
+  if (options.relativeToNorm) {
+    if (embeddingNorm === undefined) throw new RangeError('createLrSchedule: relativeToNorm is set, but no embeddingNorm was given');
+    scale = scaleLrToNorm(1, embeddingNorm);
   }
-  if (!options.relativeToNorm) return schedule;
-  if (embeddingNorm === undefined) {
-    throw new RangeError('createLrSchedule: relativeToNorm is set, but no embeddingNorm was given');
-  }
-  return scaled(schedule, embeddingNorm);
+  const scaled = (lr: number) => (options.relativeToNorm ? lr * scale : lr);
+  const job: ScheduleJob = { baseLr, totalIterations: options.totalIterations };
+  const state = definition.createState(job);
+  let iteration = 0;
+  return {
+    kind: options.kind,
+    get lr() {
+      return scaled(definition.lr(state, iteration, job));
+    },
+    get iteration() {
+      return iteration;
+    },
+    step(loss) {
+      iteration += 1;
+      definition.step(state, loss);
+      return scaled(definition.lr(state, iteration, job));
+    },
+    exportState: () => ({
+      kind: options.kind,
+      iteration,
+      state: Object.fromEntries(Object.entries(state).map(([name, value]) => [name, toJsonNumber(value)])),
+    }),
+    importState(snapshot) {
+      if (snapshot.kind !== options.kind) {
+        throw new Error(`importState: snapshot is for a ${snapshot.kind} schedule; this one is ${options.kind}`);
+      }
+      checkCount('importState', 'iteration', snapshot.iteration, 0);
+      const names = Object.keys(state);
+      const extra = Object.keys(snapshot.state).find((name) => !names.includes(name));
+      if (extra !== undefined) throw new Error(`importState: ${extra} is not part of the ${options.kind} schedule's state`);
+      const values = names.map((name) => fromJsonNumber(name, snapshot.state[name]));
+      names.forEach((name, i) => { state[name] = values[i]!; });
+      iteration = snapshot.iteration;
+    },
+  };
 }

@@ -1,5 +1,8 @@
-// Optimizer steps for the soft prompt: RMSProp, Adam and SGD, each a small pure function over Float32Arrays that
-// updates the parameter in place, plus `createOptimizer`, which binds one to its state for a job.
+// Optimizers for the soft prompt, as a registry: each one is defined once (`defineOptimizer`: its kind, label,
+// default options, the state it keeps for a parameter of a given shape, and its step) and listed in `definitions`;
+// the settings' choices, the proto's enum values (OPTIMIZER_<KIND>) and checkpoints follow from that list. A step is
+// a small pure function over Float32Arrays that updates the parameter in place; its state is float32 buffers and
+// integer counters by name, so a checkpoint is a plain copy of it.
 //
 // Float32 fidelity. PyTorch keeps parameters, gradients and moments in float32 and rounds after every elementwise
 // op; Python-float hyperparameters (alpha, betas, eps, -lr, …) are cast to float32 when they meet a float32 tensor,
@@ -23,11 +26,39 @@
 import { checkNonNegative, mergeOptions } from '../util/options.js';
 import { integerProblem } from '../util/numbers.js';
 
-/** The optimizers by what the job settings call them (the CLI's choices come from here). */
-export const optimizerKinds = ['rmsprop', 'adam', 'sgd'] as const;
-export type OptimizerKind = (typeof optimizerKinds)[number];
+/** A parameter's shape, outermost first: (P, C) for a full prompt, (C) for one vector, (K) for a projected code. */
+export type Shape = readonly number[];
+
+/** An optimizer's options: numbers by name, `lr` the base learning rate a schedule starts from. */
+export type OptimizerOptions = { readonly lr: number } & Readonly<Record<string, number>>;
+
+/** An optimizer's state for one parameter: float32 buffers and integer counters by name, `step` among them. */
+export type OptimizerState = { step: number } & Record<string, number | Float32Array>;
+
+/** Define an optimizer: everything the rest of the project learns of it. */
+export interface OptimizerDefinition<K extends string, O extends OptimizerOptions, S extends OptimizerState> {
+  /** What the settings, the CLI and the proto (OPTIMIZER_<KIND>) call it. */
+  readonly kind: K;
+  /** How people read it (the dashboard). */
+  readonly label: string;
+  readonly defaults: O;
+  /** Allocate the state for a parameter of `shape`, as before the first step. */
+  createState(shape: Shape): S;
+  /** Update `param` in place from `grad` with learning rate `lr`, advancing `state` (lengths and lr are checked). */
+  step(param: Float32Array, grad: Float32Array, state: S, lr: number, options: O): void;
+}
+
+function defineOptimizer<K extends string, O extends OptimizerOptions, S extends OptimizerState>(
+  definition: OptimizerDefinition<K, O, S>,
+): OptimizerDefinition<K, O, S> {
+  return Object.freeze({ ...definition, defaults: Object.freeze({ ...definition.defaults }) });
+}
 
 const f = Math.fround;
+
+function zeros(shape: Shape): Float32Array {
+  return new Float32Array(shape.reduce((a, b) => a * b, 1));
+}
 
 /**
  * Interpolate like `torch.lerp(self, end, weight)` on the CPU scalar path: small weights step from `self`, large
@@ -39,246 +70,72 @@ function lerp32(self: number, end: number, weight32: number): number {
     : f(end - f(f(end - self) * f(1 - weight32)));
 }
 
-function checkLengths(op: string, size: number, param: Float32Array, grad: Float32Array): void {
-  if (param.length !== size) {
-    throw new RangeError(`${op}: param has ${param.length} elements; the optimizer state holds ${size}`);
-  }
-  if (grad.length !== size) {
-    throw new RangeError(`${op}: grad has ${grad.length} elements; the optimizer state holds ${size}`);
-  }
-}
-
-function checkLr(op: string, lr: number): void {
-  if (!(lr >= 0) || !Number.isFinite(lr)) {
-    throw new RangeError(`${op}: lr is ${lr}; it must be a finite number >= 0`);
-  }
-}
-
-
-function checkUnitInterval(op: string, name: string, value: number): void {
-  if (!(value >= 0 && value < 1)) {
-    throw new RangeError(`${op}: ${name} is ${value}; it must lie in [0, 1)`);
-  }
-}
-
-
 // ---------------------------------------------------------------------------------------------------------------
-// RMSProp — torch.optim.RMSprop, `_single_tensor_rmsprop`
+// RMSProp — torch.optim.RMSprop, `_single_tensor_rmsprop` (no momentum, not centered, no weight decay)
 
-/** Configure RMSProp; names and meanings follow torch.optim.RMSprop. */
-export interface RmspropOptions {
-  /** Base learning rate, the one a schedule starts from. */
-  readonly lr: number;
-  /** Smoothing constant of the squared-gradient average. */
-  readonly alpha: number;
-  /** Added to the denominator, after the square root. */
-  readonly eps: number;
-  /** L2 penalty folded into the gradient (`grad + weight_decay · param`). */
-  readonly weightDecay: number;
-  /** Momentum factor; 0 turns the momentum buffer off. */
-  readonly momentum: number;
-  /** Normalize by the estimated variance (`E[g²] − E[g]²`) instead of the raw second moment. */
-  readonly centered: boolean;
-}
+export type RmspropOptions = { readonly lr: number; readonly alpha: number; readonly eps: number };
+export type RmspropState = { step: number; readonly squareAvg: Float32Array };
 
 /**
- * RMSProp defaults: PyTorch's, except lr 0.1 (PyTorch: 0.01), the value the original experiments found fastest
- * for soft prompts and the project default (docs/design.md, "Optimizers and schedules").
- */
-export const rmspropDefaults: Readonly<RmspropOptions> = Object.freeze({
-  lr: 0.1,
-  alpha: 0.99,
-  eps: 1e-8,
-  weightDecay: 0,
-  momentum: 0,
-  centered: false,
-});
-
-/** Merge partial RMSProp options over the defaults and check their ranges as torch.optim.RMSprop does. */
-export function makeRmspropOptions(partial: Partial<RmspropOptions> = {}): RmspropOptions {
-  const options = mergeOptions('RMSProp', rmspropDefaults, partial);
-  checkNonNegative('RMSProp', 'lr', options.lr);
-  checkNonNegative('RMSProp', 'alpha', options.alpha);
-  checkNonNegative('RMSProp', 'eps', options.eps);
-  checkNonNegative('RMSProp', 'weightDecay', options.weightDecay);
-  checkNonNegative('RMSProp', 'momentum', options.momentum);
-  return options;
-}
-
-/** Hold RMSProp's per-element state, as torch's `state[p]`. */
-export interface RmspropState {
-  /** Steps taken (`state["step"]`). */
-  step: number;
-  /** `square_avg`: running average of g². */
-  readonly squareAvg: Float32Array;
-  /** `grad_avg`: running average of g, only when centered. */
-  readonly gradAvg: Float32Array | null;
-  /** `momentum_buffer`, only when momentum > 0. */
-  readonly momentumBuffer: Float32Array | null;
-}
-
-/** Allocate zeroed RMSProp state for `size` parameters, with the buffers the options call for. */
-export function createRmspropState(size: number, options: RmspropOptions): RmspropState {
-  return {
-    step: 0,
-    squareAvg: new Float32Array(size),
-    gradAvg: options.centered ? new Float32Array(size) : null,
-    momentumBuffer: options.momentum > 0 ? new Float32Array(size) : null,
-  };
-}
-
-/**
- * Take one RMSProp step in place, matching torch.optim.RMSprop (`_single_tensor_rmsprop`, maximize=False):
+ * Take one RMSProp step in place:
  *
- *   g ← g + λ·p                                   (weight decay)
  *   v ← α·v + (1−α)·g²                            square_avg.mul_(alpha).addcmul_(g, g, value=1-alpha)
- *   centered: ḡ ← lerp(ḡ, g, 1−α);  d ← √(v − ḡ²) + ε,   else d ← √v + ε
- *   momentum: b ← μ·b + g/d;  p ← p − lr·b,          else p ← p − lr·g/d
+ *   p ← p − lr·g/(√v + ε)                         param.addcdiv_(grad, avg, value=-lr)
  */
-export function rmspropStep(
-  param: Float32Array,
-  grad: Float32Array,
-  state: RmspropState,
-  lr: number,
-  options: RmspropOptions,
-): void {
-  const size = state.squareAvg.length;
-  checkLengths('RMSProp step', size, param, grad);
-  checkLr('RMSProp step', lr);
-  const { squareAvg, gradAvg, momentumBuffer } = state;
-  if (options.centered && gradAvg === null) throw new Error('RMSProp step: centered, but the state has no gradAvg');
-  if (options.momentum > 0 && momentumBuffer === null) {
-    throw new Error('RMSProp step: momentum > 0, but the state has no momentumBuffer');
-  }
+export function rmspropStep(param: Float32Array, grad: Float32Array, state: RmspropState, lr: number,
+  options: RmspropOptions): void {
+  const { squareAvg } = state;
   // Python floats become float32 scalars when they meet the float32 tensors.
   const alpha = f(options.alpha);
   const oneMinusAlpha = f(1 - options.alpha);
   const eps = f(options.eps);
-  const weightDecay = f(options.weightDecay);
-  const momentum = f(options.momentum);
   const negLr = f(-lr);
   state.step += 1;
-  for (let i = 0; i < size; i++) {
-    const p = param[i];
-    // grad = grad.add(param, alpha=weight_decay)
-    const g = options.weightDecay !== 0 ? f(grad[i] + f(weightDecay * p)) : grad[i];
+  for (let i = 0; i < param.length; i++) {
+    const g = grad[i]!;
     // square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha): second moment, no bias correction in RMSProp
-    const v = f(f(alpha * squareAvg[i]) + f(f(oneMinusAlpha * g) * g));
+    const v = f(f(alpha * squareAvg[i]!) + f(f(oneMinusAlpha * g) * g));
     squareAvg[i] = v;
-    let avg: number;
-    if (gradAvg !== null && options.centered) {
-      // grad_avg.lerp_(grad, 1 - alpha): first moment, for the variance estimate
-      const m = lerp32(gradAvg[i], g, oneMinusAlpha);
-      gradAvg[i] = m;
-      // avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_(); NaN if rounding makes it negative, as in torch
-      avg = f(Math.sqrt(f(v + f(-m * m))));
-    } else {
-      // avg = square_avg.sqrt()
-      avg = f(Math.sqrt(v));
-    }
-    // avg = avg.add_(eps)
-    avg = f(avg + eps);
-    if (momentumBuffer !== null && options.momentum > 0) {
-      // buf.mul_(momentum).addcdiv_(grad, avg); param.add_(buf, alpha=-lr)
-      const b = f(f(momentum * momentumBuffer[i]) + f(g / avg));
-      momentumBuffer[i] = b;
-      param[i] = f(p + f(negLr * b));
-    } else {
-      // param.addcdiv_(grad, avg, value=-lr)
-      param[i] = f(p + f(f(negLr * g) / avg));
-    }
+    // avg = square_avg.sqrt().add_(eps)
+    const avg = f(f(Math.sqrt(v)) + eps);
+    // param.addcdiv_(grad, avg, value=-lr)
+    param[i] = f(param[i]! + f(f(negLr * g) / avg));
   }
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// Adam — torch.optim.Adam, `_single_tensor_adam`
-
-/** Configure Adam; names and meanings follow torch.optim.Adam. */
-export interface AdamOptions {
-  /** Base learning rate, the one a schedule starts from. */
-  readonly lr: number;
-  /** Decay rates of the first and second moment averages (`betas`). */
-  readonly beta1: number;
-  readonly beta2: number;
-  /** Added to the bias-corrected denominator, after the square root. */
-  readonly eps: number;
-  /** L2 penalty folded into the gradient (classic Adam, not AdamW's decoupled decay). */
-  readonly weightDecay: number;
-  /** Use the running maximum of the second moment (AMSGrad). */
-  readonly amsgrad: boolean;
-}
-
-/** Adam defaults, equal to PyTorch's. */
-export const adamDefaults: Readonly<AdamOptions> = Object.freeze({
-  lr: 1e-3,
-  beta1: 0.9,
-  beta2: 0.999,
-  eps: 1e-8,
-  weightDecay: 0,
-  amsgrad: false,
+/**
+ * RMSProp: PyTorch's defaults except lr 0.1 (PyTorch: 0.01), the value the original experiments found fastest for
+ * soft prompts and the project default (docs/design.md, "Optimizers and schedules").
+ */
+const rmsprop = defineOptimizer({
+  kind: 'rmsprop',
+  label: 'RMSProp',
+  defaults: { lr: 0.1, alpha: 0.99, eps: 1e-8 },
+  createState: (shape): RmspropState => ({ step: 0, squareAvg: zeros(shape) }),
+  step: rmspropStep,
 });
 
-/** Merge partial Adam options over the defaults and check their ranges as torch.optim.Adam does. */
-export function makeAdamOptions(partial: Partial<AdamOptions> = {}): AdamOptions {
-  const options = mergeOptions('Adam', adamDefaults, partial);
-  checkNonNegative('Adam', 'lr', options.lr);
-  checkUnitInterval('Adam', 'beta1', options.beta1);
-  checkUnitInterval('Adam', 'beta2', options.beta2);
-  checkNonNegative('Adam', 'eps', options.eps);
-  checkNonNegative('Adam', 'weightDecay', options.weightDecay);
-  return options;
-}
+// ---------------------------------------------------------------------------------------------------------------
+// Adam — torch.optim.Adam, `_single_tensor_adam` (no weight decay, no AMSGrad)
 
-/** Hold Adam's per-element state, as torch's `state[p]`. */
-export interface AdamState {
-  /** Steps taken (`state["step"]`), the exponent of the bias corrections. */
-  step: number;
-  /** `exp_avg`: first moment m. */
-  readonly expAvg: Float32Array;
-  /** `exp_avg_sq`: second moment v. */
-  readonly expAvgSq: Float32Array;
-  /** `max_exp_avg_sq`: running max of v, only with amsgrad. */
-  readonly maxExpAvgSq: Float32Array | null;
-}
-
-/** Allocate zeroed Adam state for `size` parameters, with the buffers the options call for. */
-export function createAdamState(size: number, options: AdamOptions): AdamState {
-  return {
-    step: 0,
-    expAvg: new Float32Array(size),
-    expAvgSq: new Float32Array(size),
-    maxExpAvgSq: options.amsgrad ? new Float32Array(size) : null,
-  };
-}
+export type AdamOptions = { readonly lr: number; readonly beta1: number; readonly beta2: number; readonly eps: number };
+export type AdamState = { step: number; readonly expAvg: Float32Array; readonly expAvgSq: Float32Array };
 
 /**
- * Take one Adam step in place, matching torch.optim.Adam (`_single_tensor_adam`, maximize=False, no decoupled
- * weight decay):
+ * Take one Adam step in place:
  *
- *   g ← g + λ·p                                   (weight decay)
  *   m ← lerp(m, g, 1−β₁)                          exp_avg.lerp_(grad, 1 - beta1)
  *   v ← β₂·v + (1−β₂)·g²                          exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
  *   bc₁ = 1 − β₁ᵗ,  bc₂ = 1 − β₂ᵗ                 float64, on the host
- *   amsgrad: v̂ ← max(v̂, v), else v̂ = v
- *   p ← p − (lr/bc₁) · m / (√v̂ / √bc₂ + ε)        param.addcdiv_(exp_avg, denom, value=-step_size)
+ *   p ← p − (lr/bc₁) · m / (√v / √bc₂ + ε)        param.addcdiv_(exp_avg, denom, value=-step_size)
  */
-export function adamStep(
-  param: Float32Array,
-  grad: Float32Array,
-  state: AdamState,
-  lr: number,
-  options: AdamOptions,
-): void {
-  const size = state.expAvg.length;
-  checkLengths('Adam step', size, param, grad);
-  checkLr('Adam step', lr);
-  const { expAvg, expAvgSq, maxExpAvgSq } = state;
-  if (options.amsgrad && maxExpAvgSq === null) throw new Error('Adam step: amsgrad, but the state has no maxExpAvgSq');
+export function adamStep(param: Float32Array, grad: Float32Array, state: AdamState, lr: number,
+  options: AdamOptions): void {
+  const { expAvg, expAvgSq } = state;
   const oneMinusBeta1 = f(1 - options.beta1);
   const beta2 = f(options.beta2);
   const oneMinusBeta2 = f(1 - options.beta2);
   const eps = f(options.eps);
-  const weightDecay = f(options.weightDecay);
   state.step += 1;
   const t = state.step;
   // bias_correction1 = 1 - beta1 ** step; bias_correction2 = 1 - beta2 ** step (Python floats, float64)
@@ -288,345 +145,189 @@ export function adamStep(
   const negStepSize = f(-(lr / biasCorrection1));
   // bias_correction2_sqrt = sqrt(bias_correction2), cast to float32 as the divisor scalar
   const biasCorrection2Sqrt = f(Math.sqrt(biasCorrection2));
-  for (let i = 0; i < size; i++) {
-    const p = param[i];
-    // grad = grad.add(param, alpha=weight_decay)
-    const g = options.weightDecay !== 0 ? f(grad[i] + f(weightDecay * p)) : grad[i];
+  for (let i = 0; i < param.length; i++) {
+    const g = grad[i]!;
     // exp_avg.lerp_(grad, 1 - beta1): first moment
-    const m = lerp32(expAvg[i], g, oneMinusBeta1);
+    const m = lerp32(expAvg[i]!, g, oneMinusBeta1);
     expAvg[i] = m;
     // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2): second moment
-    const v = f(f(beta2 * expAvgSq[i]) + f(f(oneMinusBeta2 * g) * g));
+    const v = f(f(beta2 * expAvgSq[i]!) + f(f(oneMinusBeta2 * g) * g));
     expAvgSq[i] = v;
-    let vHat = v;
-    if (maxExpAvgSq !== null && options.amsgrad) {
-      // torch.maximum(max_exp_avg_sqs[i], exp_avg_sq, out=max_exp_avg_sqs[i]); NaN propagates as in torch
-      vHat = Math.max(maxExpAvgSq[i], v);
-      maxExpAvgSq[i] = vHat;
-    }
-    // denom = (v̂.sqrt() / bias_correction2_sqrt).add_(eps): second-moment bias correction inside the root
-    const denom = f(f(f(Math.sqrt(vHat)) / biasCorrection2Sqrt) + eps);
+    // denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps): second-moment bias correction inside the root
+    const denom = f(f(f(Math.sqrt(v)) / biasCorrection2Sqrt) + eps);
     // param.addcdiv_(exp_avg, denom, value=-step_size): first-moment bias correction in the step size
-    param[i] = f(p + f(f(negStepSize * m) / denom));
+    param[i] = f(param[i]! + f(f(negStepSize * m) / denom));
   }
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// SGD — torch.optim.SGD, `_single_tensor_sgd`
-
-/** Configure SGD; names and meanings follow torch.optim.SGD. */
-export interface SgdOptions {
-  /** Base learning rate, the one a schedule starts from. */
-  readonly lr: number;
-  /** Momentum factor; 0 is plain SGD (PyTorch's default; set e.g. 0.9 for SGD with momentum). */
-  readonly momentum: number;
-  /** Dampening of the gradient's share in the momentum buffer (not applied on the first step). */
-  readonly dampening: number;
-  /** L2 penalty folded into the gradient. */
-  readonly weightDecay: number;
-  /** Nesterov momentum; needs momentum > 0 and dampening 0. */
-  readonly nesterov: boolean;
-}
-
-/** SGD defaults, equal to PyTorch's (lr 1e-3 as in torch ≥ 2.2, momentum 0). */
-export const sgdDefaults: Readonly<SgdOptions> = Object.freeze({
-  lr: 1e-3,
-  momentum: 0,
-  dampening: 0,
-  weightDecay: 0,
-  nesterov: false,
+/** Adam: PyTorch's defaults. */
+const adam = defineOptimizer({
+  kind: 'adam',
+  label: 'Adam',
+  defaults: { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
+  createState: (shape): AdamState => ({ step: 0, expAvg: zeros(shape), expAvgSq: zeros(shape) }),
+  step: adamStep,
 });
 
-/** Merge partial SGD options over the defaults and check them as torch.optim.SGD does. */
-export function makeSgdOptions(partial: Partial<SgdOptions> = {}): SgdOptions {
-  const options = mergeOptions('SGD', sgdDefaults, partial);
-  checkNonNegative('SGD', 'lr', options.lr);
-  checkNonNegative('SGD', 'momentum', options.momentum);
-  checkNonNegative('SGD', 'weightDecay', options.weightDecay);
-  if (!Number.isFinite(options.dampening)) {
-    throw new RangeError(`SGD: dampening is ${options.dampening}; it must be a finite number`);
-  }
-  if (options.nesterov && (options.momentum <= 0 || options.dampening !== 0)) {
-    throw new RangeError(
-      `SGD: nesterov needs momentum > 0 and dampening 0; got momentum ${options.momentum}, dampening ${options.dampening}`,
-    );
-  }
-  return options;
-}
+// ---------------------------------------------------------------------------------------------------------------
+// SGD — torch.optim.SGD, `_single_tensor_sgd` (no dampening, not Nesterov, no weight decay)
 
-/** Hold SGD's state, as torch's `state[p]`. */
-export interface SgdState {
-  /** Steps taken (torch's SGD keeps none; kept here for reports and checkpoints). */
-  step: number;
-  /** `momentum_buffer`: null until the first step with momentum > 0, which sets it to the gradient. */
-  momentumBuffer: Float32Array | null;
-}
-
-/** Allocate SGD state; the momentum buffer is created by the first step, as in torch. */
-export function createSgdState(): SgdState {
-  return { step: 0, momentumBuffer: null };
-}
+export type SgdOptions = { readonly lr: number; readonly momentum: number };
+/** `momentumBuffer` is allocated even without momentum (then it stays zero), so every SGD state has one layout. */
+export type SgdState = { step: number; readonly momentumBuffer: Float32Array };
 
 /**
- * Take one SGD step in place, matching torch.optim.SGD (`_single_tensor_sgd`, maximize=False):
+ * Take one SGD step in place:
  *
- *   g ← g + λ·p                                   (weight decay)
- *   momentum: b ← g on the first step (clone, no dampening), else b ← μ·b + (1−τ)·g
- *             d ← g + μ·b if nesterov, else d ← b
+ *   momentum: b ← g on the first step (torch clones the gradient), else b ← μ·b + g;  d ← b,   else d ← g
  *   p ← p − lr·d                                  param.add_(grad, alpha=-lr)
  */
 export function sgdStep(param: Float32Array, grad: Float32Array, state: SgdState, lr: number, options: SgdOptions): void {
-  const size = param.length;
-  if (grad.length !== size) throw new RangeError(`SGD step: grad has ${grad.length} elements; param has ${size}`);
-  if (state.momentumBuffer !== null && state.momentumBuffer.length !== size) {
-    throw new RangeError(
-      `SGD step: param has ${size} elements; the momentum buffer holds ${state.momentumBuffer.length}`,
-    );
-  }
-  checkLr('SGD step', lr);
+  const buffer = state.momentumBuffer;
   const momentum = f(options.momentum);
-  const oneMinusDampening = f(1 - options.dampening);
-  const weightDecay = f(options.weightDecay);
   const negLr = f(-lr);
-  let buffer = state.momentumBuffer;
-  const firstMomentumStep = options.momentum !== 0 && buffer === null;
-  if (firstMomentumStep) {
-    buffer = new Float32Array(size);
-    state.momentumBuffer = buffer;
-  }
+  const first = state.step === 0;
   state.step += 1;
-  for (let i = 0; i < size; i++) {
-    const p = param[i];
-    // grad = grad.add(param, alpha=weight_decay)
-    const g = options.weightDecay !== 0 ? f(grad[i] + f(weightDecay * p)) : grad[i];
+  for (let i = 0; i < param.length; i++) {
+    const g = grad[i]!;
     let d = g;
-    if (buffer !== null && options.momentum !== 0) {
-      // first step: buf = torch.clone(grad); later: buf.mul_(momentum).add_(grad, alpha=1 - dampening)
-      const b = firstMomentumStep ? g : f(f(momentum * buffer[i]) + f(oneMinusDampening * g));
-      buffer[i] = b;
-      // nesterov: grad = grad.add(buf, alpha=momentum); else grad = buf
-      d = options.nesterov ? f(g + f(momentum * b)) : b;
+    if (options.momentum !== 0) {
+      // first step: buf = torch.clone(grad); later: buf.mul_(momentum).add_(grad)
+      d = first ? g : f(f(momentum * buffer[i]!) + g);
+      buffer[i] = d;
     }
     // param.add_(grad, alpha=-lr)
-    param[i] = f(p + f(negLr * d));
+    param[i] = f(param[i]! + f(negLr * d));
   }
 }
 
+/** SGD: PyTorch's defaults (lr 1e-3, momentum 0); a job's settings give it momentum 0.9 unless told otherwise. */
+const sgd = defineOptimizer({
+  kind: 'sgd',
+  label: 'SGD with momentum',
+  defaults: { lr: 1e-3, momentum: 0 },
+  createState: (shape): SgdState => ({ step: 0, momentumBuffer: zeros(shape) }),
+  step: sgdStep,
+});
+
 // ---------------------------------------------------------------------------------------------------------------
-// The factory a job holds
+// The registry
 
-/** Map each optimizer kind to its options. */
-export interface OptimizerOptionsByKind {
-  rmsprop: RmspropOptions;
-  adam: AdamOptions;
-  sgd: SgdOptions;
+/** Every optimizer, in the order the CLI and the dashboard offer them. */
+const definitions = [rmsprop, adam, sgd] as const;
+
+type Definition = (typeof definitions)[number];
+export type OptimizerKind = Definition['kind'];
+type DefinitionOf<K extends OptimizerKind> = { [D in Definition as D['kind']]: D }[K];
+export type OptimizerOptionsOf<K extends OptimizerKind> = DefinitionOf<K>['defaults'];
+export type OptimizerStateOf<K extends OptimizerKind> = ReturnType<DefinitionOf<K>['createState']>;
+
+/** The optimizers by what the job settings call them (the CLI's choices come from here). */
+export const optimizerKinds: readonly OptimizerKind[] = Object.freeze(definitions.map((d) => d.kind));
+
+/** Look an optimizer up by kind. */
+export function optimizerDefinition<K extends OptimizerKind>(kind: K): DefinitionOf<K> {
+  const definition = definitions.find((d) => d.kind === kind);
+  if (!definition) throw new RangeError(`optimizer: kind is ${String(kind)}; it must be one of ${optimizerKinds.join(', ')}`);
+  return definition as DefinitionOf<K>;
 }
 
-/** Map each optimizer kind to its live state. */
-export interface OptimizerStateByKind {
-  rmsprop: RmspropState;
-  adam: AdamState;
-  sgd: SgdState;
+/** Count the float32 numbers the optimizer of `kind` keeps for a parameter of `shape` (a job's memory cost). */
+export function optimizerStateFloats(kind: OptimizerKind, shape: Shape): number {
+  const state: OptimizerState = optimizerDefinition(kind).createState(shape);
+  return Object.values(state).reduce<number>((n, value) => n + (typeof value === 'number' ? 0 : value.length), 0);
 }
-
 
 /**
- * Snapshot RMSProp state for a checkpoint. `A` is Float32Array for exported snapshots; imports also take plain
- * number arrays (e.g. parsed from JSON: finite float32 values survive JSON exactly, non-finite ones do not).
+ * Pick, of the options a job's settings give, the ones the optimizer of `kind` has: lr for every one, momentum for
+ * those with a momentum (SGD).
  */
-export interface RmspropSnapshot<A extends ArrayLike<number> = Float32Array> {
-  readonly kind: 'rmsprop';
-  readonly step: number;
-  readonly squareAvg: A;
-  readonly gradAvg: A | null;
-  readonly momentumBuffer: A | null;
+export function optimizerOptionsFromSettings<K extends OptimizerKind>(kind: K, given: { lr: number; momentum: number }):
+  Partial<OptimizerOptionsOf<K>> {
+  const { defaults } = optimizerDefinition(kind);
+  return Object.fromEntries(Object.entries(given).filter(([name]) => Object.hasOwn(defaults, name))) as
+    Partial<OptimizerOptionsOf<K>>;
 }
 
-/** Snapshot Adam state for a checkpoint (see RmspropSnapshot for `A`). */
-export interface AdamSnapshot<A extends ArrayLike<number> = Float32Array> {
-  readonly kind: 'adam';
-  readonly step: number;
-  readonly expAvg: A;
-  readonly expAvgSq: A;
-  readonly maxExpAvgSq: A | null;
+/**
+ * Copy of an optimizer's state for a checkpoint: its buffers (independent copies, so a resume is bit-identical) and
+ * counters by name. `A` is Float32Array when exported; imports also take plain number arrays (e.g. parsed from JSON:
+ * finite float32 values survive JSON exactly, non-finite ones do not).
+ */
+export interface OptimizerSnapshot<A extends ArrayLike<number> = Float32Array> {
+  readonly kind: string;
+  readonly state: Readonly<Record<string, number | A>>;
 }
 
-/** Snapshot SGD state for a checkpoint (see RmspropSnapshot for `A`). */
-export interface SgdSnapshot<A extends ArrayLike<number> = Float32Array> {
-  readonly kind: 'sgd';
-  readonly step: number;
-  readonly momentumBuffer: A | null;
-}
-
-/** Snapshot any optimizer's state; exported buffers are independent copies, so a resume is bit-identical. */
-export type OptimizerSnapshot<A extends ArrayLike<number> = Float32Array> =
-  | RmspropSnapshot<A>
-  | AdamSnapshot<A>
-  | SgdSnapshot<A>;
-
-/** Map each optimizer kind to its exported snapshot. */
-export interface OptimizerSnapshotByKind {
-  rmsprop: RmspropSnapshot;
-  adam: AdamSnapshot;
-  sgd: SgdSnapshot;
-}
-
-/** Step one parameter vector with one optimizer, its state bound, the lr supplied per step by a schedule. */
+/** Step one parameter with one optimizer, its state bound, the lr supplied per step by a schedule. */
 export interface Optimizer<K extends OptimizerKind = OptimizerKind> {
   readonly kind: K;
+  readonly shape: Shape;
   /** Number of parameters this optimizer updates. */
   readonly size: number;
   /** The resolved options; `options.lr` is the base lr a schedule starts from. */
-  readonly options: OptimizerOptionsByKind[K];
-  /** The live state (moments and step count), mutated by `step`. */
-  readonly state: OptimizerStateByKind[K];
+  readonly options: OptimizerOptionsOf<K>;
+  /** The live state, mutated by `step`. */
+  readonly state: OptimizerStateOf<K>;
   /** Update `param` in place from `grad` with learning rate `lr` (default `options.lr`). */
   step(param: Float32Array, grad: Float32Array, lr?: number): void;
   /** Copy the state out for a checkpoint. */
-  exportState(): OptimizerSnapshotByKind[K];
-  /** Replace the state with a checkpoint's, checking kind, step, sizes and buffers against the options. */
+  exportState(): OptimizerSnapshot;
+  /** Replace the state with a checkpoint's, checking its kind and that it names the same buffers and counters. */
   importState(snapshot: OptimizerSnapshot<ArrayLike<number>>): void;
 }
 
-function copyOut(buffer: Float32Array | null): Float32Array | null {
-  return buffer === null ? null : buffer.slice();
-}
-
-function checkSnapshot<K extends OptimizerKind>(
-  kind: K,
-  snapshot: OptimizerSnapshot<ArrayLike<number>>,
-): asserts snapshot is Extract<OptimizerSnapshot<ArrayLike<number>>, { kind: K }> {
-  if (snapshot.kind !== kind) throw new Error(`importState: snapshot is for ${snapshot.kind}; this optimizer is ${kind}`);
-  const problem = integerProblem(snapshot.step, 0);
-  if (problem) throw new RangeError(`importState: step ${problem}`);
-}
-
-/** Copy a snapshot buffer into a state buffer, both present or both absent, of equal length. */
-function importBuffer(label: string, source: ArrayLike<number> | null, target: Float32Array | null): void {
-  if ((source === null) !== (target === null)) {
-    throw new Error(
-      `importState: ${label} is ${source === null ? 'missing' : 'present'}, but the options ${target === null ? 'do not use' : 'need'} it`,
-    );
+/** Create an optimizer of `kind` for a parameter of `shape`, options merged over its defaults. */
+export function createOptimizer<K extends OptimizerKind>(kind: K, shape: Shape,
+  partial: Partial<OptimizerOptionsOf<K>> = {}): Optimizer<K> {
+  // Seen through the common interface: K's own types are what the caller gets back.
+  const definition = optimizerDefinition(kind) as unknown as OptimizerDefinition<K, OptimizerOptions, OptimizerState>;
+  for (const dim of shape) {
+    const problem = integerProblem(dim, 0);
+    if (problem) throw new RangeError(`createOptimizer: shape [${shape.join(', ')}]: ${problem}`);
   }
-  if (source === null || target === null) return;
-  if (source.length !== target.length) {
-    throw new RangeError(`importState: ${label} has ${source.length} elements; the optimizer holds ${target.length}`);
-  }
-  target.set(source);
-}
-
-function checkSize(size: number): void {
-  const problem = integerProblem(size, 0);
-  if (problem) throw new RangeError(`createOptimizer: size ${problem}`);
-}
-
-function createRmsprop(size: number, partial: Partial<RmspropOptions>): Optimizer<'rmsprop'> {
-  const options = makeRmspropOptions(partial);
-  const state = createRmspropState(size, options);
+  const size = shape.reduce((a, b) => a * b, 1);
+  const options = mergeOptions(definition.label, definition.defaults, partial as Partial<OptimizerOptions>);
+  for (const [name, value] of Object.entries(options)) checkNonNegative(definition.label, name, value);
+  const state = definition.createState(shape);
+  const op = `${definition.label} step`;
   return {
-    kind: 'rmsprop',
+    kind,
+    shape: Object.freeze([...shape]),
     size,
-    options,
-    state,
-    step: (param, grad, lr = options.lr) => rmspropStep(param, grad, state, lr, options),
+    options: options as OptimizerOptionsOf<K>,
+    state: state as OptimizerStateOf<K>,
+    step(param, grad, lr = options.lr) {
+      if (param.length !== size) throw new RangeError(`${op}: param has ${param.length} elements; the optimizer holds ${size}`);
+      if (grad.length !== size) throw new RangeError(`${op}: grad has ${grad.length} elements; the optimizer holds ${size}`);
+      if (!(lr >= 0) || !Number.isFinite(lr)) throw new RangeError(`${op}: lr is ${lr}; it must be a finite number >= 0`);
+      definition.step(param, grad, state, lr, options);
+    },
     exportState: () => ({
-      kind: 'rmsprop',
-      step: state.step,
-      squareAvg: state.squareAvg.slice(),
-      gradAvg: copyOut(state.gradAvg),
-      momentumBuffer: copyOut(state.momentumBuffer),
+      kind,
+      state: Object.fromEntries(Object.entries(state).map(([name, value]) => [name, typeof value === 'number' ? value : value.slice()])),
     }),
-    importState: (snapshot) => {
-      checkSnapshot('rmsprop', snapshot);
-      importBuffer('squareAvg', snapshot.squareAvg, state.squareAvg);
-      importBuffer('gradAvg', snapshot.gradAvg, state.gradAvg);
-      importBuffer('momentumBuffer', snapshot.momentumBuffer, state.momentumBuffer);
-      state.step = snapshot.step;
-    },
-  };
-}
-
-function createAdam(size: number, partial: Partial<AdamOptions>): Optimizer<'adam'> {
-  const options = makeAdamOptions(partial);
-  const state = createAdamState(size, options);
-  return {
-    kind: 'adam',
-    size,
-    options,
-    state,
-    step: (param, grad, lr = options.lr) => adamStep(param, grad, state, lr, options),
-    exportState: () => ({
-      kind: 'adam',
-      step: state.step,
-      expAvg: state.expAvg.slice(),
-      expAvgSq: state.expAvgSq.slice(),
-      maxExpAvgSq: copyOut(state.maxExpAvgSq),
-    }),
-    importState: (snapshot) => {
-      checkSnapshot('adam', snapshot);
-      importBuffer('expAvg', snapshot.expAvg, state.expAvg);
-      importBuffer('expAvgSq', snapshot.expAvgSq, state.expAvgSq);
-      importBuffer('maxExpAvgSq', snapshot.maxExpAvgSq, state.maxExpAvgSq);
-      state.step = snapshot.step;
-    },
-  };
-}
-
-function createSgd(size: number, partial: Partial<SgdOptions>): Optimizer<'sgd'> {
-  const options = makeSgdOptions(partial);
-  const state = createSgdState();
-  return {
-    kind: 'sgd',
-    size,
-    options,
-    state,
-    step: (param, grad, lr = options.lr) => {
-      checkLengths('SGD step', size, param, grad);
-      sgdStep(param, grad, state, lr, options);
-    },
-    exportState: () => ({ kind: 'sgd', step: state.step, momentumBuffer: copyOut(state.momentumBuffer) }),
-    importState: (snapshot) => {
-      checkSnapshot('sgd', snapshot);
-      // A missing buffer is legal with momentum (no step taken yet: the next step clones the gradient, as in torch).
-      if (snapshot.momentumBuffer !== null && options.momentum === 0) {
-        throw new Error('importState: momentumBuffer is present, but the options do not use it');
+    importState(snapshot) {
+      if (snapshot.kind !== kind) throw new Error(`importState: snapshot is for ${snapshot.kind}; this optimizer is ${kind}`);
+      const names = Object.keys(state);
+      const extra = Object.keys(snapshot.state).find((name) => !names.includes(name));
+      if (extra !== undefined) throw new Error(`importState: ${extra} is not part of ${kind}'s state (${names.join(', ')})`);
+      for (const name of names) {
+        const [source, target] = [snapshot.state[name], state[name]!];
+        if (source === undefined) throw new Error(`importState: ${name} is missing`);
+        if (typeof target === 'number') {
+          const problem = integerProblem(source, 0);
+          if (problem) throw new RangeError(`importState: ${name} ${problem}`);
+        } else if (typeof source === 'number' || source.length !== target.length) {
+          const has = typeof source === 'number' ? 'is a number' : `has ${source.length} elements`;
+          throw new RangeError(`importState: ${name} ${has}; the optimizer holds ${target.length}`);
+        }
       }
-      let buffer: Float32Array | null = null;
-      if (snapshot.momentumBuffer !== null) {
-        buffer = new Float32Array(size);
-        importBuffer('momentumBuffer', snapshot.momentumBuffer, buffer);
+      for (const name of names) {
+        const [source, target] = [snapshot.state[name]!, state[name]!];
+        if (typeof target === 'number') (state as Record<string, number | Float32Array>)[name] = source as number;
+        else target.set(source as ArrayLike<number>);
       }
-      state.momentumBuffer = buffer;
-      state.step = snapshot.step;
     },
   };
-}
-
-/** Create an optimizer of `kind` for a parameter vector of `size` elements, options merged over its defaults. */
-export function createOptimizer(kind: 'rmsprop', size: number, options?: Partial<RmspropOptions>): Optimizer<'rmsprop'>;
-export function createOptimizer(kind: 'adam', size: number, options?: Partial<AdamOptions>): Optimizer<'adam'>;
-export function createOptimizer(kind: 'sgd', size: number, options?: Partial<SgdOptions>): Optimizer<'sgd'>;
-export function createOptimizer(
-  kind: OptimizerKind,
-  size: number,
-  options?: Partial<RmspropOptions> | Partial<AdamOptions> | Partial<SgdOptions>,
-): Optimizer;
-export function createOptimizer(
-  kind: OptimizerKind,
-  size: number,
-  options: Partial<RmspropOptions> | Partial<AdamOptions> | Partial<SgdOptions> = {},
-): Optimizer {
-  checkSize(size);
-  switch (kind) {
-    case 'rmsprop':
-      return createRmsprop(size, options as Partial<RmspropOptions>);
-    case 'adam':
-      return createAdam(size, options as Partial<AdamOptions>);
-    case 'sgd':
-      return createSgd(size, options as Partial<SgdOptions>);
-    default: {
-      const unknown: never = kind;
-      throw new RangeError(`createOptimizer: kind is ${String(unknown)}; it must be rmsprop, adam or sgd`);
-    }
-  }
 }

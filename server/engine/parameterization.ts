@@ -15,6 +15,8 @@ export interface Parameterization {
   readonly kind: ParameterizationSettings['kind'];
   readonly promptVectors: number; // P
   readonly size: number; // numbers in theta
+  /** Theta's shape: (P, C) for full, (C) for flat, (K) for projected. */
+  readonly shape: readonly number[];
   /** Write the prompt (P, C) for `theta`. */
   toPrompt(theta: Float32Array, prompt: Float32Array): void;
   /** Write d loss / d theta for d loss / d prompt (P, C). */
@@ -47,6 +49,7 @@ function identity(kind: 'full' | 'flat', P: number, C: number): Parameterization
     kind,
     promptVectors: P,
     size: P * C,
+    shape: kind === 'full' ? [P, C] : [C],
     toPrompt: (theta, prompt) => prompt.set(theta),
     gradientToTheta: (gradPrompt, gradTheta) => gradTheta.set(gradPrompt),
     fromPrompt: (prompt) => Float32Array.from(prompt),
@@ -58,6 +61,7 @@ function projected(basis: Float32Array, K: number, C: number): Parameterization 
     kind: 'projected',
     promptVectors: 1,
     size: K,
+    shape: [K],
     toPrompt(z, prompt) { // (1, C) = z (K) · basis (K, C)
       prompt.fill(0);
       for (let k = 0; k < K; k++) {

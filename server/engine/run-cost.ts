@@ -3,6 +3,7 @@
 // settings alone, before any buffer exists.
 //
 // P = prompt vectors, C = channels, V = vocab, T = target tokens, K = beams, n = numbers in theta
+import { optimizerStateFloats } from './optimizers.js';
 import type { InversionSettings } from './settings.js';
 
 const bytesPerFloat = 4;
@@ -20,19 +21,21 @@ export function promptVectorsOf(settings: InversionSettings, targetTokens: numbe
 }
 
 /**
- * Return the bytes one restart holds from its start to its result: theta, its gradient, the best theta and the
- * optimizer's moments (n numbers each), a projected basis (n x C), the prompt and its gradient row (P x C each),
- * and for a beam hit check K prompt copies and K rows of log-probabilities (K x (P x C + V)).
+ * Return the bytes one restart holds from its start to its result: theta, its gradient and the best theta (n numbers
+ * each), the optimizer's state (the buffers its registry entry allocates), a projected basis (n x C), the prompt and
+ * its gradient row (P x C each), and for a beam hit check K prompt copies and K rows of log-probabilities
+ * (K x (P x C + V)).
  */
 export function runBytes(settings: InversionSettings, targetTokens: number, model: ModelShape): number {
   const C = model.nEmbd;
   const P = promptVectorsOf(settings, targetTokens);
   const p = settings.parameterization;
-  const n = p.kind === 'full' ? P * C : p.kind === 'flat' ? C : p.dims;
-  const moments = settings.optimizer === 'adam' ? 2 : 1; // Adam: m and v; RMSProp: the square average; SGD: momentum
+  const shape = p.kind === 'full' ? [P, C] : p.kind === 'flat' ? [C] : [p.dims]; // theta's, as the parameterization's
+  const n = shape.reduce((a, b) => a * b, 1);
+  const moments = optimizerStateFloats(settings.optimizer, shape); // Adam: m and v (2n); RMSProp, SGD: n
   const basis = p.kind === 'projected' ? p.dims * C : 0;
   const beams = settings.decode.kind === 'beam' ? settings.decode.beams : 0;
-  const floats = (3 + moments) * n + basis + 2 * P * C + beams * (P * C + model.vocabSize);
+  const floats = 3 * n + moments + basis + 2 * P * C + beams * (P * C + model.vocabSize);
   return floats * bytesPerFloat;
 }
 

@@ -1,49 +1,51 @@
 // Between the API's messages and the engine's types: job settings in, events and results out, and the run
 // snapshots a checkpoint stores.
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import type { GenEnum } from '@bufbuild/protobuf/codegenv2';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import type { InversionEvent, InversionResult, ProgressReport, RunResult, RunStatus } from '../engine/events.js';
 import type { RunSnapshot } from '../engine/inversion-run.js';
-import type { LrScheduleKind, LrScheduleSnapshot } from '../engine/lr-schedule.js';
-import type { OptimizerKind, OptimizerSnapshot } from '../engine/optimizers.js';
+import { lrScheduleKinds } from '../engine/lr-schedule.js';
+import type { JsonNumber, LrScheduleSnapshot } from '../engine/lr-schedule.js';
+import { optimizerKinds } from '../engine/optimizers.js';
+import type { OptimizerSnapshot } from '../engine/optimizers.js';
 import { beamCheckEveryDefault, SettingsError } from '../engine/settings.js';
 import type { InitSettings, InversionSettings, ParameterizationSettings } from '../engine/settings.js';
+import { enumNames } from '../../sdk/enum-names.js';
 import {
-  JobEventSchema, JobSettingsSchema, Optimizer, Parameterization_Basis, ProgressSchema, RestartResultSchema,
-  ResultSchema, Schedule, Status, TensorSchema,
+  JobEventSchema, JobSettingsSchema, OptimizerSchema, Parameterization_Basis, ProgressSchema, RestartResultSchema,
+  ResultSchema, ScheduleSchema, Status, TensorSchema,
 } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type {
   Initialization, JobEvent, JobSettings, Parameterization, Progress, RestartResult, Result, Tensor,
 } from '../../sdk/gen/recite/v1/recite_pb.js';
 
-// Enum and oneof conversions are tables typed over every value of the proto's enum or every case of its oneof, so a
-// value the proto gains is a compile error here until it is mapped, never a silent fallback to some other setting.
-// UNSPECIFIED (and an unset oneof) maps to undefined: the engine's default applies (server/engine/settings.ts).
-const optimizerFromProto = {
-  [Optimizer.UNSPECIFIED]: undefined,
-  [Optimizer.RMSPROP]: 'rmsprop',
-  [Optimizer.ADAM]: 'adam',
-  [Optimizer.SGD]: 'sgd',
-} as const satisfies Record<Optimizer, OptimizerKind | undefined>;
+// The optimizer and schedule enums map onto the engine's registries by name (sdk/enum-names.ts: OPTIMIZER_ADAM is
+// the kind 'adam'), so a kind the proto and the engine both gain needs no table here; test/service/proto-convert.test.ts
+// checks that they name the same kinds. The other enums and the oneofs are tables typed over every value or case, so a
+// value the proto gains is a compile error here until it is mapped. Either way a number without a mapping is a
+// SettingsError naming the field, never a silent fallback to some other setting, and UNSPECIFIED (and an unset oneof)
+// maps to undefined: the engine's default applies (server/engine/settings.ts).
+const optimizerFromProto = kindsFromProto(OptimizerSchema, optimizerKinds);
+const optimizerToProto = kindsToProto(OptimizerSchema, optimizerKinds);
+const scheduleFromProto = kindsFromProto(ScheduleSchema, lrScheduleKinds);
+const scheduleToProto = kindsToProto(ScheduleSchema, lrScheduleKinds);
 
-const optimizerToProto = {
-  rmsprop: Optimizer.RMSPROP,
-  adam: Optimizer.ADAM,
-  sgd: Optimizer.SGD,
-} as const satisfies Record<OptimizerKind, Optimizer>;
+/** Map UNSPECIFIED to undefined and each value to the kind of its name; a value no kind is named like is left out. */
+function kindsFromProto<E extends number, K extends string>(schema: GenEnum<E>, kinds: readonly K[]): Record<E, K | undefined> {
+  const table: Record<number, K | undefined> = { 0: undefined };
+  for (const [name, value] of Object.entries(enumNames(schema))) {
+    if ((kinds as readonly string[]).includes(name)) table[value] = name as K;
+  }
+  return table;
+}
 
-const scheduleFromProto = {
-  [Schedule.UNSPECIFIED]: undefined,
-  [Schedule.CONSTANT]: 'constant',
-  [Schedule.COSINE]: 'cosine',
-  [Schedule.PLATEAU]: 'plateau',
-} as const satisfies Record<Schedule, LrScheduleKind | undefined>;
-
-const scheduleToProto = {
-  constant: Schedule.CONSTANT,
-  cosine: Schedule.COSINE,
-  plateau: Schedule.PLATEAU,
-} as const satisfies Record<LrScheduleKind, Schedule>;
+/** Map each kind to the value of its name. */
+function kindsToProto<E extends number, K extends string>(schema: GenEnum<E>, kinds: readonly K[]): Record<K, E> {
+  const values = enumNames(schema);
+  return Object.fromEntries(kinds.filter((kind) => Object.hasOwn(values, kind)).map((kind) => [kind, values[kind]])) as
+    Record<K, E>;
+}
 
 type ProjectionBasis = Extract<ParameterizationSettings, { kind: 'projected' }>['basis'];
 
@@ -279,9 +281,11 @@ interface EncodedSnapshot {
 
 // The format is versioned so that a server reads the checkpoints of the versions before it (a job stored by an older
 // server resumes after an upgrade; test/storage/stored-formats.test.ts resumes a database made on 2026-11-30):
-// version 1 was the bare list of [restart, snapshot] pairs; version 2 wraps the same list as { version, runs }.
-// A change to what a snapshot holds bumps the version and reads the older ones.
-export const snapshotFormatVersion = 2;
+// version 1 was the bare list of [restart, snapshot] pairs; version 2 wraps the same list as { version, runs };
+// version 3 stores the optimizer and the schedule as copies of their state ({ kind, state }), where versions 1 and 2
+// spelt each kind's fields out beside `kind` (see `fromVersion2`). A change to what a snapshot holds bumps the
+// version and reads the older ones.
+export const snapshotFormatVersion = 3;
 
 /** Serialize the running restarts' snapshots of one job, by restart index. */
 export function encodeSnapshots(snapshots: ReadonlyMap<number, RunSnapshot>): Uint8Array {
@@ -302,12 +306,34 @@ export function decodeSnapshots(bytes: Uint8Array): Map<number, RunSnapshot> {
     throw new Error(`checkpoint format version ${String(version)}: this server reads versions 1 to ${snapshotFormatVersion}`);
   }
   const entries = Array.isArray(stored) ? stored : stored.runs;
-  return new Map(entries.map(([restart, s]) => [restart, {
-    ...s,
-    theta: base64ToFloats(s.theta),
-    optimizer: JSON.parse(JSON.stringify(s.optimizer), base64AsFloats) as OptimizerSnapshot,
-    best: { ...s.best, nll: Number(s.best.nll), theta: base64ToFloats(s.best.theta) },
-  }]));
+  return new Map(entries.map(([restart, s]) => {
+    const snapshot: RunSnapshot = {
+      ...s,
+      theta: base64ToFloats(s.theta),
+      optimizer: JSON.parse(JSON.stringify(s.optimizer), base64AsFloats) as OptimizerSnapshot,
+      best: { ...s.best, nll: Number(s.best.nll), theta: base64ToFloats(s.best.theta) },
+    };
+    return [restart, version < 3 ? fromVersion2(snapshot) : snapshot];
+  }));
+}
+
+/**
+ * Rewrite a snapshot of versions 1 and 2 in version 3's terms. Those spelt the optimizer's state out beside its kind
+ * ({ kind: 'adam', step, expAvg, expAvgSq, maxExpAvgSq }) and the schedule's likewise ({ kind: 'plateau', iteration,
+ * lr, best, numBadEpochs, cooldownCounter }). A null buffer was one the options did not use (RMSProp's centered and
+ * momentum buffers, Adam's AMSGrad maximum: options no request could set), or SGD's momentum buffer before its first
+ * step, which is zeros now. The plateau's cooldown counter was always 0 (no cooldown).
+ */
+function fromVersion2(s: RunSnapshot): RunSnapshot {
+  const { kind, ...optimizerFields } = s.optimizer as unknown as { kind: string } & Record<string, number | Float32Array | null>;
+  const optimizerState: Record<string, number | Float32Array> = {};
+  for (const [name, value] of Object.entries(optimizerFields)) {
+    if (value !== null) optimizerState[name] = value;
+    else if (kind === 'sgd' && name === 'momentumBuffer') optimizerState[name] = new Float32Array(s.theta.length);
+  }
+  const { kind: scheduleKind, iteration, cooldownCounter: _, ...scheduleState } =
+    s.schedule as unknown as { kind: string; iteration: number; cooldownCounter?: number } & Record<string, JsonNumber>;
+  return { ...s, optimizer: { kind, state: optimizerState }, schedule: { kind: scheduleKind, iteration, state: scheduleState } };
 }
 
 const base64Marker = 'f32:';

@@ -15,8 +15,6 @@ import type { SequenceHelpers } from '../model/gpt2-session.js';
 import { buildTrainingGraph, trainableWeights, trainingGraphIo, weightGradientOutput } from '../model/gpt2-training-graph.js';
 import { toHuggingFaceConfig, writeRandomCheckpoint } from '../model/random-checkpoint.js';
 import { readSafetensorsHeader, readTensorFloat32, writeSafetensors } from '../model/safetensors.js';
-import { createAdamState, makeAdamOptions } from '../engine/optimizers.js';
-import type { AdamState } from '../engine/optimizers.js';
 import { createSeededRandom, mixSeeds } from '../util/seeded-random.js';
 import { readCorpusSplit } from './corpus.js';
 
@@ -100,11 +98,18 @@ interface RunRecord {
   elapsed: number;
 }
 
+/** AdamW's state for one weight: steps taken, and the first and second moments (`exp_avg`, `exp_avg_sq`). */
+export interface AdamWMoments {
+  step: number;
+  readonly expAvg: Float32Array;
+  readonly expAvgSq: Float32Array;
+}
+
 /** The weights and optimizer state of a run in memory. */
 interface TrainingState {
   config: Gpt2Config;
   weights: Map<string, Float32Array>;
-  moments: Map<string, AdamState>;
+  moments: Map<string, AdamWMoments>;
   step: number;
   elapsed: number;
 }
@@ -320,7 +325,7 @@ function applyAdamW(state: TrainingState, gradients: Map<string, Float32Array>, 
  *   v ← β₂·v + (1−β₂)·g²                            exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
  *   p ← p − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε)      bias corrections in the step size and the denominator
  */
-export function adamwStep(param: Float32Array, grad: Float32Array, moments: AdamState, lr: number,
+export function adamwStep(param: Float32Array, grad: Float32Array, moments: AdamWMoments, lr: number,
   weightDecay: number, options: Pick<TrainingOptions, 'beta1' | 'beta2'>, eps = 1e-8): void {
   const { beta1, beta2 } = options;
   const t = moments.step;
@@ -392,10 +397,10 @@ function openRun(runDir: string, corpusDir: string, partial: Partial<TrainingOpt
     const byName = new Map(header.tensors.map((t) => [t.name, t]));
     const read = (name: string) => readTensorFloat32(byName.get(name)!);
     const weights = new Map<string, Float32Array>();
-    const moments = new Map<string, AdamState>();
+    const moments = new Map<string, AdamWMoments>();
     for (const name of trainableWeights(config).keys()) {
       weights.set(name, read(name));
-      moments.set(name, { step: record.step, expAvg: read(`adam.m.${name}`), expAvgSq: read(`adam.v.${name}`), maxExpAvgSq: null });
+      moments.set(name, { step: record.step, expAvg: read(`adam.m.${name}`), expAvgSq: read(`adam.v.${name}`) });
     }
     return { options: record.options, state: { config, weights, moments, step: record.step, elapsed: record.elapsed } };
   }
@@ -403,9 +408,10 @@ function openRun(runDir: string, corpusDir: string, partial: Partial<TrainingOpt
   const config = modelConfig(options);
   fs.mkdirSync(runDir, { recursive: true });
   const weights = options.initFrom ? readRunWeights(options.initFrom, config) : randomWeights(runDir, config, options.seed);
-  const moments = new Map<string, AdamState>();
-  const adam = makeAdamOptions();
-  for (const [name, value] of weights) moments.set(name, createAdamState(value.length, adam));
+  const moments = new Map<string, AdamWMoments>();
+  for (const [name, value] of weights) {
+    moments.set(name, { step: 0, expAvg: new Float32Array(value.length), expAvgSq: new Float32Array(value.length) });
+  }
   const state = { config, weights, moments, step: 0, elapsed: 0 };
   saveRun(runDir, corpusDir, options, state);
   return { options, state };

@@ -1,16 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import {
-  cosineDefaults,
-  cosineLr,
-  createConstantSchedule,
-  createCosineSchedule,
-  createLrSchedule,
-  createPlateauSchedule,
-  lrScheduleDefaults,
-  plateauDefaults,
-  scaleLrToNorm,
-} from '../../server/engine/lr-schedule.js';
+import { cosineLr, createLrSchedule, lrScheduleDefaults, lrScheduleKinds, scaleLrToNorm } from '../../server/engine/lr-schedule.js';
 import type { LrSchedule, LrScheduleSnapshot } from '../../server/engine/lr-schedule.js';
 
 /** Feed losses one per iteration, returning the lr in force after each. */
@@ -19,23 +9,13 @@ function feed(schedule: LrSchedule, losses: readonly number[]): number[] {
 }
 
 const repeat = (value: number, n: number): number[] => Array.from({ length: n }, () => value);
+const plateau = (baseLr: number) => createLrSchedule(baseLr, { kind: 'plateau' });
 
-describe('defaults', () => {
-  it('equal PyTorch’s CosineAnnealingLR and ReduceLROnPlateau defaults', () => {
-    expect(cosineDefaults.etaMin).toBe(0);
-    expect({ ...plateauDefaults }).toEqual({
-      mode: 'min',
-      factor: 0.1,
-      patience: 10,
-      threshold: 1e-4,
-      thresholdMode: 'rel',
-      cooldown: 0,
-      minLr: 0,
-      eps: 1e-8,
-    });
-    expect(lrScheduleDefaults.kind).toBe('constant');
-    expect(lrScheduleDefaults.relativeToNorm).toBe(false);
-    expect(Object.isFrozen(plateauDefaults) && Object.isFrozen(cosineDefaults) && Object.isFrozen(lrScheduleDefaults)).toBe(true);
+describe('the registry', () => {
+  it('offers constant (the default), cosine and plateau', () => {
+    expect(lrScheduleKinds).toEqual(['constant', 'cosine', 'plateau']);
+    expect({ ...lrScheduleDefaults }).toEqual({ kind: 'constant', relativeToNorm: false, totalIterations: 0 });
+    expect(Object.isFrozen(lrScheduleDefaults)).toBe(true);
   });
 });
 
@@ -50,26 +30,17 @@ describe('constant', () => {
 });
 
 describe('cosine', () => {
-  it('is the base lr at 0, halfway at T/2 and etaMin at T', () => {
-    // η_t = η_min + (η_base − η_min)·(1 + cos(π t / T))/2: cos 0 = 1, cos π/2 = 0, cos π = −1
-    const schedule = createCosineSchedule(0.1, { totalIterations: 100 });
+  it('is the base lr at 0, halfway at T/2 and 0 at T, the closed form in between', () => {
+    // η_t = η_base·(1 + cos(π t / T))/2: cos 0 = 1, cos π/2 = 0, cos π = −1
+    const schedule = createLrSchedule(0.1, { kind: 'cosine', totalIterations: 100 });
     expect(schedule.lr).toBe(0.1);
-    for (let t = 0; t < 50; t++) schedule.step();
-    expect(schedule.lr).toBeCloseTo(0.05, 15);
-    for (let t = 50; t < 100; t++) schedule.step();
+    const lrs = feed(schedule, repeat(1, 100));
+    expect(lrs[49]).toBeCloseTo(0.05, 15);
     expect(schedule.iteration).toBe(100);
     expect(schedule.lr).toBe(0);
-  });
-
-  it('respects etaMin and matches the closed form in between', () => {
-    const schedule = createLrSchedule(0.1, { kind: 'cosine', totalIterations: 8, etaMin: 0.01 });
-    const lrs = [schedule.lr, ...feed(schedule, repeat(1, 8))];
-    // t = 2 of 8: 0.01 + 0.09·(1 + cos(π/4))/2 = 0.01 + 0.09·0.853553 = 0.0868198
-    expect(lrs[2]).toBeCloseTo(0.0868198, 7);
-    expect(lrs[4]).toBeCloseTo(0.055, 15);
-    expect(lrs[8]).toBeCloseTo(0.01, 15);
-    lrs.forEach((lr, t) => expect(lr).toBeCloseTo(0.01 + (0.09 * (1 + Math.cos((Math.PI * t) / 8))) / 2, 15));
-    expect(cosineLr(0.1, 4, { totalIterations: 8, etaMin: 0.01 })).toBe(lrs[4]);
+    // t = 25 of 100: 0.1·(1 + cos(π/4))/2 = 0.1·0.853553 = 0.0853553
+    expect(lrs[24]).toBeCloseTo(0.0853553, 7);
+    lrs.forEach((lr, i) => expect(lr).toBe(cosineLr(0.1, i + 1, 100)));
   });
 
   it('needs totalIterations', () => {
@@ -77,9 +48,9 @@ describe('cosine', () => {
   });
 });
 
-describe('reduce on plateau', () => {
+describe('reduce on plateau (PyTorch\'s defaults: factor 0.1, patience 10, relative threshold 1e-4)', () => {
   it('reduces after exactly patience + 1 non-improving iterations', () => {
-    const schedule = createPlateauSchedule(0.1);
+    const schedule = plateau(0.1);
     // iteration 1 sets best (anything beats +∞); then 10 equal losses are tolerated, the 11th drops the lr
     const lrs = feed(schedule, [1, ...repeat(1, 10)]);
     expect(lrs).toEqual(repeat(0.1, 11));
@@ -90,7 +61,7 @@ describe('reduce on plateau', () => {
   });
 
   it('an improvement resets the count', () => {
-    const schedule = createPlateauSchedule(0.1);
+    const schedule = plateau(0.1);
     feed(schedule, [1, ...repeat(1, 10), 0.5, ...repeat(0.6, 10)]);
     expect(schedule.lr).toBe(0.1);
     expect(schedule.step(0.6)).toBeCloseTo(0.01, 15);
@@ -98,63 +69,33 @@ describe('reduce on plateau', () => {
 
   it('counts an improvement smaller than the relative threshold as none', () => {
     // best 1; rel threshold 1e-4: better means loss < 1·(1 − 1e-4) = 0.9999
-    const smallSteps = createPlateauSchedule(0.1);
+    const smallSteps = plateau(0.1);
     feed(smallSteps, [1, 0.99995, 0.99990001, 0.99991, 0.99992, 0.99993, 0.99994, 0.99996, 0.99997, 0.99998, 0.99999]);
     expect(smallSteps.lr).toBe(0.1);
     expect(smallSteps.step(0.999901)).toBeCloseTo(0.01, 15); // 11th non-improving iteration
 
-    const realStep = createPlateauSchedule(0.1);
+    const realStep = plateau(0.1);
     feed(realStep, [1, ...repeat(1, 10), 0.9998]); // 0.9998 < 0.9999: better, resets
     expect(realStep.lr).toBe(0.1);
   });
 
-  it('supports the absolute threshold mode', () => {
-    const schedule = createPlateauSchedule(0.1, { thresholdMode: 'abs', threshold: 0.1, patience: 1 });
-    // better means loss < best − 0.1
-    expect(feed(schedule, [1, 0.95])).toEqual([0.1, 0.1]);
-    expect(schedule.step(0.85)).toBe(0.1); // 0.85 < 0.9: new best
-    expect(feed(schedule, [0.8, 0.8])[1]).toBeCloseTo(0.01, 15);
+  it('skips a drop of at most eps (1e-8)', () => {
+    // 1e-8 → 1e-9 would move it by 9e-9 ≤ eps: ignored
+    const tiny = plateau(1e-8);
+    expect(feed(tiny, [1, ...repeat(1, 20)])).toEqual(repeat(1e-8, 21));
   });
 
-  it('never goes below minLr, and skips a drop of at most eps', () => {
-    const floored = createPlateauSchedule(0.1, { patience: 0, minLr: 0.005 });
-    // patience 0: every non-improving iteration drops; 0.1 → 0.01 → max(0.001, 0.005) → stays
-    expect(feed(floored, [1, 1, 1, 1])).toEqual([0.1, 0.010000000000000002, 0.005, 0.005]);
-
-    const tiny = createPlateauSchedule(1e-8, { patience: 0 });
-    // 1e-8 → 1e-9 would move it by 9e-9 ≤ eps 1e-8: ignored
-    expect(feed(tiny, [1, 1, 1])).toEqual([1e-8, 1e-8, 1e-8]);
-  });
-
-  it('ignores non-improving iterations during cooldown', () => {
-    const schedule = createPlateauSchedule(1, { patience: 2, cooldown: 3 });
-    const lrs = feed(schedule, [1, 1, 1, 1]);
-    expect(lrs[3]).toBeCloseTo(0.1, 15);
-    // after the drop: 3 cooldown iterations, then patience + 1 = 3 more
-    const after = feed(schedule, repeat(1, 6));
-    expect(after.slice(0, 5)).toEqual(repeat(lrs[3], 5));
-    expect(after[5]).toBeCloseTo(0.01, 15);
-  });
-
-  it('max mode wants the metric to rise', () => {
-    const schedule = createPlateauSchedule(0.1, { mode: 'max', patience: 0 });
-    expect(feed(schedule, [1, 2, 3])).toEqual([0.1, 0.1, 0.1]);
-    expect(schedule.step(3)).toBeCloseTo(0.01, 15);
-  });
-
-  it('counts a NaN loss as non-improving and needs a loss', () => {
-    const schedule = createPlateauSchedule(0.1, { patience: 0 });
-    schedule.step(1);
+  it('counts a NaN loss as non-improving', () => {
+    const schedule = plateau(0.1);
+    feed(schedule, [1, ...repeat(1, 9)]);
+    expect(schedule.step(Number.NaN)).toBe(0.1);
     expect(schedule.step(Number.NaN)).toBeCloseTo(0.01, 15);
-    expect(() => schedule.step()).toThrow(/step needs the iteration's loss/);
   });
 
-  it('rejects PyTorch’s invalid settings', () => {
-    expect(() => createPlateauSchedule(0.1, { factor: 1 })).toThrow('plateau schedule: factor is 1; it must lie in [0, 1)');
-    expect(() => createPlateauSchedule(0.1, { patience: -1 })).toThrow(/patience -1 is not an integer ≥ 0/);
-    expect(() => createLrSchedule(0.1, { kind: 'plateau', cooldown: 0.5 })).toThrow(/cooldown 0.5 is not an integer ≥ 0/);
-    expect(() => createLrSchedule(0.1, { kind: 'step' as 'constant' })).toThrow(/kind is step/);
-    expect(() => createLrSchedule(0.1, { gamma: 0.5 } as object)).toThrow(/unknown option gamma/);
+  it('refuses an unknown kind or option', () => {
+    expect(() => createLrSchedule(0.1, { kind: 'step' as 'constant' })).toThrow(/kind is step; it must be one of constant, cosine, plateau/);
+    expect(() => createLrSchedule(0.1, { patience: 3 } as object)).toThrow(/unknown option patience/);
+    expect(() => createLrSchedule(-1)).toThrow('lr schedule: baseLr is -1; it must be a finite number >= 0');
   });
 });
 
@@ -164,9 +105,9 @@ describe('relativeToNorm', () => {
     const schedule = createLrSchedule(0.1, { kind: 'cosine', totalIterations: 4, relativeToNorm: true }, 3.5);
     expect(schedule.lr).toBeCloseTo(0.35, 15);
     expect(feed(schedule, [1, 1])[1]).toBeCloseTo(0.175, 15);
-    const plateau = createLrSchedule(0.1, { kind: 'plateau', patience: 0, relativeToNorm: true }, 2);
-    expect(feed(plateau, [1, 1])).toEqual([0.2, 0.020000000000000004]);
-    expect(plateau.exportState()).toMatchObject({ lr: 0.010000000000000002 }); // state stays in base units
+    const scaled = createLrSchedule(0.1, { kind: 'plateau', relativeToNorm: true }, 2);
+    expect(feed(scaled, repeat(1, 12)).slice(-2)).toEqual([0.2, 0.020000000000000004]);
+    expect(scaled.exportState().state).toMatchObject({ lr: 0.010000000000000002 }); // state stays in base units
   });
 
   it('is ignored without relativeToNorm and required with it', () => {
@@ -177,16 +118,13 @@ describe('relativeToNorm', () => {
 });
 
 describe('checkpoint and resume', () => {
-  const losses = [3, 2.5, 2.5, 2.6, 2.4, 2.4, 2.4, 2.4, 2.5, 2.4, 2.4, 2.3, 2.3, 2.3, 2.3, 2.3, 2.3, 2.2, 2.2, 2.2];
-  const settings = [
-    { kind: 'constant' },
-    { kind: 'cosine', totalIterations: 20, etaMin: 0.001 },
-    { kind: 'plateau', patience: 2, cooldown: 1, minLr: 0.0005 },
-  ] as const;
+  const losses = [3, 2.5, 2.5, 2.6, 2.4, 2.4, 2.4, 2.4, 2.5, 2.4, 2.4, 2.3, 2.3, 2.3, 2.3, 2.3, 2.3, 2.3, 2.3, 2.3, 2.3,
+    2.3, 2.3, 2.3, 2.3, 2.2];
 
-  for (const options of settings) {
-    for (const cut of [0, 7]) {
-      it(`${options.kind} resumes identically through JSON from iteration ${cut}`, () => {
+  for (const kind of lrScheduleKinds) {
+    for (const cut of [0, 7, 20]) {
+      it(`${kind} resumes identically through JSON from iteration ${cut}`, () => {
+        const options = { kind, totalIterations: losses.length, relativeToNorm: true };
         const straight = createLrSchedule(0.1, options, 1.7);
         const expected = feed(straight, losses);
 
@@ -206,16 +144,23 @@ describe('checkpoint and resume', () => {
   }
 
   it('writes the initial best (+∞) in a form JSON keeps', () => {
-    const snapshot = createPlateauSchedule(0.1).exportState();
-    expect(snapshot).toEqual({ kind: 'plateau', iteration: 0, lr: 0.1, best: 'Infinity', numBadEpochs: 0, cooldownCounter: 0 });
-    expect(createPlateauSchedule(0.1, { mode: 'max' }).exportState()).toMatchObject({ best: '-Infinity' });
+    expect(plateau(0.1).exportState()).toEqual({ kind: 'plateau', iteration: 0, state: { lr: 0.1, best: 'Infinity', numBadEpochs: 0 } });
+    expect(createLrSchedule(0.1, { kind: 'cosine', totalIterations: 5 }).exportState()).toEqual({ kind: 'cosine', iteration: 0, state: {} });
   });
 
-  it('refuses a snapshot of another kind', () => {
-    const cosine = createCosineSchedule(0.1, { totalIterations: 10 });
-    expect(() => cosine.importState(createConstantSchedule(0.1).exportState())).toThrow(
+  it('refuses a snapshot of another kind or state', () => {
+    const cosine = createLrSchedule(0.1, { kind: 'cosine', totalIterations: 10 });
+    expect(() => cosine.importState(createLrSchedule(0.1).exportState())).toThrow(
       'importState: snapshot is for a constant schedule; this one is cosine',
     );
-    expect(() => cosine.importState({ kind: 'cosine', iteration: -2 })).toThrow(/iteration -2 is not an integer ≥ 0/);
+    expect(() => cosine.importState({ kind: 'cosine', iteration: -2, state: {} })).toThrow(/iteration -2 is not an integer ≥ 0/);
+    expect(() => cosine.importState({ kind: 'cosine', iteration: 2, state: { cooldownCounter: 0 } })).toThrow(
+      "importState: cooldownCounter is not part of the cosine schedule's state",
+    );
+    const schedule = plateau(0.1);
+    expect(() => schedule.importState({ kind: 'plateau', iteration: 2, state: { lr: 0.1, numBadEpochs: 1 } })).toThrow(
+      "importState: best is undefined; it must be a number, 'Infinity', '-Infinity' or 'NaN'",
+    );
+    expect(schedule.exportState().state).toEqual({ lr: 0.1, best: 'Infinity', numBadEpochs: 0 }); // nothing taken
   });
 });

@@ -6,8 +6,8 @@ import {
   JobSettingsSchema,
   JobSpecSchema,
   Optimizer,
-  Parameterization_Basis,
   OptimizerSchema,
+  Parameterization_Basis,
   Schedule,
   ScheduleSchema,
 } from '../../sdk/gen/recite/v1/recite_pb.js';
@@ -87,13 +87,23 @@ describe('toJobSettings', () => {
     }
   });
 
-  it('maps each optimizer and schedule name', () => {
+  it('maps each optimizer and schedule name: the proto value\'s name without the prefix, in lower case', () => {
     expect(toJobSettings({ optimizer: 'rmsprop' }).optimizer).toBe(Optimizer.RMSPROP);
     expect(toJobSettings({ optimizer: 'adam' }).optimizer).toBe(Optimizer.ADAM);
     expect(toJobSettings({ optimizer: 'sgd' }).optimizer).toBe(Optimizer.SGD);
     expect(toJobSettings({ schedule: 'constant' }).schedule).toBe(Schedule.CONSTANT);
     expect(toJobSettings({ schedule: 'cosine' }).schedule).toBe(Schedule.COSINE);
     expect(toJobSettings({ schedule: 'plateau' }).schedule).toBe(Schedule.PLATEAU);
+    for (const value of OptimizerSchema.values.filter((v) => v.number !== Optimizer.UNSPECIFIED)) {
+      const name = value.name.slice('OPTIMIZER_'.length).toLowerCase() as InvertOptions['optimizer'];
+      expect(toJobSettings({ optimizer: name }).optimizer, value.name).toBe(value.number);
+    }
+    for (const value of ScheduleSchema.values.filter((v) => v.number !== Schedule.UNSPECIFIED)) {
+      const name = value.name.slice('SCHEDULE_'.length).toLowerCase() as InvertOptions['schedule'];
+      expect(toJobSettings({ schedule: name }).schedule, value.name).toBe(value.number);
+    }
+    expect(invalidArgument(() => toJobSettings({ optimizer: 'unspecified' as never })).message)
+      .toContain('optimizer is "unspecified"');
   });
 
   it('maps each parameterization form', () => {

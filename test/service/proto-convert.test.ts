@@ -1,6 +1,8 @@
 // The settings converters between the API and the engine: every value of every settings enum and every case of every
-// settings oneof maps (the tables are typed over them, so the compiler also refuses a missing one), each maps back to
-// itself, and a value the tables lack is an error that names the field instead of some default.
+// settings oneof maps, each maps back to itself, and a value the converters lack is an error that names the field
+// instead of some default. The optimizer and schedule enums map by name onto the engine's registries: the proto and
+// the registries must name the same kinds. The other tables are typed over every value or case, so the compiler also
+// refuses a missing one.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,6 +11,9 @@ import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { restartResultFromProto, restartResultToProto, settingsFromProto, settingsToProto } from '../../server/service/proto-convert.js';
 import { inversionDefaults, SettingsError, storedInversionSettings } from '../../server/engine/settings.js';
+import { lrScheduleKinds } from '../../server/engine/lr-schedule.js';
+import { optimizerKinds } from '../../server/engine/optimizers.js';
+import { enumNames } from '../../sdk/enum-names.js';
 import {
   InitializationSchema, JobSettingsSchema, Optimizer, OptimizerSchema, Parameterization_Basis, Parameterization_BasisSchema,
   ParameterizationSchema, RestartResultSchema, Schedule, ScheduleSchema, Status, StatusSchema,
@@ -21,6 +26,25 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 function roundTrip(settings: JobSettings): JobSettings {
   return settingsToProto(storedInversionSettings(settingsFromProto(settings)));
 }
+
+describe('the optimizer and schedule enums against the engine\'s registries', () => {
+  // OPTIMIZER_ADAM is the optimizer 'adam': a value without a registry entry would be refused as unknown, a registry
+  // entry without a value could not be echoed back.
+  it.each([
+    ['Optimizer', enumNames(OptimizerSchema), optimizerKinds],
+    ['Schedule', enumNames(ScheduleSchema), lrScheduleKinds],
+  ])('%s names every kind of the registry, and nothing else', (_enum, names, kinds) => {
+    const values = Object.keys(names);
+    expect(values.filter((name) => !(kinds as readonly string[]).includes(name)), 'proto values without a registry entry').toEqual([]);
+    expect(kinds.filter((kind) => !values.includes(kind)), 'registry entries without a proto value').toEqual([]);
+  });
+
+  it('names a value by its name without the enum\'s prefix, in lower case', () => {
+    expect(enumNames(OptimizerSchema)).toMatchObject({ rmsprop: Optimizer.RMSPROP, adam: Optimizer.ADAM, sgd: Optimizer.SGD });
+    expect(enumNames(ScheduleSchema)).toMatchObject({ constant: Schedule.CONSTANT, plateau: Schedule.PLATEAU });
+    expect(Object.values(enumNames(OptimizerSchema))).not.toContain(Optimizer.UNSPECIFIED);
+  });
+});
 
 describe('settingsFromProto and settingsToProto', () => {
   it('map every optimizer and schedule the proto defines, UNSPECIFIED to the engine default', () => {
@@ -66,7 +90,7 @@ describe('settingsFromProto and settingsToProto', () => {
 
   it('refuses an enum value or oneof case it has no entry for, naming the field', () => {
     expect(() => settingsFromProto(create(JobSettingsSchema, { optimizer: 99 as Optimizer })))
-      .toThrow(new SettingsError('optimizer', '99 is not a known value (known: 0, 1, 2, 3)'));
+      .toThrow(new SettingsError('optimizer', `99 is not a known value (known: ${OptimizerSchema.values.map((v) => v.number).join(', ')})`));
     expect(() => settingsFromProto(create(JobSettingsSchema, { schedule: 7 as Schedule }))).toThrow(/^schedule: 7 is not a known value/);
     const projected = create(JobSettingsSchema, { parameterization: { kind: { case: 'projected', value: { dims: 4, basis: 5 as Parameterization_Basis } } } });
     expect(() => settingsFromProto(projected)).toThrow(/^parameterization.projected.basis: 5 is not a known value/);
@@ -124,9 +148,9 @@ describe('the converter tables, compiled with one entry removed', () => {
   }, 60_000);
 
   it.each([
-    ["  [Optimizer.SGD]: 'sgd',\n", /Property '\[Optimizer.SGD\]' is missing/],
     ["  [Status.PATIENCE]: 'PATIENCE',\n", /Property '\[Status.PATIENCE\]' is missing/],
-    ['  plateau: Schedule.PLATEAU,\n', /Property 'plateau' is missing/],
+    ['  pca: Parameterization_Basis.PCA,\n', /Property 'pca' is missing/],
+    ["  [Parameterization_Basis.PCA]: 'pca',\n", /Property '\[Parameterization_Basis.PCA\]' is missing/],
     ["  mean: () => ({ kind: 'mean' }),\n", /Property 'mean' is missing/],
   ])('refuses the tables without %j', (line, message) => {
     expect(diagnosticsWithout(line).join('\n')).toMatch(message);

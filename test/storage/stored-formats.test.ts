@@ -1,6 +1,8 @@
-// A server upgraded in place keeps its jobs: the database in test/fixtures/db (made by make.mjs on 2026-11-30, before
-// checkpoints carried a format version) opens with today's code, its finished job reads back, and its running job
-// resumes from the stored checkpoint to the very result an uninterrupted run of the same job reaches.
+// A server upgraded in place keeps its jobs: each database in test/fixtures/db (made by make.mjs: on 2026-11-30 before
+// checkpoints carried a format version, so of version 1, and again once they were of version 3) opens with today's
+// code, its finished job reads back, and its running job (Adam, a cosine schedule) resumes from the stored checkpoint
+// to the very result an uninterrupted run of the same job reaches. Checkpoints of every version read back as today's
+// snapshots.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,18 +15,22 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createReciteServer } from '../../server/app.js';
 import { resolveModelDir } from '../../server/model/builtin-models.js';
 import { TokenTable } from '../../server/service/auth.js';
+import type { RunSnapshot } from '../../server/engine/inversion-run.js';
 import { decodeSnapshots, encodeSnapshots, snapshotFormatVersion } from '../../server/service/proto-convert.js';
 import { JobState, ReciteService, Status } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { JobEvent, Result } from '../../sdk/gen/recite/v1/recite_pb.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const fixture = path.join(here, '..', 'fixtures', 'db', 'recite-2026-11-30.db');
+const fixtures = [
+  { file: 'recite-2026-11-30.db', what: 'a database of 2026-11-30 (checkpoints of format 1)' },
+  { file: 'recite-2026-11-30-v3.db', what: 'a database of checkpoints of format 3' },
+];
 const token = 'fixture-token-0123456789'; // the token make.mjs used: the jobs belong to its client
 const headers = { authorization: `Bearer ${token}` };
 
-describe('a database of 2026-11-30 under today\'s server', () => {
+describe.each(fixtures)('$what under today\'s server', ({ file }) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'recite-stored-'));
-  fs.copyFileSync(fixture, path.join(dir, 'recite.db'));
+  fs.copyFileSync(path.join(here, '..', 'fixtures', 'db', file), path.join(dir, 'recite.db'));
   const server = createReciteServer({
     models: [{ name: 'tiny', dir: resolveModelDir('tiny') }],
     dbPath: path.join(dir, 'recite.db'),
@@ -73,19 +79,51 @@ describe('a database of 2026-11-30 under today\'s server', () => {
     expect(resumed.restarts[0]!.bestIteration).toBe(fresh!.restarts[0]!.bestIteration);
     expect(resumed.restarts[0]!.embedding?.values).toEqual(fresh!.restarts[0]!.embedding?.values);
   }, 120_000);
+});
 
-  it('reads checkpoints of format version 1 and 2, and refuses a later one with the versions it reads', () => {
-    const snapshot = {
-      iteration: 3, theta: Float32Array.of(0.5, -1), optimizer: { kind: 'sgd', step: 3, momentumBuffer: Float32Array.of(0.25, 0) },
-      schedule: { kind: 'constant' }, optimizedTokens: 2, sinceImprovement: 0, elapsedMs: 12,
-      best: { nll: 1.5, optimizedTokens: 2, iteration: 2, theta: Float32Array.of(0.5, -0.5), hit: false },
-    } as unknown as Parameters<typeof encodeSnapshots>[0] extends ReadonlyMap<number, infer S> ? S : never;
+describe('checkpoint formats', () => {
+  const snapshot = {
+    iteration: 3, theta: Float32Array.of(0.5, -1), optimizedTokens: 2, sinceImprovement: 0, elapsedMs: 12,
+    optimizer: { kind: 'sgd', state: { step: 3, momentumBuffer: Float32Array.of(0.25, 0) } },
+    schedule: { kind: 'plateau', iteration: 3, state: { lr: 0.1, best: 1.5, numBadEpochs: 1 } },
+    best: { nll: 1.5, optimizedTokens: 2, iteration: 2, theta: Float32Array.of(0.5, -0.5), hit: false },
+  } satisfies RunSnapshot;
+  const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  const bytes = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+
+  it('reads checkpoints of the current format version, and refuses a later one with the versions it reads', () => {
     const current = encodeSnapshots(new Map([[0, snapshot]]));
-    expect(JSON.parse(new TextDecoder().decode(current)).version).toBe(snapshotFormatVersion);
+    expect(JSON.parse(text(current)).version).toBe(snapshotFormatVersion);
+    expect(snapshotFormatVersion).toBe(3);
     expect(decodeSnapshots(current).get(0)).toEqual(snapshot);
-    const version1 = new TextEncoder().encode(JSON.stringify(JSON.parse(new TextDecoder().decode(current)).runs));
-    expect(decodeSnapshots(version1).get(0)).toEqual(snapshot);
-    const later = new TextEncoder().encode(JSON.stringify({ version: snapshotFormatVersion + 1, runs: [] }));
+    const later = bytes({ version: snapshotFormatVersion + 1, runs: [] });
     expect(() => decodeSnapshots(later)).toThrow(`checkpoint format version ${snapshotFormatVersion + 1}: this server reads versions 1 to ${snapshotFormatVersion}`);
+  });
+
+  it('reads versions 1 and 2, whose optimizer and schedule spelt their fields out beside the kind', () => {
+    const f32 = (...values: number[]) => `f32:${Buffer.from(Float32Array.of(...values).buffer).toString('base64')}`;
+    // As a server of version 2 wrote them (version 1: the same list, bare).
+    const run = (optimizer: object, schedule: object) => [0, {
+      iteration: 3, theta: f32(0.5, -1).slice(4), optimizedTokens: 2, sinceImprovement: 0, elapsedMs: 12, optimizer, schedule,
+      best: { nll: 1.5, optimizedTokens: 2, iteration: 2, theta: f32(0.5, -0.5).slice(4), hit: false },
+    }];
+    const cases: [object, object, RunSnapshot['optimizer'], RunSnapshot['schedule']][] = [
+      [{ kind: 'sgd', step: 3, momentumBuffer: f32(0.25, 0) }, { kind: 'plateau', iteration: 3, lr: 0.1, best: 1.5, numBadEpochs: 1, cooldownCounter: 0 },
+        snapshot.optimizer, snapshot.schedule],
+      // SGD's momentum buffer before the first step was null; it is zeros now
+      [{ kind: 'sgd', step: 0, momentumBuffer: null }, { kind: 'plateau', iteration: 0, lr: 0.1, best: 'Infinity', numBadEpochs: 0, cooldownCounter: 0 },
+        { kind: 'sgd', state: { step: 0, momentumBuffer: Float32Array.of(0, 0) } },
+        { kind: 'plateau', iteration: 0, state: { lr: 0.1, best: 'Infinity', numBadEpochs: 0 } }],
+      [{ kind: 'rmsprop', step: 3, squareAvg: f32(1, 2), gradAvg: null, momentumBuffer: null }, { kind: 'constant', iteration: 3 },
+        { kind: 'rmsprop', state: { step: 3, squareAvg: Float32Array.of(1, 2) } }, { kind: 'constant', iteration: 3, state: {} }],
+      [{ kind: 'adam', step: 3, expAvg: f32(1, 2), expAvgSq: f32(3, 4), maxExpAvgSq: null }, { kind: 'cosine', iteration: 3 },
+        { kind: 'adam', state: { step: 3, expAvg: Float32Array.of(1, 2), expAvgSq: Float32Array.of(3, 4) } },
+        { kind: 'cosine', iteration: 3, state: {} }],
+    ];
+    for (const [optimizer, schedule, expectedOptimizer, expectedSchedule] of cases) {
+      const expected = { ...snapshot, optimizer: expectedOptimizer, schedule: expectedSchedule };
+      expect(decodeSnapshots(bytes({ version: 2, runs: [run(optimizer, schedule)] })).get(0)).toEqual(expected);
+      expect(decodeSnapshots(bytes([run(optimizer, schedule)])).get(0)).toEqual(expected);
+    }
   });
 });

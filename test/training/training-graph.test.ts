@@ -10,6 +10,7 @@ import type { Checkpoint, Gpt2Config } from '../../server/model/checkpoint.js';
 import { trainableWeights } from '../../server/model/gpt2-training-graph.js';
 import { writeRandomCheckpoint } from '../../server/model/random-checkpoint.js';
 import { adamwStep, learningRate, openTrainingSession, trainingDefaults, trainingGradients } from '../../server/training/trainer.js';
+import type { AdamWMoments } from '../../server/training/trainer.js';
 
 interface GradientSummary {
   sum: number;
@@ -74,7 +75,7 @@ describe('AdamW and the learning-rate schedule', () => {
   it('adamwStep matches torch.optim.AdamW for two steps (values worked by hand from its update rule)', () => {
     // lr 0.1, betas (0.9, 0.95), weight decay 0.1, eps 1e-8; p0 = 1, g = 0.5 then -0.25.
     const param = Float32Array.of(1);
-    const moments = { step: 1, expAvg: new Float32Array(1), expAvgSq: new Float32Array(1), maxExpAvgSq: null };
+    const moments = { step: 1, expAvg: new Float32Array(1), expAvgSq: new Float32Array(1) };
     const options = { beta1: 0.9, beta2: 0.95 };
     adamwStep(param, Float32Array.of(0.5), moments, 0.1, 0.1, options);
     // p = 1 * 0.99 - 0.1 * (0.05 / 0.1) / (sqrt(0.0125) / sqrt(0.05) + 1e-8) = 0.99 - 0.1 = 0.89
@@ -92,8 +93,7 @@ describe('AdamW and the learning-rate schedule', () => {
   });
 });
 
-function adamWStepExpect(param: Float32Array, moments: { step: number; expAvg: Float32Array; expAvgSq: Float32Array;
-  maxExpAvgSq: null }, options: { beta1: number; beta2: number }): void {
+function adamWStepExpect(param: Float32Array, moments: AdamWMoments, options: { beta1: number; beta2: number }): void {
   const before = param[0]!;
   adamwStep(param, Float32Array.of(-0.25), moments, 0.1, 0.1, options);
   const m = 0.9 * 0.05 + 0.1 * -0.25; // 0.02
