@@ -211,10 +211,54 @@ const sgd = defineOptimizer({
 });
 
 // ---------------------------------------------------------------------------------------------------------------
+// Lion — Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms" (no weight decay)
+
+export type LionOptions = { readonly lr: number; readonly beta1: number; readonly beta2: number };
+export type LionState = { step: number; readonly expAvg: Float32Array };
+
+/**
+ * Take one Lion step in place, each op rounded as float32 tensor ops round (`self + alpha * other` for add):
+ *
+ *   c ← β₁·m + (1−β₁)·g                           exp_avg.mul(beta1).add_(grad, alpha=1 - beta1)
+ *   p ← p − lr·sign(c)                            param.add_(c.sign_(), alpha=-lr)
+ *   m ← β₂·m + (1−β₂)·g                           exp_avg.mul_(beta2).add_(grad, alpha=1 - beta2)
+ *
+ * Every element moves by exactly lr (or not at all where c is 0): the sign, not the size, of the update is learnt.
+ */
+export function lionStep(param: Float32Array, grad: Float32Array, state: LionState, lr: number,
+  options: LionOptions): void {
+  const { expAvg } = state;
+  const beta1 = f(options.beta1);
+  const oneMinusBeta1 = f(1 - options.beta1);
+  const beta2 = f(options.beta2);
+  const oneMinusBeta2 = f(1 - options.beta2);
+  const negLr = f(-lr);
+  state.step += 1;
+  for (let i = 0; i < param.length; i++) {
+    const g = grad[i]!;
+    const m = expAvg[i]!;
+    // the update's direction: an interpolation between the momentum and the gradient, with β₁
+    const c = f(f(beta1 * m) + f(oneMinusBeta1 * g));
+    param[i] = f(param[i]! + f(negLr * Math.sign(c)));
+    // the momentum, tracked with β₂ (slower than the interpolation above)
+    expAvg[i] = f(f(beta2 * m) + f(oneMinusBeta2 * g));
+  }
+}
+
+/** Lion: the paper's betas (0.9, 0.99); lr 1e-4 (a job's settings give their own: Lion wants a smaller one than Adam). */
+const lion = defineOptimizer({
+  kind: 'lion',
+  label: 'Lion',
+  defaults: { lr: 1e-4, beta1: 0.9, beta2: 0.99 },
+  createState: (shape): LionState => ({ step: 0, expAvg: zeros(shape) }),
+  step: lionStep,
+});
+
+// ---------------------------------------------------------------------------------------------------------------
 // The registry
 
 /** Every optimizer, in the order the CLI and the dashboard offer them. */
-const definitions = [rmsprop, adam, sgd] as const;
+const definitions = [rmsprop, adam, sgd, lion] as const;
 
 type Definition = (typeof definitions)[number];
 export type OptimizerKind = Definition['kind'];
