@@ -26,8 +26,6 @@ export type ScheduleState = Record<string, number>;
 export interface ScheduleDefinition<K extends string, S extends ScheduleState> {
   /** What the settings, the CLI and the proto (SCHEDULE_<KIND>) call it. */
   readonly kind: K;
-  /** How people read it (the dashboard). */
-  readonly label: string;
   /** The state before the first iteration; throws for a job the schedule cannot drive. */
   createState(job: ScheduleJob): S;
   /** The lr of the iteration after `iteration` completed ones. */
@@ -44,7 +42,6 @@ function defineSchedule<K extends string, S extends ScheduleState>(definition: S
 /** Constant: the base lr throughout (torch: no scheduler). */
 const constant = defineSchedule({
   kind: 'constant',
-  label: 'constant',
   createState: () => ({}),
   lr: (_state, _iteration, job) => job.baseLr,
   step: () => {},
@@ -63,7 +60,6 @@ export function cosineLr(baseLr: number, iteration: number, totalIterations: num
 /** Cosine annealing from the base lr to 0 over the job's max iterations (torch CosineAnnealingLR). */
 const cosine = defineSchedule({
   kind: 'cosine',
-  label: 'cosine',
   createState: (job) => {
     checkCount('cosine schedule', 'totalIterations', job.totalIterations, 1);
     return {};
@@ -86,7 +82,6 @@ const plateauEps = 1e-8; // a drop that would change the lr by no more than this
  */
 const plateau = defineSchedule({
   kind: 'plateau',
-  label: 'reduce on plateau',
   createState: (job) => ({ lr: job.baseLr, best: Infinity, numBadEpochs: 0 }),
   lr: (state) => state.lr,
   step(state, loss) {

@@ -39,7 +39,7 @@ export type OptimizerState = { step: number } & Record<string, number | Float32A
 export interface OptimizerDefinition<K extends string, O extends OptimizerOptions, S extends OptimizerState> {
   /** What the settings, the CLI and the proto (OPTIMIZER_<KIND>) call it. */
   readonly kind: K;
-  /** How people read it (the dashboard). */
+  /** How people read it (its errors name it so). */
   readonly label: string;
   readonly defaults: O;
   /** Allocate the state for a parameter of `shape`, as before the first step. */
