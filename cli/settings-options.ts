@@ -7,7 +7,7 @@ import { lrScheduleKinds } from '../server/engine/lr-schedule.js';
 import type { LrScheduleKind } from '../server/engine/lr-schedule.js';
 import { optimizerKinds } from '../server/engine/optimizers.js';
 import type { OptimizerKind } from '../server/engine/optimizers.js';
-import { inversionDefaults } from '../server/engine/settings.js';
+import { inversionDefaults, maxRepetitionPenalty } from '../server/engine/settings.js';
 import { parseDecode, parseInit, parseParameterization, positiveInteger, positiveNumber } from './options.js';
 
 /** The settings flags as commander hands them over. */
@@ -26,6 +26,7 @@ export interface SettingsFlags {
   restarts: string;
   seed: string;
   reportEvery: string;
+  repetitionPenalty: string;
 }
 
 /**
@@ -48,7 +49,10 @@ export function addSettingsOptions(command: Command, defaults: { param?: string;
     .option('--decode <kind>', 'hit check: greedy | beam:N[:EVERY]', 'greedy')
     .option('--restarts <n>', 'independent seeds per job; the best is the result', String(engine.restarts))
     .option('--seed <s>', 'seed of the first restart', String(engine.seed))
-    .option('--report-every <k>', 'store every k-th iteration\'s progress', defaults.reportEvery ?? '10');
+    .option('--report-every <k>', 'store every k-th iteration\'s progress', defaults.reportEvery ?? '10')
+    .option('--repetition-penalty <theta>', 'divide a repeated token\'s logit by THETA (multiply if negative), as ' +
+      'Hugging Face\'s repetition_penalty, in the objective, the hit check and the decoders ' +
+      `(${1 / maxRepetitionPenalty} to ${maxRepetitionPenalty}; 1: off)`, String(engine.repetitionPenalty));
 }
 
 /** Map the flags onto the SDK's settings object (errors name the flag and the value). */
@@ -58,6 +62,7 @@ export function settingsFromFlags(flags: SettingsFlags): InvertOptions {
   const decode = parseDecode(flags.decode);
   const nllThreshold = Number(flags.nllThreshold);
   if (!Number.isFinite(nllThreshold) || nllThreshold < 0) throw new Error(`--nll-threshold ${flags.nllThreshold}: expected a number ≥ 0`);
+  const theta = repetitionPenaltyFlag(flags.repetitionPenalty);
   return {
     parameterization: parameterization.kind === 'flat' ? 'flat' : parameterization,
     init: init.kind === 'text' ? { kind: 'text', text: init.text }
@@ -75,7 +80,19 @@ export function settingsFromFlags(flags: SettingsFlags): InvertOptions {
     restarts: positiveInteger('--restarts', flags.restarts),
     seed: positiveInteger('--seed', flags.seed, 0),
     reportEvery: positiveInteger('--report-every', flags.reportEvery),
+    // Left out when off, as before the flag existed: a data set's content hash covers its settings, so a data set
+    // run again after an upgrade is still the stored one.
+    ...(theta !== 1 ? { repetitionPenalty: theta } : {}),
   };
+}
+
+function repetitionPenaltyFlag(value: string): number {
+  const theta = Number(value);
+  if (!(value.trim() !== '' && theta >= 1 / maxRepetitionPenalty && theta <= maxRepetitionPenalty)) {
+    throw new Error(`--repetition-penalty ${value}: expected a number in [${1 / maxRepetitionPenalty}, ` +
+      `${maxRepetitionPenalty}] (1: off)`);
+  }
+  return theta;
 }
 
 /** Return the prompt vectors a parameterization uses for a target of `tokens` tokens (full: P = T unless given). */

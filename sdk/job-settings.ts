@@ -87,6 +87,11 @@ export interface InvertOptions {
   seed?: number;
   /** Report every k-th iteration (server default 1). */
   reportEvery?: number;
+  /**
+   * Repetition penalty theta (server default 1: off; 0.1 to 10): a token already in the text has its logit divided by
+   * theta if positive, multiplied by it if negative, in the optimized likelihood, the hit check and the decoders.
+   */
+  repetitionPenalty?: number;
 }
 
 /** Describe what a job is about besides its settings. */
@@ -111,6 +116,7 @@ export function toJobSettings(options: InvertOptions = {}): JobSettings {
     restarts: options.restarts ?? 0,
     seed: options.seed ?? 0,
     reportEvery: options.reportEvery ?? 0,
+    repetitionPenalty: options.repetitionPenalty ?? 0,
   });
   if (options.parameterization !== undefined) settings.parameterization = toParameterization(options.parameterization);
   if (options.init !== undefined) settings.init = toInitialization(options.init);

@@ -136,14 +136,14 @@ export class Batcher {
    */
   scheduledDecoder(owner: WorkOwner): NextTokenModel {
     return {
-      nextLogprobs: (prompt, promptVectors, tokens) => {
+      nextLogprobs: (prompt, promptVectors, tokens, repetitionPenalty) => {
         const rowPositions = tokens.length * (promptVectors + (tokens[0]?.length ?? 0));
         const key = Symbol('decode step');
         return this.enqueue({
           ...owner, key, kind: 'host', estimateMs: (this.decodeMsPerRowPosition ?? 0.01) * rowPositions,
           execute: async () => {
             const started = performance.now();
-            const out = await this.model.decode.nextLogprobs(prompt, promptVectors, tokens);
+            const out = await this.model.decode.nextLogprobs(prompt, promptVectors, tokens, repetitionPenalty);
             this.decodeMsPerRowPosition = ema(this.decodeMsPerRowPosition, (performance.now() - started) / rowPositions);
             return out;
           },
@@ -261,7 +261,8 @@ export class Batcher {
     try {
       const prompt = new Float32Array(live.length * P * C); // (B, P, C)
       live.forEach((run, b) => prompt.set(run.currentPrompt(), b * P * C));
-      out = await this.model.gradient.run({ prompt, promptVectors: P, targets: live.map((run) => run.graphTargets()) });
+      out = await this.model.gradient.run({ prompt, promptVectors: P, targets: live.map((run) => run.graphTargets()),
+        repetitionPenalty: live.map((run) => run.settings.repetitionPenalty) });
     } catch (error: unknown) {
       const reason = `graph run failed: ${error instanceof Error ? error.message : String(error)}`;
       for (const run of live) run.fail(reason);

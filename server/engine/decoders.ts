@@ -1,14 +1,21 @@
 // Decoding from an embedding: what text does GPT-2 produce after the soft prompt alone?
 // Greedy and beam search match Hugging Face transformers' generate() with min_new_tokens = max_new_tokens = steps:
 // the end-of-text token is removed from the candidates at every step, and beams start from the one prompt.
+// A request's repetition penalty (Hugging Face's RepetitionPenaltyLogitsProcessor, over the tokens it has produced)
+// is applied by the decode graph to the logits before the log-softmax: greedy decoding is then generate()'s with
+// repetition_penalty, and beams are ranked by the penalized log-probabilities the gradient graph's NLL is made of
+// (generate()'s beam search applies the processor to log-probabilities instead, which is no distribution).
 //
 // P = prompt vectors, C = channels, V = vocab, K = beams
 import { integerProblem } from '../util/numbers.js';
 
-/** The one thing decoding needs from the model: next-token log-probabilities for rows of equal length. */
+/**
+ * The one thing decoding needs from the model: next-token log-probabilities for rows of equal length, each row's
+ * logits penalized for its own tokens by its `repetitionPenalty` (unset or 1: off).
+ */
 export interface NextTokenModel {
-  nextLogprobs(prompt: Float32Array, promptVectors: number, tokens: readonly (readonly number[])[]):
-    Promise<Float32Array>; // (rows, V)
+  nextLogprobs(prompt: Float32Array, promptVectors: number, tokens: readonly (readonly number[])[],
+    repetitionPenalty?: readonly number[]): Promise<Float32Array>; // (rows, V)
 }
 
 export interface DecodeOptions {
@@ -18,11 +25,12 @@ export interface DecodeOptions {
 
 export const decodeDefaults: Readonly<DecodeOptions> = Object.freeze({ suppressTokenIds: [50256] });
 
-/** One prompt to decode from: its (P, C) vectors and the number of tokens to produce. */
+/** One prompt to decode from: its (P, C) vectors, the number of tokens to produce and its repetition penalty. */
 export interface DecodeRequest {
   prompt: Float32Array; // (P, C)
   promptVectors: number; // P
   steps: number;
+  repetitionPenalty?: number; // theta; unset or 1: off
 }
 
 // Rows of one decode graph run at most, counted in log-probabilities held (rows × V): 16M floats = 64 MiB, so a
@@ -47,7 +55,8 @@ export async function greedyDecodeMany(model: NextTokenModel, requests: readonly
     const longest = Math.max(...group.map((g) => g.request.steps));
     for (let step = 0; step < longest; step++) {
       const live = group.filter((g) => g.request.steps > step);
-      const rows = live.map((g) => ({ prompt: g.request.prompt, ids: out[g.index]! }));
+      const rows = live.map((g) => ({ prompt: g.request.prompt, ids: out[g.index]!,
+        penalty: g.request.repetitionPenalty }));
       const next: number[] = [];
       await forEachRow(model, P, rows, (logprobs, offset, V) => {
         next.push(argmaxExcluding(logprobs, offset, offset + V, options.suppressTokenIds));
@@ -91,7 +100,8 @@ export async function beamDecodeMany(model: NextTokenModel, requests: readonly (
     const longest = Math.max(...group.map((g) => g.request.steps));
     for (let step = 0; step < longest; step++) {
       const live = group.filter((g) => g.request.steps > step);
-      const rows = live.flatMap((g) => beams[g.index]!.map((beam, b) => ({ prompt: g.request.prompt, ids: beam.ids, g, b })));
+      const rows = live.flatMap((g) => beams[g.index]!.map((beam, b) => ({ prompt: g.request.prompt, ids: beam.ids,
+        penalty: g.request.repetitionPenalty, g, b })));
       const best = new Map(live.map((g) => [g.index, new TopK(g.request.beams)]));
       let V = 0;
       let suppressed: Uint8Array | undefined; // (V) 1 for a token never produced: a lookup per candidate, not a Set's
@@ -141,11 +151,18 @@ function byPromptVectors<R extends DecodeRequest>(requests: readonly R[]): { req
   return [...groups.values()];
 }
 
+/** One row of a decode graph run: a prompt (P, C), its tokens so far and the penalty for repeating them. */
+interface DecodeRow {
+  prompt: Float32Array;
+  ids: readonly number[];
+  penalty: number | undefined;
+}
+
 /**
- * Run the decode graph over rows of equal token count (each row: a prompt (P, C) and its tokens so far), in chunks
- * that bound the log-probabilities held, and hand each row's (V) log-probabilities to `visit` in row order.
+ * Run the decode graph over rows of equal token count, in chunks that bound the log-probabilities held, and hand
+ * each row's (V) log-probabilities to `visit` in row order.
  */
-async function forEachRow(model: NextTokenModel, P: number, rows: readonly { prompt: Float32Array; ids: readonly number[] }[],
+async function forEachRow(model: NextTokenModel, P: number, rows: readonly DecodeRow[],
   visit: (logprobs: Float32Array, offset: number, V: number, row: number) => void): Promise<void> {
   let chunk = Math.min(rows.length, 256);
   for (let start = 0; start < rows.length; start += chunk) {
@@ -153,7 +170,8 @@ async function forEachRow(model: NextTokenModel, P: number, rows: readonly { pro
     const size = part[0]!.prompt.length;
     const prompts = new Float32Array(size * part.length); // (rows, P, C)
     part.forEach((row, r) => prompts.set(row.prompt, r * size));
-    const logprobs = await model.nextLogprobs(prompts, P, part.map((row) => row.ids)); // (rows, V)
+    const penalties = part.some((row) => (row.penalty ?? 1) !== 1) ? part.map((row) => row.penalty ?? 1) : undefined;
+    const logprobs = await model.nextLogprobs(prompts, P, part.map((row) => row.ids), penalties); // (rows, V)
     const V = logprobs.length / part.length;
     part.forEach((_, r) => visit(logprobs, r * V, V, start + r));
     // V is known after the first run: keep the later ones within the bound.

@@ -144,7 +144,7 @@ export class InversionRun {
     const d = this.settings.decode;
     if (d.kind !== 'beam') throw new Error(`restart ${this.restart}: a beam check was asked of a greedy run`);
     return { prompt: Float32Array.from(this.currentPrompt()), promptVectors: this.promptVectors,
-      steps: this.targetIds.length, beams: d.beams };
+      steps: this.targetIds.length, beams: d.beams, repetitionPenalty: this.settings.repetitionPenalty };
   }
 
   /**
@@ -165,7 +165,9 @@ export class InversionRun {
     let correctPrefix = 0;
     while (correctPrefix < optimized && argmaxIds[correctPrefix] === this.targetIds[correctPrefix]) correctPrefix++;
 
-    // Hit: teacher-forced argmax equal to the whole target is exactly free-running greedy reproduction.
+    // Hit: teacher-forced argmax equal to the whole target is exactly free-running greedy reproduction (under a
+    // repetition penalty too: position t is penalized for the target tokens before it, which greedy decoding has
+    // produced by then when it reproduces them).
     let hit = optimized === T && correctPrefix === T;
     let decoded: { ids: number[]; text: string } | undefined;
     if (this.beamCheckDue()) {
@@ -397,7 +399,7 @@ async function summarizeTogether(model: EngineModel, runs: readonly InversionRun
   if (runs.length === 0) return [];
   const C = model.checkpoint.config.nEmbd;
   const request = (run: InversionRun, i: number): DecodeRequest => ({ prompt: embeddings[i]!,
-    promptVectors: run.promptVectors, steps: run.targetIds.length });
+    promptVectors: run.promptVectors, steps: run.targetIds.length, repetitionPenalty: run.settings.repetitionPenalty });
   const decoded: number[][] = [];
   const greedy = runs.flatMap((run, i) => (run.settings.decode.kind === 'greedy' ? [i] : []));
   const beam = runs.flatMap((run, i) => (run.settings.decode.kind === 'beam' ? [i] : []));

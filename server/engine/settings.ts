@@ -53,6 +53,13 @@ export interface InversionSettings {
   seed: number;
   /** Report every k-th iteration (the first, the last and the first hit are always reported). */
   reportEvery: number;
+  /**
+   * Repetition penalty theta, as Hugging Face's RepetitionPenaltyLogitsProcessor: the logit of a token already in
+   * the text is divided by theta if positive, multiplied by it if negative, once per distinct token. It shapes the
+   * objective (each target token's NLL given the target tokens before it), the teacher-forced argmax of the greedy
+   * hit check and the decoders alike; the soft prompt is no token, so nothing is penalized before the first. 1: off.
+   */
+  repetitionPenalty: number;
 }
 
 export const inversionDefaults: Readonly<InversionSettings> = Object.freeze({
@@ -72,10 +79,18 @@ export const inversionDefaults: Readonly<InversionSettings> = Object.freeze({
   restarts: 1,
   seed: 0,
   reportEvery: 1,
+  repetitionPenalty: 1,
 } satisfies InversionSettings);
 
 /** How often a beam hit check runs when a request names beams but not how often (iterations). */
 export const beamCheckEveryDefault = 10;
+
+/**
+ * The largest repetition penalty, and 1 / it the smallest: at 10 a repeated token's positive logit keeps a tenth of
+ * itself, which already rules repeats out in practice; far beyond it, theta (or its inverse) would push logits
+ * past what float32 softmax carries.
+ */
+export const maxRepetitionPenalty = 10;
 
 /** Limits on what one request may ask for (a shared server's guard rails). */
 export interface InversionLimits {
@@ -154,6 +169,11 @@ export function makeInversionSettings(partial: Partial<InversionSettings>, limit
   integer('restarts', s.restarts, 1, limits.maxRestarts);
   integer('seed', s.seed, 0, 2 ** 32 - 1);
   integer('reportEvery', s.reportEvery, 1, limits.maxIterations);
+  const minPenalty = 1 / maxRepetitionPenalty;
+  if (!(s.repetitionPenalty >= minPenalty && s.repetitionPenalty <= maxRepetitionPenalty)) {
+    throw new SettingsError('repetitionPenalty',
+      `${s.repetitionPenalty} is not a number in [${minPenalty}, ${maxRepetitionPenalty}] (1: off)`);
+  }
   const p = s.parameterization;
   if (p.kind === 'full') {
     if (p.promptVectors !== undefined) integer('parameterization.promptVectors', p.promptVectors, 1, limits.maxPromptVectors);

@@ -3,7 +3,8 @@
 // piece by piece, each backward beside its forward and applied in the reverse order of the forward pass.
 //
 // B = batch, P = prompt vectors, T = target tokens, S = P + T - 1 sequence positions, N = generated tokens,
-// C = channels (768 for gpt2), H = heads, D = C / H, F = MLP width (4C), V = vocab (50257)
+// C = channels (768 for gpt2), H = heads, D = C / H, F = MLP width (4C), V = vocab (50257),
+// K = earlier tokens a position's repetition penalty looks at (fed by the host: at most T - 1, or N)
 //
 // Rules the graphs keep (see docs/design.md, "Rules the graphs keep"):
 // - no shape arithmetic (Shape, Range, ConstantOfShape, ...): positions, the causal bias and the selections of
@@ -24,6 +25,9 @@ export const gradientGraphIo = {
     causalBias: 'causal_bias', // (S, S) float: 0 on and below the diagonal, -1e9 above
     targetSelect: 'target_select', // (T, S) float: one-hot, row t selects position P-1+t
     promptPositions: 'prompt_positions', // (P) int64: 0 .. P-1
+    penaltyIds: 'penalty_ids', // (B, T, K) int64: [b, t, s] = target_ids[b, s]
+    penaltyMask: 'penalty_mask', // (B, T, K) float: 1 iff s < t and target s is the first of its value
+    repetitionPenalty: 'repetition_penalty', // (B) float: theta per row; 1 is off
   },
   outputs: {
     nll: 'nll', // (B, T) float: per-token NLL (natural log), times target_mask
@@ -40,6 +44,9 @@ export const decodeGraphIo = {
     positionIds: 'position_ids', // (S) int64 with S = P + N
     causalBias: 'causal_bias', // (S, S) float
     lastPosition: 'last_position', // (1) int64: S - 1
+    penaltyIds: 'penalty_ids', // (B, 1, K) int64: [b, 0, s] = token_ids[b, s]
+    penaltyMask: 'penalty_mask', // (B, 1, K) float: 1 iff token s is the first of its value among the row's tokens
+    repetitionPenalty: 'repetition_penalty', // (B) float: theta per row; 1 is off
   },
   outputs: {
     logprobs: 'logprobs', // (B, V) float: log-softmax of the next-token logits
@@ -64,6 +71,9 @@ export function buildGradientGraph(checkpoint: Checkpoint): OnnxGraphBuilder {
   const causalBias = g.input(io.causalBias, ElemType.float, ['S', 'S']);
   const targetSelect = g.input(io.targetSelect, ElemType.float, ['T', 'S']);
   const promptPositions = g.input(io.promptPositions, ElemType.int64, ['P']);
+  const penaltyIds = g.input(io.penaltyIds, ElemType.int64, ['B', 'T', 'K']);
+  const penaltyMask = g.input(io.penaltyMask, ElemType.float, ['B', 'T', 'K']);
+  const theta = g.input(io.repetitionPenalty, ElemType.float, ['B']);
   const w = createCheckpointWeights(g, checkpoint);
 
   // The model reads the prompt, then every target token but the last (teacher forcing).
@@ -74,10 +84,14 @@ export function buildGradientGraph(checkpoint: Checkpoint): OnnxGraphBuilder {
   // ---- head and loss at the T target positions ----
   const hTarget = g.op('MatMul', [targetSelect, forward.hf], {}, 'head.h_target'); // (B, T, C)
   const logits = g.op('MatMul', [hTarget, w.headT()], {}, 'head.logits'); // (B, T, V)
-  const loss = crossEntropyForward(g, logits, targetIds, targetMask);
+  // Position t is penalized for the target tokens before it: what free-running decoding has produced by then when
+  // it reproduces the target, so the argmax below stays the greedy hit check under a penalty too.
+  const penalty = repetitionPenaltyForward(g, logits, penaltyIds, penaltyMask, theta);
+  const loss = crossEntropyForward(g, penalty.out, targetIds, targetMask);
 
   // ---- backward, in the reverse order of the forward pass ----
-  const dLogits = crossEntropyBackward(g, loss, targetIds, targetMask, V); // (B, T, V)
+  const dPenalized = crossEntropyBackward(g, loss, targetIds, targetMask, V); // (B, T, V)
+  const dLogits = repetitionPenaltyBackward(g, penalty.saved, dPenalized); // (B, T, V)
   const dHTarget = g.op('MatMul', [dLogits, w.head()], {}, 'head.d_h_target'); // (B, T, C)
   const dHf = g.op('MatMul', [g.op('Transpose', [targetSelect], { perm: [1, 0] }), dHTarget], {}, 'ln_f.d_out'); // (B, S, C)
   const dH0 = transformerBackward(g, checkpoint.config, w, forward, dHf); // (B, S, C)
@@ -101,13 +115,18 @@ export function buildDecodeGraph(checkpoint: Checkpoint): OnnxGraphBuilder {
   const positionIds = g.input(io.positionIds, ElemType.int64, ['S']);
   const causalBias = g.input(io.causalBias, ElemType.float, ['S', 'S']);
   const lastPosition = g.input(io.lastPosition, ElemType.int64, [1]);
+  const penaltyIds = g.input(io.penaltyIds, ElemType.int64, ['B', 1, 'K']);
+  const penaltyMask = g.input(io.penaltyMask, ElemType.float, ['B', 1, 'K']);
+  const theta = g.input(io.repetitionPenalty, ElemType.float, ['B']);
   const w = createCheckpointWeights(g, checkpoint);
 
   const h0 = embed(g, w, prompt, tokenIds, positionIds); // (B, S, C)
   const { hf } = transformerForward(g, checkpoint.config, w, h0, causalBias);
   const hLast = g.op('Gather', [hf, lastPosition], { axis: 1 }, 'head.h_last'); // (B, 1, C)
   const logits = g.op('MatMul', [hLast, w.headT()], {}, 'head.logits'); // (B, 1, V)
-  const logitsLast = g.op('Squeeze', [logits, g.int64s([1])], {}, 'head.logits_last'); // (B, V)
+  // The penalty before the log-softmax, as in the gradient graph: a decoder ranks by the likelihood the search tracks.
+  const penalized = repetitionPenaltyForward(g, logits, penaltyIds, penaltyMask, theta).out; // (B, 1, V)
+  const logitsLast = g.op('Squeeze', [penalized, g.int64s([1])], {}, 'head.logits_last'); // (B, V)
   const logprobs = g.op('LogSoftmax', [logitsLast], { axis: -1 }, 'head.logprobs'); // (B, V)
   g.output(logprobs, decodeGraphIo.outputs.logprobs, ElemType.float, ['B', V]);
   return g;
@@ -427,4 +446,47 @@ function crossEntropyBackward(g: OnnxGraphBuilder, loss: LossSaved, targetIds: s
   const oneHot = g.op('Cast', [g.op('Equal', [vocabIds, targetColumn])], { to: ElemType.float }, 'loss.onehot'); // (B, T, V)
   const maskColumn = g.op('Unsqueeze', [targetMask, g.int64s([2])]); // (B, T, 1)
   return g.op('Mul', [g.op('Sub', [probs, oneHot]), maskColumn], {}, 'loss.d_logits'); // (B, T, V)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Repetition penalty, as Hugging Face's RepetitionPenaltyLogitsProcessor: the logit G of a token already in the text
+// becomes f(G) = G / theta if G >= 0, G * theta if G < 0, once per distinct token. The host lists, for each of the
+// T positions, the K earlier tokens (penalty_ids) and masks all but the first occurrence of each value, so a
+// repeated token is penalized once; GatherElements picks their logits and ScatterElements adds f(G) - G back.
+// Masked entries add exactly 0, and at theta = 1 every entry does (G / 1 and G * 1 are exact), so the penalty off
+// leaves the logits and their gradient bit for bit as they were. Only (B, T, K) values move: never a (B, T, V) mask.
+// onnxruntime's WebGPU provider has kernels for both ops (core/providers/webgpu/tensor/gather_elements.cc, float
+// data, opset 13+; scatter_elements.cc, opset 16-17 and 18, reduction 'add' on float32 by an atomic
+// compare-and-swap loop whose order of adds is unspecified); the order cannot matter here, as each (b, t) row has
+// at most one nonzero update per vocabulary entry.
+
+interface RepetitionPenaltySaved {
+  ids: string; // (B, T, K) int64
+  mask: string; // (B, T, K) float
+  negative: string; // (B, T, K) bool: G < 0
+  theta: string; // (B, 1, 1)
+}
+
+// l' = l + scatter_add(mask * (f(G) - G)), G = gather(l)
+function repetitionPenaltyForward(g: OnnxGraphBuilder, logits: string, ids: string, mask: string, theta: string) {
+  const thetaColumn = g.op('Unsqueeze', [theta, g.int64s([1, 2])], {}, 'penalty.theta'); // (B, 1, 1)
+  const picked = g.op('GatherElements', [logits, ids], { axis: 2 }, 'penalty.picked'); // (B, T, K)
+  const negative = g.op('Less', [picked, g.scalar(0)], {}, 'penalty.negative'); // (B, T, K) bool
+  const penalized = g.op('Where', [negative, g.op('Mul', [picked, thetaColumn]), g.op('Div', [picked, thetaColumn])],
+    {}, 'penalty.penalized'); // (B, T, K)
+  const delta = g.op('Mul', [g.op('Sub', [penalized, picked]), mask], {}, 'penalty.delta'); // (B, T, K)
+  const out = g.op('ScatterElements', [logits, ids, delta], { axis: 2, reduction: 'add' },
+    'penalty.logits'); // (B, T, V)
+  return { out, saved: { ids, mask, negative, theta: thetaColumn } satisfies RepetitionPenaltySaved };
+}
+
+// dL/dl = g' + scatter_add(mask * (f'(G) - 1) * gather(g')), g' = dL/dl'; f'(G) = theta if G < 0, 1 / theta otherwise
+function repetitionPenaltyBackward(g: OnnxGraphBuilder, saved: RepetitionPenaltySaved, dOut: string): string {
+  const slope = g.op('Where', [saved.negative, saved.theta, g.op('Reciprocal', [saved.theta])], {},
+    'penalty.slope'); // (B, T, K)
+  const factor = g.op('Mul', [g.op('Sub', [slope, g.scalar(1)]), saved.mask], {}, 'penalty.d_factor'); // (B, T, K)
+  const picked = g.op('GatherElements', [dOut, saved.ids], { axis: 2 }, 'penalty.d_picked'); // (B, T, K)
+  const delta = g.op('Mul', [picked, factor], {}, 'penalty.d_delta'); // (B, T, K)
+  return g.op('ScatterElements', [dOut, saved.ids, delta], { axis: 2, reduction: 'add' },
+    'penalty.d_logits'); // (B, T, V)
 }

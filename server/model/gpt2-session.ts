@@ -1,7 +1,7 @@
 // Run GPT-2's gradient and decode graphs: pad and mask a batch, make the host-side helpers, read the outputs.
 //
 // B = batch, P = prompt vectors, T = target tokens (longest in the batch), S = P + T - 1, N = tokens so far,
-// C = channels, V = vocab
+// K = earlier tokens a position's repetition penalty looks at, C = channels, V = vocab
 import ort from 'onnxruntime-node';
 import type { Checkpoint } from './checkpoint.js';
 import { loadCheckpoint } from './checkpoint.js';
@@ -15,6 +15,8 @@ export interface GradientBatch {
   prompt: Float32Array; // (B, P, C), row-major
   promptVectors: number; // P
   targets: readonly (readonly number[])[]; // B token-id lists
+  /** (B) repetition penalty theta per row, as Hugging Face's RepetitionPenaltyLogitsProcessor; unset or 1: off. */
+  repetitionPenalty?: readonly number[];
 }
 
 export interface GradientResult {
@@ -45,6 +47,7 @@ export class GradientSession {
     const B = batch.targets.length;
     checkBatch(this.checkpoint, batch.prompt.length, B, P, batch.targets.map((t) => t.length), 'targets');
     batch.targets.forEach((t, b) => checkTokenIds(this.checkpoint, t, `targets[${b}]`));
+    checkRepetitionPenalty(batch.repetitionPenalty, B);
     const targetLengths = batch.targets.map((t) => t.length);
     const T = Math.max(...targetLengths);
     const S = P + T - 1;
@@ -57,6 +60,9 @@ export class GradientSession {
     const helpers = sequenceHelpers(S);
     const targetSelect = new Float32Array(T * S); // (T, S) one-hot: row t picks position P-1+t
     for (let t = 0; t < T; t++) targetSelect[t * S + P - 1 + t] = 1;
+    // Target position t is penalized for the target tokens before it (at most t of the row's own).
+    const penalty = repetitionPenaltyInputs(batch.targets, T, (row, t) => Math.min(t, row.length),
+      batch.repetitionPenalty);
     const io = gradientGraphIo.inputs;
     const feeds: Record<string, ort.Tensor> = {
       [io.prompt]: new ort.Tensor('float32', batch.prompt, [B, P, C]),
@@ -66,6 +72,9 @@ export class GradientSession {
       [io.causalBias]: helpers.causalBias,
       [io.targetSelect]: new ort.Tensor('float32', targetSelect, [T, S]),
       [io.promptPositions]: new ort.Tensor('int64', BigInt64Array.from({ length: P }, (_, i) => BigInt(i)), [P]),
+      [io.penaltyIds]: penalty.ids,
+      [io.penaltyMask]: penalty.mask,
+      [io.repetitionPenalty]: penalty.theta,
     };
     const sessionStarted = performance.now();
     const out = await this.session.run(feeds);
@@ -93,9 +102,12 @@ export class DecodeSession {
   constructor(readonly checkpoint: Checkpoint, private readonly session: ort.InferenceSession,
     readonly provider: ProviderName) {}
 
-  /** Return log-probabilities (B, V) of the token after prompt + tokens, for B rows of equal length N. */
-  async nextLogprobs(prompt: Float32Array, promptVectors: number, tokens: readonly (readonly number[])[]):
-    Promise<Float32Array> {
+  /**
+   * Return log-probabilities (B, V) of the token after prompt + tokens, for B rows of equal length N; with
+   * `repetitionPenalty` (B), each row's logits are penalized for its own N tokens before the log-softmax.
+   */
+  async nextLogprobs(prompt: Float32Array, promptVectors: number, tokens: readonly (readonly number[])[],
+    repetitionPenalty?: readonly number[]): Promise<Float32Array> {
     const { nEmbd: C } = this.checkpoint.config;
     const P = promptVectors;
     const B = tokens.length;
@@ -103,10 +115,13 @@ export class DecodeSession {
     if (tokens.some((row) => row.length !== N)) throw new ModelInputError('decode: all rows need the same token count');
     // S = P + N positions; the limit check counts N + 1 "target" tokens as the gradient graph would.
     checkBatch(this.checkpoint, prompt.length, B, P, [N + 1], 'tokens');
+    checkRepetitionPenalty(repetitionPenalty, B);
     const S = P + N;
     const ids = new BigInt64Array(B * N);
     tokens.forEach((row, b) => row.forEach((id, n) => { ids[b * N + n] = BigInt(id); }));
     const helpers = sequenceHelpers(S);
+    // One position, the next token's, penalized for every token of the row so far.
+    const penalty = repetitionPenaltyInputs(tokens, 1, (row) => row.length, repetitionPenalty);
     const io = decodeGraphIo.inputs;
     const out = await this.session.run({
       [io.prompt]: new ort.Tensor('float32', prompt, [B, P, C]),
@@ -114,6 +129,9 @@ export class DecodeSession {
       [io.positionIds]: helpers.positionIds,
       [io.causalBias]: helpers.causalBias,
       [io.lastPosition]: new ort.Tensor('int64', BigInt64Array.of(BigInt(S - 1)), [1]),
+      [io.penaltyIds]: penalty.ids,
+      [io.penaltyMask]: penalty.mask,
+      [io.repetitionPenalty]: penalty.theta,
     });
     return out[decodeGraphIo.outputs.logprobs]!.data as Float32Array;
   }
@@ -179,6 +197,65 @@ function checkTokenIds(checkpoint: Checkpoint, ids: readonly number[], field: st
     const problem = tokenIdProblem(id, V);
     if (problem) throw new ModelInputError(`${field}[${t}]: token id ${problem}`);
   });
+}
+
+function checkRepetitionPenalty(thetas: readonly number[] | undefined, B: number): void {
+  if (thetas === undefined) return;
+  if (thetas.length !== B) throw new ModelInputError(`repetitionPenalty: ${thetas.length} values for ${B} rows`);
+  thetas.forEach((theta, b) => {
+    // theta reaches the graph as float32: one that rounds to 0 or Infinity would make every logit non-finite
+    const rounded = Math.fround(theta);
+    if (!(rounded > 0 && Number.isFinite(rounded))) {
+      throw new ModelInputError(`repetitionPenalty[${b}]: ${theta} is not a finite float32 number > 0`);
+    }
+  });
+}
+
+/** The repetition penalty's inputs to a graph: (B, T, K) ids and mask, (B) theta. */
+export interface RepetitionPenaltyInputs {
+  ids: ort.Tensor; // (B, T, K) int64
+  mask: ort.Tensor; // (B, T, K) float
+  theta: ort.Tensor; // (B) float
+}
+
+/**
+ * Make the repetition penalty's inputs for B rows of tokens: position t of row b looks at the row's first
+ * `before(row, t)` tokens (ids[b, t, s] = row[s]; `before` grows with t), and mask[b, t, s] is 1 for those that are
+ * the first of their value in the row, so a token that repeats is penalized once (the first occurrence of a value
+ * among row[0 .. t-1] is its first in the row, whatever t). K is the most tokens a penalized row looks at, at least
+ * 1: without a penalty the graph gathers and scatters one masked column per position. Rows whose theta is 1 get
+ * zeros: a masked-out entry adds exactly 0.
+ */
+export function repetitionPenaltyInputs(rows: readonly (readonly number[])[], T: number,
+  before: (row: readonly number[], t: number) => number, thetas?: readonly number[]): RepetitionPenaltyInputs {
+  const B = rows.length;
+  const penalized = (b: number) => thetas !== undefined && thetas[b] !== 1;
+  let K = 1;
+  rows.forEach((row, b) => { if (penalized(b)) K = Math.max(K, Math.min(before(row, T - 1), row.length)); });
+  const ids = new BigInt64Array(B * T * K);
+  const mask = new Float32Array(B * T * K);
+  rows.forEach((row, b) => {
+    if (!penalized(b)) return;
+    const length = Math.min(row.length, K);
+    const rowIds = new BigInt64Array(K); // (K): the row's tokens, 0 past its end (masked)
+    const first = new Float32Array(length); // 1 where a token is the first of its value in the row
+    const seen = new Set<number>();
+    for (let s = 0; s < length; s++) {
+      rowIds[s] = BigInt(row[s]!);
+      if (!seen.has(row[s]!)) first[s] = 1;
+      seen.add(row[s]!);
+    }
+    for (let t = 0; t < T; t++) {
+      const offset = (b * T + t) * K;
+      ids.set(rowIds, offset);
+      mask.set(first.subarray(0, Math.min(before(row, t), length)), offset);
+    }
+  });
+  return {
+    ids: new ort.Tensor('int64', ids, [B, T, K]),
+    mask: new ort.Tensor('float32', mask, [B, T, K]),
+    theta: new ort.Tensor('float32', thetas ? Float32Array.from(thetas) : new Float32Array(B).fill(1), [B]),
+  };
 }
 
 /** The host-made inputs that depend only on the sequence length S. */

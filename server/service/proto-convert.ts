@@ -119,8 +119,14 @@ export function settingsFromProto(s: JobSettings | undefined): Partial<Inversion
     restarts: s.restarts || undefined,
     seed: s.seed,
     reportEvery: s.reportEvery || undefined,
-  };
+    // 0 (unset, and every job stored before the field existed) is the default 1: no penalty
+    repetitionPenalty: s.repetitionPenalty || undefined,
+  } satisfies EveryEngineSetting;
 }
+
+// Every engine setting has an entry in settingsFromProto (undefined: the default), so a setting the engine gains
+// is a compile error there until the API carries it.
+type EveryEngineSetting = { [K in keyof InversionSettings]-?: InversionSettings[K] | undefined };
 
 /** Map the engine's applied settings back onto the API's (the result's settings echo). */
 export function settingsToProto(s: InversionSettings): JobSettings {
@@ -153,6 +159,7 @@ export function settingsToProto(s: InversionSettings): JobSettings {
     restarts: s.restarts,
     seed: s.seed,
     reportEvery: s.reportEvery,
+    repetitionPenalty: s.repetitionPenalty,
   });
 }
 

@@ -19,10 +19,12 @@ describe('parseGrid', () => {
       seeds: [7, 9], settings: [{ flags: { maxIters: '100', curriculum: true } }, { flags: { maxIters: '100', curriculum: false } }],
     });
     expect(parseGrid('seeds=2', 10)).toMatchObject({ seeds: [10, 11], settings: [{ label: 'default' }] });
+    expect(parseGrid('repetition-penalty=1,1.3').settings.map((s) => s.flags)).toEqual([
+      { repetitionPenalty: '1' }, { repetitionPenalty: '1.3' }]);
   });
 
   it('names the bad part', () => {
-    expect(() => parseGrid('optimiser=adam')).toThrow(new GridError('--grid: unknown key "optimiser"; keys: param, init, optimizer, lr, schedule, lr-relative, max-iters, patience, nll-threshold, curriculum, decode, restarts, report-every, seeds, seed'));
+    expect(() => parseGrid('optimiser=adam')).toThrow(new GridError('--grid: unknown key "optimiser"; keys: param, init, optimizer, lr, schedule, lr-relative, max-iters, patience, nll-threshold, curriculum, decode, restarts, report-every, repetition-penalty, seeds, seed'));
     expect(() => parseGrid('lr=')).toThrow('--grid: "lr=" has no values; write KEY=V1,V2,…');
     expect(() => parseGrid('seeds=0')).toThrow('--grid: seeds=0: expected a count, an integer ≥ 1 (or seed=A,B,… for a list)');
     expect(() => parseGrid('seed=1,-2')).toThrow('--grid: seed -2: -2 is not an integer in [0, 4294967295]');

@@ -48,6 +48,7 @@ describe('toJobSettings', () => {
       restarts: 4,
       seed: 11,
       reportEvery: 5,
+      repetitionPenalty: 1.3,
     };
     const settings = toJobSettings(options);
     expect(settings).toMatchObject({
@@ -64,6 +65,7 @@ describe('toJobSettings', () => {
       restarts: 4,
       seed: 11,
       reportEvery: 5,
+      repetitionPenalty: 1.3,
     });
     // Every option key has a JobSettings field of the same name (decode is the one renamed: decoder).
     const fields = JobSettingsSchema.fields.map((f) => f.localName);

@@ -106,6 +106,12 @@ describe('settingsFromProto and settingsToProto', () => {
     const empty = storedInversionSettings(settingsFromProto(create(JobSettingsSchema)));
     expect(empty).toEqual(inversionDefaults);
   });
+
+  it('reads an unset repetition penalty (every job stored before it existed) as 1, and echoes a set one', () => {
+    expect(storedInversionSettings(settingsFromProto(create(JobSettingsSchema))).repetitionPenalty).toBe(1);
+    expect(roundTrip(create(JobSettingsSchema)).repetitionPenalty).toBe(1);
+    expect(roundTrip(create(JobSettingsSchema, { repetitionPenalty: 1.3 })).repetitionPenalty).toBe(1.3);
+  });
 });
 
 describe('restart results read back from the store', () => {
@@ -152,6 +158,7 @@ describe('the converter tables, compiled with one entry removed', () => {
     ['  pca: Parameterization_Basis.PCA,\n', /Property 'pca' is missing/],
     ["  [Parameterization_Basis.PCA]: 'pca',\n", /Property '\[Parameterization_Basis.PCA\]' is missing/],
     ["  mean: () => ({ kind: 'mean' }),\n", /Property 'mean' is missing/],
+    ['    repetitionPenalty: s.repetitionPenalty || undefined,\n', /Property 'repetitionPenalty' is missing/],
   ])('refuses the tables without %j', (line, message) => {
     expect(diagnosticsWithout(line).join('\n')).toMatch(message);
   }, 60_000);

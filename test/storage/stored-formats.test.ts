@@ -56,6 +56,15 @@ describe.each(fixtures)('$what under today\'s server', ({ file }) => {
     expect(job!.result!.restarts[0]!.decodedText).toBe('Hello world');
   }, 60_000);
 
+  it('reads the settings of jobs stored before repetition_penalty existed as 1, the penalty off', async () => {
+    const c = await connect();
+    const { jobs } = await c.listJobs({}, { headers });
+    for (const { jobId } of jobs) {
+      const { job } = await c.getJob({ jobId }, { headers });
+      expect(job!.settings!.repetitionPenalty).toBe(1);
+    }
+  }, 60_000);
+
   it('resumes the running job from its checkpoint to the result of an uninterrupted run', async () => {
     const c = await connect();
     const { jobs } = await c.listJobs({}, { headers });

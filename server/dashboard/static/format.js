@@ -110,6 +110,10 @@ export function settingsRows(settings = {}, targetTokens = 0) {
   if (settings.patience) rows.push(['patience', `${settings.patience} iterations`]);
   if (settings.nllThreshold) rows.push(['NLL threshold', number(settings.nllThreshold)]);
   if (settings.curriculum) rows.push(['curriculum', 'growing prefix']);
+  // 0 (a job stored before the setting existed) and 1 both mean off
+  if (settings.repetitionPenalty && settings.repetitionPenalty !== 1) {
+    rows.push(['repetition penalty', `θ = ${number(settings.repetitionPenalty)}`]);
+  }
   if (settings.continueAfterHit) rows.push(['after a hit', 'keep optimizing']);
   return rows;
 }
