@@ -110,6 +110,8 @@ export interface LocalOrRemoteOptions extends ConnectionOptions {
   /** A model the server serves, or, in this process, a built-in name, a folder or NAME=DIR. */
   model?: string;
   device: string;
+  /** In this process: the graphs' precision (fp32 | fp16). */
+  precision?: string;
 }
 
 /**
@@ -118,24 +120,29 @@ export interface LocalOrRemoteOptions extends ConnectionOptions {
  */
 export async function openConnection(options: LocalOrRemoteOptions, dbPath?: string): Promise<Connection> {
   const server = remoteServerOf(options);
-  if (server !== undefined) return { ...connectToServer(options), model: options.model ?? '' };
-  return startInProcessServer(options.model ?? defaultModelName, options.device, dbPath);
+  if (server !== undefined) {
+    // A server's precision is its operator's choice (serve --precision): silently ignoring the flag would mislead.
+    if (options.precision !== undefined) throw new Error('--precision applies to a server in this process; --server chooses its own');
+    return { ...connectToServer(options), model: options.model ?? '' };
+  }
+  return startInProcessServer(options.model ?? defaultModelName, options.device, dbPath, options.precision);
 }
 
 /**
  * Start a server in this process for one model, on a free local port with a one-time token. Its jobs live in a
  * temporary database, removed on close, unless `dbPath` names one to keep (so a rerun finds them).
  */
-export async function startInProcessServer(model: string, device: string, dbPath?: string): Promise<Connection> {
+export async function startInProcessServer(model: string, device: string, dbPath?: string, precision?: string):
+  Promise<Connection> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'recite-'));
   const token = randomBytes(24).toString('hex');
   // The server (onnxruntime, SQLite, the dashboard) loads only when a command runs one here: a command with --server
   // starts as a client alone.
-  const [{ createReciteServer }, { parseModelSource }, { default: pino }] = await Promise.all([
+  const [{ createReciteServer }, { applyPrecisions, parseModelSource }, { default: pino }] = await Promise.all([
     import('../server/app.js'), import('./commands/serve.js'), import('pino')]);
-  const source = parseModelSource(model);
+  const [source] = applyPrecisions([parseModelSource(model)], precision === undefined ? [] : [precision]);
   const server = createReciteServer({
-    models: [source],
+    models: [source!],
     device: parseDeviceRequest(device),
     dbPath: dbPath ?? path.join(dir, 'recite.db'),
     tokens: new TokenTable(new Map([[token, 'cli']])),
@@ -155,7 +162,7 @@ export async function startInProcessServer(model: string, device: string, dbPath
     baseUrl: server.url,
     token,
     transport,
-    model: source.name,
+    model: source!.name,
     ...(entry.state === 'READY' ? { provider: { name: entry.model.provider, skipped: entry.model.fallbacks } } : {}),
     inProcess: true,
     async close() {

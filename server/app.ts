@@ -230,7 +230,7 @@ export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<
   const ready = models.ready().then(async () => {
     for (const m of models.list()) {
       // skippedProviders: what `--device auto` passed over, and why (a GPU server that ended up on the CPU)
-      if (m.state === 'READY') log.info({ model: m.name, provider: m.model.provider, threads: sessionThreads(), skippedProviders: m.model.fallbacks, dir: m.dir }, 'model ready');
+      if (m.state === 'READY') log.info({ model: m.name, provider: m.model.provider, precision: m.precision, threads: sessionThreads(), skippedProviders: m.model.fallbacks, dir: m.dir }, 'model ready');
       else if (m.state === 'FAILED') log.error({ model: m.name, error: m.error }, 'model failed to load');
     }
     const resumed = await hub.resumeUnfinished();

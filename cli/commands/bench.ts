@@ -13,12 +13,15 @@ import type { FairnessBenchResult } from '../../server/bench/fairness-bench.js';
 import { fairnessBenchDefaults, median, runFairnessBench } from '../../server/bench/fairness-bench.js';
 import { defaultRandomGpt2Dir } from '../../server/bench/random-gpt2.js';
 import { parseDeviceRequest } from '../../server/model/devices.js';
+import type { GraphPrecision } from '../../server/model/precision.js';
+import { graphPrecisions } from '../../server/model/precision.js';
 import { printJsonLine } from '../json-events.js';
 import { positiveInteger } from '../options.js';
 
 interface BenchCommandOptions {
   device: string;
   models: BenchModelName[];
+  precision: GraphPrecision[];
   batches: number[];
   lengths: number[];
   minRuns: number;
@@ -53,6 +56,9 @@ export function registerBenchCommand(program: Command): void {
     .option('--device <device>', 'cpu | webgpu | cuda | auto', graphBenchDefaults.device)
     .addOption(new Option('--models <list>', `comma-separated: ${benchModelNames.join(', ')}`).argParser(parseModels)
       .default([...graphBenchDefaults.models], graphBenchDefaults.models.join(',')))
+    .addOption(new Option('--precision <list>', `graph precisions to time each model at, comma-separated: ` +
+      `${graphPrecisions.join(', ')} (a table row names a precision other than fp32 after the model)`)
+      .argParser(parsePrecisions).default([...graphBenchDefaults.precisions], graphBenchDefaults.precisions.join(',')))
     .addOption(new Option('--batches <list>', 'batch sizes B, comma-separated').argParser(parseIntegers('--batches'))
       .default([...graphBenchDefaults.batches], graphBenchDefaults.batches.join(',')))
     .addOption(new Option('--lengths <list>', 'target lengths T in tokens, comma-separated')
@@ -91,7 +97,8 @@ export function registerBenchCommand(program: Command): void {
         command.getOptionValueSource(key) !== 'default';
       if (options.fairness) {
         if (options.engine) command.error('error: --fairness and --engine are two benches; give one');
-        const misplaced = [...graphOnlyFlags, ...engineOnlyFlags].filter(([key]) => key !== 'repeats' && given(key));
+        const misplaced = [...graphOnlyFlags, ...engineOnlyFlags, ['precision', '--precision'] as const]
+          .filter(([key]) => key !== 'repeats' && given(key));
         if (misplaced.length > 0) {
           command.error(`error: ${misplaced.map(([, flag]) => flag).join(', ')} ` +
             `${misplaced.length === 1 ? 'does' : 'do'} not apply with --fairness`);
@@ -116,6 +123,7 @@ export function registerBenchCommand(program: Command): void {
       const result = await runGraphBench({
         device: parseDeviceRequest(options.device),
         models: options.models,
+        precisions: options.precision,
         batches: options.batches,
         targetLengths: options.lengths,
         minRuns: options.minRuns,
@@ -131,6 +139,7 @@ async function runEngineCommand(options: BenchCommandOptions, lengthsGiven: bool
   const result = await runEngineBench({
     device: parseDeviceRequest(options.device),
     models: options.models,
+    precisions: options.precision,
     targetLengths: lengthsGiven ? options.lengths : engineBenchDefaults.targetLengths,
     ...(options.jobs === undefined ? {} : { jobs: options.jobs }),
     ...(options.iterations === undefined ? {} : { iterations: options.iterations }),
@@ -211,7 +220,7 @@ export function formatBenchReport(result: GraphBenchResult): string {
     chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' }, // no rule between rows
   });
   for (const p of result.points) {
-    table.push([p.model, p.batch, p.targetLength, p.times.medianMs.toFixed(1),
+    table.push([benchLabel(p.model, p.precision), p.batch, p.targetLength, p.times.medianMs.toFixed(1),
       (100 * p.sessionMedianMs / p.times.medianMs).toFixed(1), p.gflopPerSecond.toFixed(1),
       p.matmulGflopPerSecond.toFixed(1), (100 * p.fractionOfPeak).toFixed(1), (100 * p.bestFractionOfPeak).toFixed(1),
       p.jobIterationsPerSecond.toFixed(1)]);
@@ -225,7 +234,7 @@ export function formatBenchReport(result: GraphBenchResult): string {
 
 /** Render the header line, the tables of points and ratios, the goal and the memory of an engine bench result. */
 export function formatEngineBenchReport(result: EngineBenchResult): string {
-  const k = result.models.map((m) => `${m.iterationsPerJob} on ${m.name}`).join(', ');
+  const k = result.models.map((m) => `${m.iterationsPerJob} on ${benchLabel(m.name, m.precision)}`).join(', ');
   const header = `provider ${result.provider} (asked ${result.device}) | ${result.host.cpus} CPUs, ${result.host.cpuModel}, ${result.host.sessionThreads} session threads | ` +
     `engine maxBatch ${result.settings.engine.maxBatch}, flat prompt (P = 1), ${result.settings.job.optimizer}, ` +
     `iterations per job: ${k}, ${result.settings.repeats} turns per mode | peak RSS ${result.peakRssMiB.toFixed(0)} MiB | ` +
@@ -241,7 +250,8 @@ export function formatEngineBenchReport(result: EngineBenchResult): string {
     ...style,
   });
   for (const p of result.points) {
-    points.push([p.model, p.targetLength, p.jobs, p.mode, p.jobIterations, p.seconds.toFixed(2),
+    points.push([benchLabel(p.model, p.precision), p.targetLength, p.jobs, p.mode, p.jobIterations,
+      p.seconds.toFixed(2),
       p.jobIterationsPerSecond.toFixed(1), p.medianJobIterationsPerSecond.toFixed(1),
       p.medianJobIterationsPerCpuSecond.toFixed(1), p.graphRuns, p.rowsPerGraphRun.toFixed(1),
       (100 * p.graphSeconds / p.seconds).toFixed(1), p.summarySeconds.toFixed(2), p.maxRssMiB.toFixed(0)]);
@@ -256,7 +266,8 @@ export function formatEngineBenchReport(result: EngineBenchResult): string {
   for (const p of result.points) {
     const b = p.breakdown;
     const percent = (seconds: number) => (100 * seconds / p.seconds).toFixed(1);
-    parts.push([p.model, p.targetLength, p.jobs, p.mode, percent(b.session), percent(b.transfers), percent(b.optimizer),
+    parts.push([benchLabel(p.model, p.precision), p.targetLength, p.jobs, p.mode, percent(b.session),
+      percent(b.transfers), percent(b.optimizer),
       percent(b.rows), percent(b.beams), percent(b.other), `${percent(p.summarySeconds)}%`]);
   }
   const ratios = new Table({
@@ -265,7 +276,7 @@ export function formatEngineBenchReport(result: EngineBenchResult): string {
     ...style,
   });
   for (const c of result.comparisons) {
-    ratios.push([c.model, c.targetLength, c.jobs, `${c.ratio.toFixed(2)}x`, `${c.medianRatio.toFixed(2)}x`,
+    ratios.push([benchLabel(c.model, c.precision), c.targetLength, c.jobs, `${c.ratio.toFixed(2)}x`, `${c.medianRatio.toFixed(2)}x`,
       `${c.cpuRatio.toFixed(2)}x`, c.maxBestNllDifference.toExponential(1)]);
   }
   const goal = result.goal;
@@ -277,7 +288,7 @@ export function formatEngineBenchReport(result: EngineBenchResult): string {
       `; peak RSS ${goal.peakRssMiB?.toFixed(0) ?? '?'} MiB`);
   const memory = result.models.map((m) => {
     const rss = m.points.map((p) => p.maxRssMiB);
-    return `memory, ${m.name}: RSS ${m.rssAfterLoadMiB.toFixed(0)} MiB after loading and a warm-up job, ` +
+    return `memory, ${benchLabel(m.name, m.precision)}: RSS ${m.rssAfterLoadMiB.toFixed(0)} MiB after loading and a warm-up job, ` +
       `${Math.min(...rss).toFixed(0)} to ${Math.max(...rss).toFixed(0)} MiB after the turns, ` +
       `peak ${m.peakRssMiB.toFixed(0)} MiB`;
   });
@@ -298,22 +309,22 @@ function describeEngineEvent(event: EngineBenchEvent): string {
     case 'generate':
       return `${event.model}: writing a random GPT-2 124M checkpoint (~500 MB, once) to ${event.dir}`;
     case 'model':
-      return `${event.model}: graphs open on ${event.provider} in ${event.loadSeconds.toFixed(1)} s (${event.dir})`;
+      return `${benchLabel(event.model, event.precision)}: graphs open on ${event.provider} in ${event.loadSeconds.toFixed(1)} s (${event.dir})`;
     case 'turn': {
       const f = event.figures;
-      return `${event.model} T=${event.targetLength} N=${event.jobs} ${event.mode} turn ${event.turn + 1}: ` +
+      return `${benchLabel(event.model, event.precision)} T=${event.targetLength} N=${event.jobs} ${event.mode} turn ${event.turn + 1}: ` +
         `${f.jobIterations} job-its in ${f.seconds.toFixed(2)} s, ${f.jobIterationsPerSecond.toFixed(1)} job-it/s over ` +
         `${f.graphRuns} graph runs (${f.rowsPerGraphRun.toFixed(1)} rows each), summaries ${f.summarySeconds.toFixed(2)} s, ` +
         `RSS ${f.rssMiB.toFixed(0)} MiB`;
     }
     case 'point': {
       const p = event.point;
-      return `${p.model} T=${p.targetLength} N=${p.jobs} ${p.mode}: fastest of ${p.turns} turns ` +
+      return `${benchLabel(p.model, p.precision)} T=${p.targetLength} N=${p.jobs} ${p.mode}: fastest of ${p.turns} turns ` +
         `${p.jobIterationsPerSecond.toFixed(1)} job-it/s, median ${p.medianJobIterationsPerSecond.toFixed(1)}`;
     }
     case 'comparison': {
       const c = event.comparison;
-      return `${c.model} T=${c.targetLength} N=${c.jobs}: batched ${c.ratio.toFixed(2)}x sequential, median turns ` +
+      return `${benchLabel(c.model, c.precision)} T=${c.targetLength} N=${c.jobs}: batched ${c.ratio.toFixed(2)}x sequential, median turns ` +
         `${c.medianRatio.toFixed(2)}x, per CPU second ${c.cpuRatio.toFixed(2)}x (largest best-NLL difference ` +
         `${c.maxBestNllDifference.toExponential(1)})`;
     }
@@ -329,14 +340,26 @@ function describeEvent(event: GraphBenchEvent): string {
     case 'generate':
       return `${event.model}: writing a random GPT-2 124M checkpoint (~500 MB, once) to ${event.dir}`;
     case 'model':
-      return `${event.model}: graphs open on ${event.provider} in ${event.loadSeconds.toFixed(1)} s (${event.dir})`;
+      return `${benchLabel(event.model, event.precision)}: graphs open on ${event.provider} in ${event.loadSeconds.toFixed(1)} s (${event.dir})`;
     case 'point': {
       const p = event.point;
-      return `${p.model} B=${p.batch} T=${p.targetLength}: ${p.times.medianMs.toFixed(1)} ms/run over ` +
+      return `${benchLabel(p.model, p.precision)} B=${p.batch} T=${p.targetLength}: ${p.times.medianMs.toFixed(1)} ms/run over ` +
         `${p.times.runs} runs, ${p.gflopPerSecond.toFixed(1)} GFLOP/s, matmul ${p.matmulGflopPerSecond.toFixed(1)} ` +
         `GFLOP/s (${(100 * p.fractionOfPeak).toFixed(1)}%), ${p.jobIterationsPerSecond.toFixed(1)} job-it/s`;
     }
   }
+}
+
+/** Name a bench model with its precision where it is not the default: "tiny", "tiny fp16". */
+function benchLabel(model: string, precision: GraphPrecision): string {
+  return precision === 'fp32' ? model : `${model} ${precision}`;
+}
+
+function parsePrecisions(value: string): GraphPrecision[] {
+  const names = splitList(value);
+  const unknown = names.find((n) => !(graphPrecisions as readonly string[]).includes(n));
+  if (unknown !== undefined) throw new InvalidArgumentError(`"${unknown}" is not one of ${graphPrecisions.join(', ')}.`);
+  return names as GraphPrecision[];
 }
 
 function parseModels(value: string): BenchModelName[] {

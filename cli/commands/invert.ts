@@ -30,6 +30,7 @@ interface InvertCommandOptions extends SettingsFlags {
   model?: string;
   continue?: boolean;
   device: string;
+  precision?: string;
   json?: boolean;
   out?: string;
   server?: string;
@@ -48,6 +49,7 @@ export function registerInvertCommand(program: Command): void {
   addSettingsOptions(command, { param: 'full', reportEvery: '1' })
     .option('--continue', 'keep optimizing after a hit (until the budget)')
     .option('--device <device>', 'in this process: cpu | webgpu | cuda | auto', 'auto')
+    .option('--precision <precision>', 'in this process: the graphs\' precision, fp32 | fp16 (default fp32)')
     .option('--json', 'print one JSON object per event (the proto JSON of each JobEvent)')
     .option('--out <file>', 'write the best embedding (and each restart\'s) as safetensors');
   withServerOptions(command, false).action(async (text: string | undefined, options: InvertCommandOptions) => {

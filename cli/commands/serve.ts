@@ -7,6 +7,7 @@ import { createSecureContext } from 'node:tls';
 import type { Command } from 'commander';
 import { defaultModelName, isBuiltinModel, resolveModelDir } from '../../server/model/builtin-models.js';
 import { describeProvider, deviceRequests, parseDeviceRequest } from '../../server/model/devices.js';
+import { graphPrecisions, parseGraphPrecision } from '../../server/model/precision.js';
 import { formatBytes, parseBytes } from '../../server/engine/run-cost.js';
 import { TokenTable } from '../../server/service/auth.js';
 import type { ModelSource } from '../../server/service/model-registry.js';
@@ -19,6 +20,7 @@ interface ServeOptions {
   port: string;
   host: string;
   model: string[];
+  precision: string[];
   device: string;
   maxBatch: string;
   maxQueue: string;
@@ -58,6 +60,25 @@ export function parseModelSource(value: string): ModelSource {
   return { name, dir: path.resolve(value.slice(at + 1)) };
 }
 
+/**
+ * Set the models' graph precision from --precision values, in order: "fp16" sets every model, "NAME=fp16" the model
+ * served as NAME (which must be one of them).
+ */
+export function applyPrecisions(models: readonly ModelSource[], values: readonly string[]): ModelSource[] {
+  const result = models.map((source) => ({ ...source }));
+  for (const value of values) {
+    const at = value.indexOf('=');
+    const precision = parseGraphPrecision(value.slice(at + 1), `--precision ${value}`);
+    const name = at < 0 ? undefined : value.slice(0, at);
+    const chosen = name === undefined ? result : result.filter((source) => source.name === name);
+    if (chosen.length === 0) {
+      throw new Error(`--precision ${value}: no model is served as "${name}"; models: ${result.map((s) => s.name).join(', ')}`);
+    }
+    for (const source of chosen) source.precision = precision;
+  }
+  return result;
+}
+
 export function registerServeCommand(program: Command): void {
   program.command('serve')
     .description('serve inversions over Connect, gRPC and gRPC-Web on one port (tokens from --tokens-file or RECITE_TOKENS); ' +
@@ -66,6 +87,10 @@ export function registerServeCommand(program: Command): void {
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
     .option('--model <name=dir>', `a model to serve, repeatable; the first is the default (default: ${defaultModelName})`,
       (value: string, previous: string[]) => [...previous, value], [] as string[])
+    .option('--precision <[name=]precision>', `the graphs' precision, ${graphPrecisions.join(' | ')}, of the model ` +
+      'served as NAME, or of every model without NAME=; repeatable, later values win (default: fp32; fp16 keeps ' +
+      'layer-norm statistics, the attention softmax and the loss in fp32)',
+    (value: string, previous: string[]) => [...previous, value], [] as string[])
     .option('--device <device>', 'cpu | webgpu | cuda | auto', 'auto')
     .option('--max-batch <n>', 'jobs per graph run', String(reciteServerDefaults.maxBatch))
     .option('--max-queue <n>', 'unfinished jobs per client before its submissions are refused (a client\'s own ' +
@@ -101,11 +126,11 @@ export function registerServeCommand(program: Command): void {
       const tls = options.tlsCert && options.tlsKey
         ? { cert: readFlagFile('--tls-cert', options.tlsCert), key: readFlagFile('--tls-key', options.tlsKey) } : undefined;
       if (tls) checkTlsPair(options.tlsCert!, options.tlsKey!, tls);
-      const models = (options.model.length > 0 ? options.model : [defaultModelName]).map((value) => {
+      const models = applyPrecisions((options.model.length > 0 ? options.model : [defaultModelName]).map((value) => {
         const source = parseModelSource(value);
         if (!fs.existsSync(source.dir)) throw new Error(`--model ${value}: the folder ${source.dir} does not exist`);
         return source;
-      });
+      }), options.precision);
       const port = positiveInteger('--port', options.port, 0, 65535);
       const settings = {
         models,

@@ -18,6 +18,8 @@ import type { Gpt2Config } from '../model/checkpoint.js';
 import type { DeviceRequest, ProviderName } from '../model/execution-provider.js';
 import type { EngineModel } from '../engine/engine-model.js';
 import { loadEngineModel } from '../engine/engine-model.js';
+import type { GraphPrecision } from '../model/precision.js';
+import { graphPrecisions } from '../model/precision.js';
 import type { InversionResult } from '../engine/events.js';
 import type { InversionEngineOptions } from '../engine/inversion-engine.js';
 import { InversionEngine } from '../engine/inversion-engine.js';
@@ -38,8 +40,9 @@ const modes: readonly EngineBenchMode[] = ['sequential', 'batched'];
 /** Describe a progress event, for a command line to print while the bench runs. */
 export type EngineBenchEvent =
   | { kind: 'generate'; model: BenchModelName; dir: string }
-  | { kind: 'model'; model: BenchModelName; dir: string; provider: ProviderName; loadSeconds: number }
-  | { kind: 'turn'; model: BenchModelName; targetLength: number; jobs: number; mode: EngineBenchMode; turn: number;
+  | { kind: 'model'; model: BenchModelName; precision: GraphPrecision; dir: string; provider: ProviderName;
+    loadSeconds: number }
+  | { kind: 'turn'; model: BenchModelName; precision: GraphPrecision; targetLength: number; jobs: number; mode: EngineBenchMode; turn: number;
     figures: EngineBenchTurn }
   | { kind: 'point'; point: EngineBenchPoint }
   | { kind: 'comparison'; comparison: EngineBenchComparison };
@@ -50,6 +53,8 @@ export interface EngineBenchOptions {
   device: DeviceRequest;
   /** Models to run, in this order. */
   models: readonly BenchModelName[];
+  /** Graph precisions to run each model at, in this order. */
+  precisions: readonly GraphPrecision[];
   /** Job counts N: run together through the batcher, and one after another. */
   jobs: readonly number[];
   /** Target lengths T, in tokens. */
@@ -82,6 +87,7 @@ export type EngineBenchRequest = Partial<Omit<EngineBenchOptions, 'iterations'>>
 export const engineBenchDefaults: Readonly<Omit<EngineBenchOptions, 'cacheDir' | 'onProgress'>> = Object.freeze({
   device: 'auto',
   models: defaultBenchModels,
+  precisions: Object.freeze(['fp32'] as GraphPrecision[]),
   jobs: Object.freeze([1, 8, 64]),
   targetLengths: Object.freeze([10]),
   // About the same seconds per point on both: a 124M graph run takes 30x a tiny one.
@@ -124,6 +130,11 @@ export function makeEngineBenchOptions(request: EngineBenchRequest = {}): Engine
   const seedProblem = integerProblem(options.seed, 0, 2 ** 32 - 1);
   if (seedProblem) throw new EngineBenchOptionsError(`seed: ${seedProblem}`);
   if (options.models.length === 0) throw new EngineBenchOptionsError('models: empty; give at least one model');
+  if (options.precisions.length === 0) throw new EngineBenchOptionsError('precisions: empty; give at least one');
+  const unknownPrecision = options.precisions.find((p) => !graphPrecisions.includes(p));
+  if (unknownPrecision !== undefined) {
+    throw new EngineBenchOptionsError(`precisions: "${unknownPrecision}" is not one of ${graphPrecisions.join(', ')}`);
+  }
   const unknown = options.models.find((m) => !benchModelNames.includes(m));
   if (unknown !== undefined) {
     throw new EngineBenchOptionsError(`models: "${unknown}" is not one of ${benchModelNames.join(', ')}`);
@@ -169,6 +180,7 @@ export interface EngineBenchBreakdown {
 /** Hold the figures of N jobs on one model in one mode: its fastest turn's, and every turn's rate. */
 export interface EngineBenchPoint extends EngineBenchTurn {
   model: BenchModelName;
+  precision: GraphPrecision;
   targetLength: number; // T
   jobs: number; // N
   mode: EngineBenchMode;
@@ -183,6 +195,7 @@ export interface EngineBenchPoint extends EngineBenchTurn {
 /** Set the batched figure of N jobs against the sequential one. */
 export interface EngineBenchComparison {
   model: BenchModelName;
+  precision: GraphPrecision;
   targetLength: number;
   jobs: number;
   sequentialPerSecond: number; // fastest turn
@@ -197,6 +210,7 @@ export interface EngineBenchComparison {
 /** Hold one model's part of the bench. */
 export interface EngineBenchModelReport {
   name: BenchModelName;
+  precision: GraphPrecision;
   dir: string;
   provider: ProviderName;
   config: Gpt2Config;
@@ -267,15 +281,20 @@ export async function runEngineBench(request: EngineBenchRequest = {}): Promise<
   const models: EngineBenchModelReport[] = [];
   let device: DeviceRequest = options.device;
   for (const name of options.models) {
-    const report = await benchModel(name, device, options, progress);
-    // Later models on the provider the first landed on: a table across two providers would compare nothing.
-    device = report.provider;
-    models.push(report);
+    for (const precision of options.precisions) {
+      const report = await benchModel(name, precision, device, options, progress);
+      // Later models on the provider the first landed on: a table across two providers would compare nothing.
+      device = report.provider;
+      models.push(report);
+    }
   }
 
+  // The goal is stated at the first precision asked for (fp32 unless only fp16 ran).
+  const goalPrecision = options.precisions[0]!;
   const comparisons = models.flatMap((m) => m.comparisons);
-  const goalComparisons = comparisons.filter((c) => c.model === engineBenchGoal.model && c.jobs === engineBenchGoal.jobs);
-  const goalModel = models.find((m) => m.name === engineBenchGoal.model);
+  const goalComparisons = comparisons.filter((c) => c.model === engineBenchGoal.model && c.jobs === engineBenchGoal.jobs &&
+    c.precision === goalPrecision);
+  const goalModel = models.find((m) => m.name === engineBenchGoal.model && m.precision === goalPrecision);
   return {
     startedAt: startedAt.toISOString(),
     wallSeconds: (performance.now() - start) / 1000,
@@ -306,16 +325,16 @@ export async function runEngineBench(request: EngineBenchRequest = {}): Promise<
   };
 }
 
-async function benchModel(name: BenchModelName, device: DeviceRequest, options: EngineBenchOptions,
-  progress: (event: EngineBenchEvent) => void): Promise<EngineBenchModelReport> {
+async function benchModel(name: BenchModelName, precision: GraphPrecision, device: DeviceRequest,
+  options: EngineBenchOptions, progress: (event: EngineBenchEvent) => void): Promise<EngineBenchModelReport> {
   const { dir, generated, generateSeconds } = benchModelDir(name, options.cacheDir,
     (target) => progress({ kind: 'generate', model: name, dir: target }));
 
   const loadStart = performance.now();
-  const model = await loadEngineModel(name, dir, device);
+  const model = await loadEngineModel(name, dir, device, precision);
   const loadSeconds = (performance.now() - loadStart) / 1000;
   const provider = model.provider as ProviderName; // EngineModel widens loadGpt2's ProviderName to a string
-  progress({ kind: 'model', model: name, dir, provider, loadSeconds });
+  progress({ kind: 'model', model: name, precision, dir, provider, loadSeconds });
   try {
     const { config } = model.checkpoint;
     const longest = Math.max(...options.targetLengths);
@@ -341,19 +360,21 @@ async function benchModel(name: BenchModelName, device: DeviceRequest, options: 
           for (const mode of turn % 2 === 0 ? modes : [...modes].reverse()) {
             const measured = await runMode(model, mode, jobs, K, options);
             const figures: EngineBenchTurn = { ...measured.turn, rssMiB: rssMiB() };
-            progress({ kind: 'turn', model: name, targetLength: T, jobs: N, mode, turn, figures });
+            progress({ kind: 'turn', model: name, precision, targetLength: T, jobs: N, mode, turn, figures });
             turns[mode].push(figures);
             bestNll.push(measured.bestNll);
           }
         }
         const [sequential, batched] = modes.map((mode) => {
-          const point = summarizeTurns(turns[mode], { model: name, targetLength: T, jobs: N, mode, iterationsPerJob: K });
+          const point = summarizeTurns(turns[mode], { model: name, precision, targetLength: T, jobs: N, mode,
+            iterationsPerJob: K });
           progress({ kind: 'point', point });
           points.push(point);
           return point;
         }) as [EngineBenchPoint, EngineBenchPoint];
         const comparison: EngineBenchComparison = {
           model: name,
+          precision,
           targetLength: T,
           jobs: N,
           sequentialPerSecond: sequential.jobIterationsPerSecond,
@@ -370,6 +391,7 @@ async function benchModel(name: BenchModelName, device: DeviceRequest, options: 
     }
     return {
       name,
+      precision,
       dir,
       provider,
       config: { ...config },
@@ -404,7 +426,7 @@ function benchJobs(config: Gpt2Config, seed: number, modelIndex: number, N: numb
 
 /** Return a point: the fastest turn's figures, every turn's rate and their median. */
 function summarizeTurns(turns: readonly EngineBenchTurn[],
-  where: Pick<EngineBenchPoint, 'model' | 'targetLength' | 'jobs' | 'mode' | 'iterationsPerJob'>): EngineBenchPoint {
+  where: Pick<EngineBenchPoint, 'model' | 'precision' | 'targetLength' | 'jobs' | 'mode' | 'iterationsPerJob'>): EngineBenchPoint {
   const rates = turns.map((t) => t.jobIterationsPerSecond);
   const fastest = turns[rates.indexOf(Math.max(...rates))]!;
   return {

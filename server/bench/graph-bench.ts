@@ -10,6 +10,8 @@
 import type { Gpt2Config } from '../model/checkpoint.js';
 import type { DeviceRequest, ProviderFallback, ProviderName } from '../model/execution-provider.js';
 import { loadGpt2 } from '../model/gpt2-session.js';
+import type { GraphPrecision } from '../model/precision.js';
+import { graphPrecisions } from '../model/precision.js';
 import { countGradientRunFlops } from './flops.js';
 import type { MatmulPeak, MatmulShape } from './matmul-peak.js';
 import { matmulFlops, matmulShapeDefaults, openMatmulPeak } from './matmul-peak.js';
@@ -30,7 +32,8 @@ export { benchModelNames } from './random-gpt2.js';
 export type GraphBenchEvent =
   | { kind: 'matmul'; provider: ProviderName; fallbacks: ProviderFallback[] }
   | { kind: 'generate'; model: BenchModelName; dir: string }
-  | { kind: 'model'; model: BenchModelName; dir: string; provider: ProviderName; loadSeconds: number }
+  | { kind: 'model'; model: BenchModelName; precision: GraphPrecision; dir: string; provider: ProviderName;
+    loadSeconds: number }
   | { kind: 'point'; point: GraphBenchPoint };
 
 /** Configure runGraphBench. */
@@ -39,6 +42,8 @@ export interface GraphBenchOptions {
   device: DeviceRequest;
   /** Models to time, in this order. */
   models: readonly BenchModelName[];
+  /** Graph precisions to time each model at, in this order (each model's points at one, then at the next). */
+  precisions: readonly GraphPrecision[];
   /** Batch sizes B: jobs per graph run. */
   batches: readonly number[];
   /** Target lengths T, in tokens. */
@@ -65,6 +70,7 @@ export interface GraphBenchOptions {
 export const graphBenchDefaults: Readonly<Omit<GraphBenchOptions, 'cacheDir' | 'onProgress'>> = Object.freeze({
   device: 'auto',
   models: defaultBenchModels,
+  precisions: Object.freeze(['fp32'] as GraphPrecision[]),
   batches: Object.freeze([1, 8, 64]),
   targetLengths: Object.freeze([10, 32]),
   promptVectors: 1,
@@ -101,6 +107,11 @@ export function makeGraphBenchOptions(partial: Partial<GraphBenchOptions> = {}):
   nonNegative('probe.probeSeconds', options.probe.probeSeconds);
   nonNegative('probe.probeEverySeconds', options.probe.probeEverySeconds);
   if (options.models.length === 0) throw new GraphBenchOptionsError('models: empty; give at least one model');
+  if (options.precisions.length === 0) throw new GraphBenchOptionsError('precisions: empty; give at least one');
+  const unknownPrecision = options.precisions.find((p) => !graphPrecisions.includes(p));
+  if (unknownPrecision !== undefined) {
+    throw new GraphBenchOptionsError(`precisions: "${unknownPrecision}" is not one of ${graphPrecisions.join(', ')}`);
+  }
   const unknown = options.models.find((m) => !benchModelNames.includes(m));
   if (unknown !== undefined) {
     throw new GraphBenchOptionsError(`models: "${unknown}" is not one of ${benchModelNames.join(', ')}`);
@@ -111,6 +122,7 @@ export function makeGraphBenchOptions(partial: Partial<GraphBenchOptions> = {}):
 /** Hold the figures of one (model, B, T) point and of the MatMul timed between its runs. */
 export interface GraphBenchPoint {
   model: BenchModelName;
+  precision: GraphPrecision;
   batch: number; // B
   promptVectors: number; // P
   targetLength: number; // T
@@ -148,6 +160,7 @@ export interface MatmulPeakReport {
 /** Hold one model's part of the bench. */
 export interface GraphBenchModelReport {
   name: BenchModelName;
+  precision: GraphPrecision;
   dir: string;
   config: Gpt2Config;
   parameters: number; // elements of the checkpoint tensors the graph uses (the head is tied to wte)
@@ -199,7 +212,9 @@ export async function runGraphBench(partial: Partial<GraphBenchOptions> = {}): P
   progress({ kind: 'matmul', provider: peak.provider, fallbacks: peak.fallbacks });
   const models: GraphBenchModelReport[] = [];
   try {
-    for (const name of options.models) models.push(await benchModel(name, peak, options, progress));
+    for (const name of options.models) {
+      for (const precision of options.precisions) models.push(await benchModel(name, precision, peak, options, progress));
+    }
   } finally {
     await peak.release();
   }
@@ -237,16 +252,16 @@ export async function runGraphBench(partial: Partial<GraphBenchOptions> = {}): P
   };
 }
 
-async function benchModel(name: BenchModelName, peak: MatmulPeak, options: GraphBenchOptions,
+async function benchModel(name: BenchModelName, precision: GraphPrecision, peak: MatmulPeak, options: GraphBenchOptions,
   progress: (event: GraphBenchEvent) => void): Promise<GraphBenchModelReport> {
   const { dir, generated, generateSeconds } = benchModelDir(name, options.cacheDir,
     (target) => progress({ kind: 'generate', model: name, dir: target }));
 
   const loadStart = performance.now();
   // The provider the MatMul landed on, asked for explicitly: a ratio across two providers would mean nothing.
-  const model = await loadGpt2(dir, peak.provider);
+  const model = await loadGpt2(dir, peak.provider, precision);
   const loadSeconds = (performance.now() - loadStart) / 1000;
-  progress({ kind: 'model', model: name, dir, provider: model.provider, loadSeconds });
+  progress({ kind: 'model', model: name, precision, dir, provider: model.provider, loadSeconds });
   try {
     const { config } = model.checkpoint;
     const C = config.nEmbd;
@@ -277,6 +292,7 @@ async function benchModel(name: BenchModelName, peak: MatmulPeak, options: Graph
         const matmulBestGflopPerSecond = matmulGflop / (timed.probe.minMs / 1000);
         const point: GraphBenchPoint = {
           model: name,
+          precision,
           batch: B,
           promptVectors: P,
           targetLength: T,
@@ -301,6 +317,7 @@ async function benchModel(name: BenchModelName, peak: MatmulPeak, options: Graph
     }
     return {
       name,
+      precision,
       dir,
       config: { ...config },
       parameters: [...model.checkpoint.tensors.values()].reduce((acc, t) => acc + t.shape.reduce((a, b) => a * b, 1), 0),

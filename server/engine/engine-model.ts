@@ -1,6 +1,7 @@
 // A model as the inversion engine sees it: the two graphs, the tokenizer and the token-embedding statistics.
 import type { Checkpoint } from '../model/checkpoint.js';
 import type { DeviceRequest, ProviderFallback } from '../model/execution-provider.js';
+import type { GraphPrecision } from '../model/precision.js';
 import type { GradientBatch, GradientResult } from '../model/gpt2-session.js';
 import { loadGpt2 } from '../model/gpt2-session.js';
 import type { Gpt2Tokenizer } from '../model/tokenizer.js';
@@ -21,9 +22,10 @@ export interface EngineModel {
   release(): Promise<void>;
 }
 
-/** Load a checkpoint folder for the engine on `device`, under the display name `name`. */
-export async function loadEngineModel(name: string, dir: string, device: DeviceRequest = 'auto'): Promise<EngineModel> {
-  const model = await loadGpt2(dir, device);
+/** Load a checkpoint folder for the engine on `device` with graphs at `precision`, under the display name `name`. */
+export async function loadEngineModel(name: string, dir: string, device: DeviceRequest = 'auto',
+  precision: GraphPrecision = 'fp32'): Promise<EngineModel> {
+  const model = await loadGpt2(dir, device, precision);
   return {
     name,
     checkpoint: model.checkpoint,

@@ -11,9 +11,15 @@
 //   target and prompt positions are fed by the host, so a GPU execution provider never syncs with the CPU;
 // - outputs are small: never the (B, T, V) logits;
 // - weights stay in the checkpoint's safetensors file as external data (no 2 GB protobuf limit).
+//
+// Precision: 'fp32' runs everything in float32. 'fp16' runs the weights and activations in float16 and keeps
+// float32 islands where float16 loses too much: layer-norm statistics and their backward reductions, the
+// attention softmax and its backward, and the logits -> loss path (penalty, log-softmax, NLL, argmax). Inputs and
+// outputs stay float32 either way (cast at the edges), so the session code feeds both alike.
 import path from 'node:path';
 import type { Checkpoint, CheckpointTensor, Gpt2Config } from './checkpoint.js';
 import { ElemType, OnnxGraphBuilder } from './onnx-builder.js';
+import type { GraphPrecision } from './precision.js';
 
 /** Names of the gradient graph's inputs and outputs: the contract with the session code. */
 export const gradientGraphIo = {
@@ -53,6 +59,39 @@ export const decodeGraphIo = {
   },
 } as const;
 
+export interface GraphOptions {
+  /** Weights and activations in float32 (the default) or float16 with float32 islands; see the header. */
+  precision?: GraphPrecision;
+}
+
+/**
+ * The activation type and what goes with it: constants of that type, and the casts into and out of a float32
+ * island. At fp32 the casts are the value itself and add no node, so the fp32 graph is the one built before
+ * precision existed, node for node.
+ */
+export interface Numerics {
+  type: typeof ElemType.float | typeof ElemType.float16;
+  /** A scalar constant (shape []) of the activation type. */
+  scalar(value: number): string;
+  /** A float32 value in the activation type. */
+  toActivation(value: string, label?: string): string;
+  /** An activation-type value in float32. */
+  toFloat(value: string, label?: string): string;
+}
+
+/** Make the numerics of a precision for graph `g`. */
+export function createNumerics(g: OnnxGraphBuilder, precision: GraphPrecision = 'fp32'): Numerics {
+  if (precision === 'fp32') {
+    return { type: ElemType.float, scalar: (v) => g.scalar(v), toActivation: (x) => x, toFloat: (x) => x };
+  }
+  return {
+    type: ElemType.float16,
+    scalar: (v) => g.scalarFloat16(v),
+    toActivation: (x, label = `${x}.f16`) => g.op('Cast', [x], { to: ElemType.float16 }, label),
+    toFloat: (x, label = `${x}.f32`) => g.op('Cast', [x], { to: ElemType.float }, label),
+  };
+}
+
 /** Value of the causal bias above the diagonal: exp(-1e9 - max) is exactly 0 in float32. */
 export const causalMaskValue = -1e9;
 
@@ -60,8 +99,9 @@ const geluTanhScale = Math.sqrt(2 / Math.PI);
 const geluCubic = 0.044715;
 
 /** Build the gradient graph: forward + backward to the prompt, for the checkpoint's own shapes and weights. */
-export function buildGradientGraph(checkpoint: Checkpoint): OnnxGraphBuilder {
+export function buildGradientGraph(checkpoint: Checkpoint, options: GraphOptions = {}): OnnxGraphBuilder {
   const g = new OnnxGraphBuilder(`${checkpoint.name}.gradient`);
+  const n = createNumerics(g, options.precision);
   const { nEmbd: C, vocabSize: V } = checkpoint.config;
   const io = gradientGraphIo.inputs;
   const prompt = g.input(io.prompt, ElemType.float, ['B', 'P', C]);
@@ -74,16 +114,17 @@ export function buildGradientGraph(checkpoint: Checkpoint): OnnxGraphBuilder {
   const penaltyIds = g.input(io.penaltyIds, ElemType.int64, ['B', 'T', 'K']);
   const penaltyMask = g.input(io.penaltyMask, ElemType.float, ['B', 'T', 'K']);
   const theta = g.input(io.repetitionPenalty, ElemType.float, ['B']);
-  const w = createCheckpointWeights(g, checkpoint);
+  const w = createCheckpointWeights(g, checkpoint, n);
 
   // The model reads the prompt, then every target token but the last (teacher forcing).
   const targetInputs = g.op('Slice', [targetIds, g.int64s([0]), g.int64s([-1]), g.int64s([1])], {}, 'target_inputs'); // (B, T-1)
-  const h0 = embed(g, w, prompt, targetInputs, positionIds); // (B, S, C)
-  const forward = transformerForward(g, checkpoint.config, w, h0, causalBias);
+  const h0 = embed(g, w, n.toActivation(prompt), targetInputs, positionIds); // (B, S, C)
+  const forward = transformerForward(g, checkpoint.config, w, h0, causalBias, n);
 
-  // ---- head and loss at the T target positions ----
-  const hTarget = g.op('MatMul', [targetSelect, forward.hf], {}, 'head.h_target'); // (B, T, C)
-  const logits = g.op('MatMul', [hTarget, w.headT()], {}, 'head.logits'); // (B, T, V)
+  // ---- head and loss at the T target positions (the loss in float32 at any precision) ----
+  const select = n.toActivation(targetSelect); // (T, S)
+  const hTarget = g.op('MatMul', [select, forward.hf], {}, 'head.h_target'); // (B, T, C)
+  const logits = n.toFloat(g.op('MatMul', [hTarget, w.headT()], {}, 'head.logits')); // (B, T, V)
   // Position t is penalized for the target tokens before it: what free-running decoding has produced by then when
   // it reproduces the target, so the argmax below stays the greedy hit check under a penalty too.
   const penalty = repetitionPenaltyForward(g, logits, penaltyIds, penaltyMask, theta);
@@ -92,11 +133,11 @@ export function buildGradientGraph(checkpoint: Checkpoint): OnnxGraphBuilder {
   // ---- backward, in the reverse order of the forward pass ----
   const dPenalized = crossEntropyBackward(g, loss, targetIds, targetMask, V); // (B, T, V)
   const dLogits = repetitionPenaltyBackward(g, penalty.saved, dPenalized); // (B, T, V)
-  const dHTarget = g.op('MatMul', [dLogits, w.head()], {}, 'head.d_h_target'); // (B, T, C)
-  const dHf = g.op('MatMul', [g.op('Transpose', [targetSelect], { perm: [1, 0] }), dHTarget], {}, 'ln_f.d_out'); // (B, S, C)
-  const dH0 = transformerBackward(g, checkpoint.config, w, forward, dHf); // (B, S, C)
+  const dHTarget = g.op('MatMul', [n.toActivation(dLogits), w.head()], {}, 'head.d_h_target'); // (B, T, C)
+  const dHf = g.op('MatMul', [g.op('Transpose', [select], { perm: [1, 0] }), dHTarget], {}, 'ln_f.d_out'); // (B, S, C)
+  const dH0 = transformerBackward(g, checkpoint.config, w, forward, dHf, undefined, n); // (B, S, C)
   // Only the prompt positions of d h0 belong to a parameter; the rest is the gradient to frozen token embeddings.
-  const gradPrompt = g.op('Gather', [dH0, promptPositions], { axis: 1 }, 'grad_prompt.gather'); // (B, P, C)
+  const gradPrompt = n.toFloat(g.op('Gather', [dH0, promptPositions], { axis: 1 }, 'grad_prompt.gather')); // (B, P, C)
 
   const out = gradientGraphIo.outputs;
   g.output(loss.nll, out.nll, ElemType.float, ['B', 'T']);
@@ -106,8 +147,9 @@ export function buildGradientGraph(checkpoint: Checkpoint): OnnxGraphBuilder {
 }
 
 /** Build the forward-only decode graph: next-token log-probabilities after prompt + tokens so far. */
-export function buildDecodeGraph(checkpoint: Checkpoint): OnnxGraphBuilder {
+export function buildDecodeGraph(checkpoint: Checkpoint, options: GraphOptions = {}): OnnxGraphBuilder {
   const g = new OnnxGraphBuilder(`${checkpoint.name}.decode`);
+  const n = createNumerics(g, options.precision);
   const { nEmbd: C, vocabSize: V } = checkpoint.config;
   const io = decodeGraphIo.inputs;
   const prompt = g.input(io.prompt, ElemType.float, ['B', 'P', C]);
@@ -118,12 +160,12 @@ export function buildDecodeGraph(checkpoint: Checkpoint): OnnxGraphBuilder {
   const penaltyIds = g.input(io.penaltyIds, ElemType.int64, ['B', 1, 'K']);
   const penaltyMask = g.input(io.penaltyMask, ElemType.float, ['B', 1, 'K']);
   const theta = g.input(io.repetitionPenalty, ElemType.float, ['B']);
-  const w = createCheckpointWeights(g, checkpoint);
+  const w = createCheckpointWeights(g, checkpoint, n);
 
-  const h0 = embed(g, w, prompt, tokenIds, positionIds); // (B, S, C)
-  const { hf } = transformerForward(g, checkpoint.config, w, h0, causalBias);
+  const h0 = embed(g, w, n.toActivation(prompt), tokenIds, positionIds); // (B, S, C)
+  const { hf } = transformerForward(g, checkpoint.config, w, h0, causalBias, n);
   const hLast = g.op('Gather', [hf, lastPosition], { axis: 1 }, 'head.h_last'); // (B, 1, C)
-  const logits = g.op('MatMul', [hLast, w.headT()], {}, 'head.logits'); // (B, 1, V)
+  const logits = n.toFloat(g.op('MatMul', [hLast, w.headT()], {}, 'head.logits')); // (B, 1, V)
   // The penalty before the log-softmax, as in the gradient graph: a decoder ranks by the likelihood the search tracks.
   const penalized = repetitionPenaltyForward(g, logits, penaltyIds, penaltyMask, theta).out; // (B, 1, V)
   const logitsLast = g.op('Squeeze', [penalized, g.int64s([1])], {}, 'head.logits_last'); // (B, V)
@@ -137,7 +179,7 @@ export function buildDecodeGraph(checkpoint: Checkpoint): OnnxGraphBuilder {
 
 /** The weights as graph values, by checkpoint name. */
 export interface Weights {
-  /** The float32 value of a weight (a Cast follows float16 / bfloat16 storage). */
+  /** A weight in the graph's activation type (a Cast follows storage of another type). */
   get(name: string): string;
   /** The weight with its two axes swapped (frozen weights: onnxruntime folds this once at load). */
   transposed(name: string): string;
@@ -168,13 +210,16 @@ export function createWeights(g: OnnxGraphBuilder, declare: (name: string) => st
   return { get, transposed, head: () => get(headName), headT: () => transposed(headName) };
 }
 
-// Frozen weights: initializers left in the checkpoint's safetensors file.
-function createCheckpointWeights(g: OnnxGraphBuilder, checkpoint: Checkpoint): Weights {
+// Frozen weights: initializers left in the checkpoint's safetensors file, cast once to the activation type (a cast
+// of an initializer is a constant, which onnxruntime folds when the session opens).
+function createCheckpointWeights(g: OnnxGraphBuilder, checkpoint: Checkpoint, n: Numerics): Weights {
+  const suffix = n.type === ElemType.float ? 'f32' : 'f16';
   return createWeights(g, (name) => {
     const tensor = checkpoint.tensors.get(name);
     if (!tensor) throw new Error(`checkpoint ${checkpoint.dir}: the graph needs tensor ${name}, which it lacks`);
     const stored = g.external(externalOf(checkpoint, tensor));
-    return tensor.dtype === 'F32' ? stored : g.op('Cast', [stored], { to: ElemType.float }, `${name}.f32`);
+    return storageElemType[tensor.dtype] === n.type ? stored
+      : g.op('Cast', [stored], { to: n.type }, `${name}.${suffix}`);
   }, checkpoint.headName);
 }
 
@@ -211,8 +256,9 @@ function embed(g: OnnxGraphBuilder, w: Weights, prompt: string, tokenIds: string
 // Transformer blocks
 
 interface LayerNormSaved {
-  xhat: string; // (B, S, C) normalized input
-  rstd: string; // (B, S, 1) 1 / sqrt(var + eps)
+  xhat: string; // (B, S, C) normalized input, activation type
+  xhatF32: string; // (B, S, C) the same in float32 (the same value at fp32)
+  rstd: string; // (B, S, 1) float32: 1 / sqrt(var + eps)
   gamma: string; // (C)
 }
 
@@ -221,7 +267,8 @@ interface AttentionSaved {
   qh: string; // (B, H, S, D)
   kh: string; // (B, H, S, D)
   vh: string; // (B, H, S, D)
-  probs: string; // (B, H, S, S) softmax of the scaled, masked scores
+  probs: string; // (B, H, S, S) float32: softmax of the scaled, masked scores
+  probsAct: string; // (B, H, S, S) the same in the activation type (the same value at fp32)
   yh: string; // (B, H, S, D) probs · vh
   y: string; // (B, S, C) heads merged, c_proj's input
 }
@@ -249,70 +296,76 @@ export interface ForwardResult {
 
 /** Run the blocks and ln_f over the embedded sequence h0 (B, S, C). */
 export function transformerForward(g: OnnxGraphBuilder, config: Gpt2Config, w: Weights, h0: string,
-  causalBias: string): ForwardResult {
+  causalBias: string, n: Numerics = createNumerics(g)): ForwardResult {
   const { nLayer, layerNormEpsilon: eps } = config;
   const blocks: BlockSaved[] = [];
   let h = h0; // (B, S, C) residual stream
   for (let l = 0; l < nLayer; l++) {
     const p = `h.${l}`;
-    const ln1 = layernormForward(g, w, `${p}.ln_1`, h, eps);
-    const attn = attentionForward(g, config, w, `${p}.attn`, ln1.y, causalBias);
+    const ln1 = layernormForward(g, n, w, `${p}.ln_1`, h, eps);
+    const attn = attentionForward(g, n, config, w, `${p}.attn`, ln1.y, causalBias);
     h = g.op('Add', [h, attn.out], {}, `${p}.residual_attn`); // (B, S, C)
-    const ln2 = layernormForward(g, w, `${p}.ln_2`, h, eps);
-    const mlp = mlpForward(g, w, `${p}.mlp`, ln2.y);
+    const ln2 = layernormForward(g, n, w, `${p}.ln_2`, h, eps);
+    const mlp = mlpForward(g, n, w, `${p}.mlp`, ln2.y);
     h = g.op('Add', [h, mlp.out], {}, `${p}.residual_mlp`); // (B, S, C)
     blocks.push({ ln1: ln1.saved, attn: attn.saved, ln2: ln2.saved, mlp: mlp.saved });
   }
-  const lnF = layernormForward(g, w, 'ln_f', h, eps);
+  const lnF = layernormForward(g, n, w, 'ln_f', h, eps);
   return { blocks, lnF: lnF.saved, hf: lnF.y };
 }
 
 /** Backward from d hf (B, S, C) to d h0 (B, S, C); with a sink, also to every block and ln_f weight. */
 export function transformerBackward(g: OnnxGraphBuilder, config: Gpt2Config, w: Weights, forward: ForwardResult,
-  dHf: string, grads?: WeightGradientSink): string {
+  dHf: string, grads?: WeightGradientSink, n: Numerics = createNumerics(g)): string {
   const { nLayer } = config;
-  let dH = layernormBackward(g, 'ln_f', forward.lnF, dHf, grads); // (B, S, C)
+  let dH = layernormBackward(g, n, 'ln_f', forward.lnF, dHf, grads); // (B, S, C)
   for (let l = nLayer - 1; l >= 0; l--) {
     const p = `h.${l}`;
     const saved = forward.blocks[l]!;
     // h_out = h_mid + mlp(ln_2(h_mid)): the residual passes dH through unchanged and adds the branch's gradient.
-    const dLn2 = mlpBackward(g, config, w, `${p}.mlp`, saved.mlp, dH, grads);
-    dH = g.op('Add', [dH, layernormBackward(g, `${p}.ln_2`, saved.ln2, dLn2, grads)], {}, `${p}.d_residual_mlp`);
+    const dLn2 = mlpBackward(g, n, config, w, `${p}.mlp`, saved.mlp, dH, grads);
+    dH = g.op('Add', [dH, layernormBackward(g, n, `${p}.ln_2`, saved.ln2, dLn2, grads)], {}, `${p}.d_residual_mlp`);
     // h_mid = h_in + attn(ln_1(h_in))
-    const dLn1 = attentionBackward(g, config, w, `${p}.attn`, saved.attn, dH, grads);
-    dH = g.op('Add', [dH, layernormBackward(g, `${p}.ln_1`, saved.ln1, dLn1, grads)], {}, `${p}.d_residual_attn`);
+    const dLn1 = attentionBackward(g, n, config, w, `${p}.attn`, saved.attn, dH, grads);
+    dH = g.op('Add', [dH, layernormBackward(g, n, `${p}.ln_1`, saved.ln1, dLn1, grads)], {}, `${p}.d_residual_attn`);
   }
   return dH;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// LayerNorm: y = xhat * gamma + beta, xhat = (x - mean) * rstd, over the last axis (biased variance, as torch)
+// LayerNorm: y = xhat * gamma + beta, xhat = (x - mean) * rstd, over the last axis (biased variance, as torch).
+// The statistics and xhat are float32 at any precision: a float16 mean of C numbers, or a variance near eps, would
+// lose most of their digits; the affine part runs in the activation type.
 
-function layernormForward(g: OnnxGraphBuilder, w: Weights, name: string, x: string, eps: number) {
+function layernormForward(g: OnnxGraphBuilder, n: Numerics, w: Weights, name: string, x: string, eps: number) {
   const gamma = w.get(`${name}.weight`); // (C)
   const beta = w.get(`${name}.bias`); // (C)
-  const mean = g.op('ReduceMean', [x], { axes: [-1], keepdims: 1 }, `${name}.mean`); // (B, S, 1)
-  const centered = g.op('Sub', [x, mean], {}, `${name}.centered`); // (B, S, C)
+  const x32 = n.toFloat(x, `${name}.x_f32`); // (B, S, C) float32
+  const mean = g.op('ReduceMean', [x32], { axes: [-1], keepdims: 1 }, `${name}.mean`); // (B, S, 1)
+  const centered = g.op('Sub', [x32, mean], {}, `${name}.centered`); // (B, S, C)
   const variance = g.op('ReduceMean', [g.op('Mul', [centered, centered])], { axes: [-1], keepdims: 1 }, `${name}.var`); // (B, S, 1)
   const rstd = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [variance, g.scalar(eps)])])], {}, `${name}.rstd`); // (B, S, 1)
-  const xhat = g.op('Mul', [centered, rstd], {}, `${name}.xhat`); // (B, S, C)
+  const xhatF32 = g.op('Mul', [centered, rstd], {}, `${name}.xhat`); // (B, S, C) float32
+  const xhat = n.toActivation(xhatF32); // (B, S, C)
   const y = g.op('Add', [g.op('Mul', [xhat, gamma]), beta], {}, name); // (B, S, C)
-  return { y, saved: { xhat, rstd, gamma } satisfies LayerNormSaved };
+  return { y, saved: { xhat, xhatF32, rstd, gamma } satisfies LayerNormSaved };
 }
 
 // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = gamma * dy; d gamma = sum(dy * xhat), d beta = sum(dy)
-function layernormBackward(g: OnnxGraphBuilder, name: string, saved: LayerNormSaved, dY: string,
+// The two means and the product with rstd run in float32, as in the forward pass.
+function layernormBackward(g: OnnxGraphBuilder, n: Numerics, name: string, saved: LayerNormSaved, dY: string,
   grads?: WeightGradientSink): string {
   if (grads) {
     grads.add(`${name}.weight`, g.op('ReduceSum', [g.op('Mul', [dY, saved.xhat]), g.int64s([0, 1])], { keepdims: 0 },
       `${name}.d_weight`)); // (C)
     grads.add(`${name}.bias`, g.op('ReduceSum', [dY, g.int64s([0, 1])], { keepdims: 0 }, `${name}.d_bias`)); // (C)
   }
-  const gy = g.op('Mul', [dY, saved.gamma], {}, `${name}.d_xhat`); // (B, S, C)
+  const gy = n.toFloat(g.op('Mul', [dY, saved.gamma], {}, `${name}.d_xhat`)); // (B, S, C) float32
+  const { xhatF32: xhat } = saved;
   const meanG = g.op('ReduceMean', [gy], { axes: [-1], keepdims: 1 }); // (B, S, 1)
-  const meanGX = g.op('ReduceMean', [g.op('Mul', [gy, saved.xhat])], { axes: [-1], keepdims: 1 }); // (B, S, 1)
-  const inner = g.op('Sub', [g.op('Sub', [gy, meanG]), g.op('Mul', [saved.xhat, meanGX])]); // (B, S, C)
-  return g.op('Mul', [inner, saved.rstd], {}, `${name}.d_in`); // (B, S, C)
+  const meanGX = g.op('ReduceMean', [g.op('Mul', [gy, xhat])], { axes: [-1], keepdims: 1 }); // (B, S, 1)
+  const inner = g.op('Sub', [g.op('Sub', [gy, meanG]), g.op('Mul', [xhat, meanGX])]); // (B, S, C)
+  return n.toActivation(g.op('Mul', [inner, saved.rstd], {}, `${name}.d_in`)); // (B, S, C)
 }
 
 // HF's Conv1D: y = x W + b with W stored (in, out). d W = sum over (B, S) of x^T dy, d b = sum of dy.
@@ -326,8 +379,10 @@ function conv1dWeightGradients(g: OnnxGraphBuilder, name: string, x: string, dY:
 
 // ---------------------------------------------------------------------------------------------------------------
 // Causal self-attention. HF's Conv1D stores W as (in, out): y = x W + b, so dx = dy W^T.
+// The scale, the causal bias and the softmax run in float32 at any precision (the bias, -1e9, is no float16 number),
+// and so does the softmax backward; the matrix products run in the activation type.
 
-function attentionForward(g: OnnxGraphBuilder, config: Gpt2Config, w: Weights, name: string, x: string,
+function attentionForward(g: OnnxGraphBuilder, n: Numerics, config: Gpt2Config, w: Weights, name: string, x: string,
   causalBias: string) {
   const { nEmbd: C, nHead: H, scaleAttnWeights } = config;
   const D = C / H;
@@ -340,18 +395,19 @@ function attentionForward(g: OnnxGraphBuilder, config: Gpt2Config, w: Weights, n
   const kh = splitHeads(k!, `${name}.k`);
   const vh = splitHeads(v!, `${name}.v`);
   const kT = g.op('Transpose', [kh], { perm: [0, 1, 3, 2] }, `${name}.kT`); // (B, H, D, S)
-  let scores = g.op('MatMul', [qh, kT], {}, `${name}.scores`); // (B, H, S, S)
+  let scores = n.toFloat(g.op('MatMul', [qh, kT], {}, `${name}.scores`)); // (B, H, S, S) float32
   if (scaleAttnWeights) scores = g.op('Mul', [scores, g.scalar(1 / Math.sqrt(D))], {}, `${name}.scores_scaled`);
   const masked = g.op('Add', [scores, causalBias], {}, `${name}.scores_masked`); // (B, H, S, S)
-  const probs = g.op('Softmax', [masked], { axis: -1 }, `${name}.probs`); // (B, H, S, S)
-  const yh = g.op('MatMul', [probs, vh], {}, `${name}.yh`); // (B, H, S, D)
+  const probs = g.op('Softmax', [masked], { axis: -1 }, `${name}.probs`); // (B, H, S, S) float32
+  const probsAct = n.toActivation(probs); // (B, H, S, S)
+  const yh = g.op('MatMul', [probsAct, vh], {}, `${name}.yh`); // (B, H, S, D)
   const y = mergeHeads(g, yh, C, `${name}.y`); // (B, S, C)
   const out = g.op('Add', [g.op('MatMul', [y, w.get(`${name}.c_proj.weight`)]), w.get(`${name}.c_proj.bias`)], {},
     `${name}.c_proj`); // (B, S, C)
-  return { out, saved: { x, qh, kh, vh, probs, yh, y } satisfies AttentionSaved };
+  return { out, saved: { x, qh, kh, vh, probs, probsAct, yh, y } satisfies AttentionSaved };
 }
 
-function attentionBackward(g: OnnxGraphBuilder, config: Gpt2Config, w: Weights, name: string,
+function attentionBackward(g: OnnxGraphBuilder, n: Numerics, config: Gpt2Config, w: Weights, name: string,
   saved: AttentionSaved, dOut: string, grads?: WeightGradientSink): string {
   const { nEmbd: C, nHead: H, scaleAttnWeights } = config;
   const D = C / H;
@@ -360,14 +416,16 @@ function attentionBackward(g: OnnxGraphBuilder, config: Gpt2Config, w: Weights, 
   const dYh = g.op('Transpose', [g.op('Reshape', [dY, g.int64s([0, 0, H, D])])], { perm: [0, 2, 1, 3] },
     `${name}.d_yh`); // (B, H, S, D)
   const swapLast = (t: string) => g.op('Transpose', [t], { perm: [0, 1, 3, 2] }); // (..., S, X) -> (..., X, S)
-  const dProbs = g.op('MatMul', [dYh, swapLast(saved.vh)], {}, `${name}.d_probs`); // (B, H, S, S)
-  const dVh = g.op('MatMul', [swapLast(saved.probs), dYh], {}, `${name}.d_vh`); // (B, H, S, D)
+  const dProbs = n.toFloat(g.op('MatMul', [dYh, swapLast(saved.vh)], {}, `${name}.d_probs`)); // (B, H, S, S) float32
+  const dVh = g.op('MatMul', [swapLast(saved.probsAct), dYh], {}, `${name}.d_vh`); // (B, H, S, D)
   // softmax: dx = y * (dy - sum_j(dy_j * y_j)); the causal bias is a constant, so d scores_masked = d scores.
   // sum_j dProbs_ij probs_ij = sum_j (dYh_i · vh_j) probs_ij = dYh_i · yh_i: a sum over D instead of over the S keys,
   // cheaper, and independent of how many padded keys a batch adds, so a job's gradient does not depend on its batch.
-  const rowDot = g.op('ReduceSum', [g.op('Mul', [dYh, saved.yh]), g.int64s([-1])], { keepdims: 1 }); // (B, H, S, 1)
+  const rowDot = g.op('ReduceSum', [g.op('Mul', [n.toFloat(dYh), n.toFloat(saved.yh)]), g.int64s([-1])],
+    { keepdims: 1 }); // (B, H, S, 1) float32
   let dScores = g.op('Mul', [saved.probs, g.op('Sub', [dProbs, rowDot])], {}, `${name}.d_scores`); // (B, H, S, S)
   if (scaleAttnWeights) dScores = g.op('Mul', [dScores, g.scalar(1 / Math.sqrt(D))]);
+  dScores = n.toActivation(dScores); // (B, H, S, S)
   const dQh = g.op('MatMul', [dScores, saved.kh], {}, `${name}.d_qh`); // (B, H, S, D)
   const dKh = g.op('MatMul', [swapLast(dScores), saved.qh], {}, `${name}.d_kh`); // (B, H, S, D)
   const dQkv = g.op('Concat', [mergeHeads(g, dQh, C, `${name}.d_q`), mergeHeads(g, dKh, C, `${name}.d_k`),
@@ -385,30 +443,30 @@ function mergeHeads(g: OnnxGraphBuilder, t: string, C: number, label: string): s
 // ---------------------------------------------------------------------------------------------------------------
 // MLP with gelu_new: gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 
-function mlpForward(g: OnnxGraphBuilder, w: Weights, name: string, x: string) {
+function mlpForward(g: OnnxGraphBuilder, n: Numerics, w: Weights, name: string, x: string) {
   const fc = g.op('Add', [g.op('MatMul', [x, w.get(`${name}.c_fc.weight`)]), w.get(`${name}.c_fc.bias`)], {},
     `${name}.c_fc`); // (B, S, F)
   const cube = g.op('Mul', [g.op('Mul', [fc, fc]), fc]); // (B, S, F)
-  const inner = g.op('Mul', [g.op('Add', [fc, g.op('Mul', [cube, g.scalar(geluCubic)])]), g.scalar(geluTanhScale)]);
+  const inner = g.op('Mul', [g.op('Add', [fc, g.op('Mul', [cube, n.scalar(geluCubic)])]), n.scalar(geluTanhScale)]);
   const tanh = g.op('Tanh', [inner], {}, `${name}.tanh`); // (B, S, F)
-  const gelu = g.op('Mul', [g.op('Mul', [fc, g.scalar(0.5)]), g.op('Add', [tanh, g.scalar(1)])], {}, `${name}.gelu`); // (B, S, F)
+  const gelu = g.op('Mul', [g.op('Mul', [fc, n.scalar(0.5)]), g.op('Add', [tanh, n.scalar(1)])], {}, `${name}.gelu`); // (B, S, F)
   const out = g.op('Add', [g.op('MatMul', [gelu, w.get(`${name}.c_proj.weight`)]), w.get(`${name}.c_proj.bias`)], {},
     `${name}.c_proj`); // (B, S, C)
   return { out, saved: { x, fc, tanh, gelu } satisfies MlpSaved };
 }
 
 // d gelu / dx = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
-function mlpBackward(g: OnnxGraphBuilder, config: Gpt2Config, w: Weights, name: string, saved: MlpSaved,
+function mlpBackward(g: OnnxGraphBuilder, n: Numerics, config: Gpt2Config, w: Weights, name: string, saved: MlpSaved,
   dOut: string, grads?: WeightGradientSink): string {
   const { x, fc, tanh, gelu } = saved;
   const { nEmbd: C, nInner: F } = config;
   if (grads) conv1dWeightGradients(g, `${name}.c_proj`, gelu, dOut, F, C, grads);
   const dGelu = g.op('MatMul', [dOut, w.transposed(`${name}.c_proj.weight`)], {}, `${name}.d_gelu`); // (B, S, F)
-  const halfOnePlusT = g.op('Mul', [g.op('Add', [tanh, g.scalar(1)]), g.scalar(0.5)]);
-  const sech2 = g.op('Sub', [g.scalar(1), g.op('Mul', [tanh, tanh])]);
-  const dInner = g.op('Mul', [g.op('Add', [g.op('Mul', [g.op('Mul', [fc, fc]), g.scalar(3 * geluCubic)]), g.scalar(1)]),
-    g.scalar(geluTanhScale)]);
-  const slope = g.op('Add', [halfOnePlusT, g.op('Mul', [g.op('Mul', [g.op('Mul', [fc, g.scalar(0.5)]), sech2]), dInner])],
+  const halfOnePlusT = g.op('Mul', [g.op('Add', [tanh, n.scalar(1)]), n.scalar(0.5)]);
+  const sech2 = g.op('Sub', [n.scalar(1), g.op('Mul', [tanh, tanh])]);
+  const dInner = g.op('Mul', [g.op('Add', [g.op('Mul', [g.op('Mul', [fc, fc]), n.scalar(3 * geluCubic)]), n.scalar(1)]),
+    n.scalar(geluTanhScale)]);
+  const slope = g.op('Add', [halfOnePlusT, g.op('Mul', [g.op('Mul', [g.op('Mul', [fc, n.scalar(0.5)]), sech2]), dInner])],
     {}, `${name}.gelu_slope`); // (B, S, F)
   const dFc = g.op('Mul', [dGelu, slope], {}, `${name}.d_fc`); // (B, S, F)
   if (grads) conv1dWeightGradients(g, `${name}.c_fc`, x, dFc, C, F, grads);

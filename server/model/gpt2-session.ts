@@ -8,6 +8,7 @@ import { loadCheckpoint } from './checkpoint.js';
 import { openSession } from './execution-provider.js';
 import type { DeviceRequest, ProviderFallback, ProviderName } from './execution-provider.js';
 import { buildDecodeGraph, buildGradientGraph, causalMaskValue, decodeGraphIo, gradientGraphIo } from './gpt2-graph.js';
+import type { GraphPrecision } from './precision.js';
 import { integerProblem, tokenIdProblem } from '../util/numbers.js';
 
 /** One graph run's worth of jobs: B prompts of P vectors each and B targets of any lengths ≥ 1. */
@@ -148,15 +149,21 @@ export interface Gpt2Model {
   decode: DecodeSession;
   provider: ProviderName;
   fallbacks: ProviderFallback[];
+  precision: GraphPrecision;
   release(): Promise<void>;
 }
 
-/** Load a checkpoint folder (or use a loaded checkpoint), build both graphs and open them on `device`. */
-export async function loadGpt2(source: string | Checkpoint, device: DeviceRequest = 'auto'): Promise<Gpt2Model> {
+/**
+ * Load a checkpoint folder (or use a loaded checkpoint), build both graphs at `precision` and open them on
+ * `device`. Both precisions take and return float32 tensors, so nothing else here depends on it.
+ */
+export async function loadGpt2(source: string | Checkpoint, device: DeviceRequest = 'auto',
+  precision: GraphPrecision = 'fp32'): Promise<Gpt2Model> {
   const checkpoint = typeof source === 'string' ? loadCheckpoint(source) : source;
-  const gradientOpened = await openSession(buildGradientGraph(checkpoint).toBytes(), checkpoint.dir, device);
+  const gradientOpened = await openSession(buildGradientGraph(checkpoint, { precision }).toBytes(), checkpoint.dir,
+    device);
   // The decode graph goes where the gradient graph went: one model, one provider.
-  const decodeOpened = await openSession(buildDecodeGraph(checkpoint).toBytes(), checkpoint.dir,
+  const decodeOpened = await openSession(buildDecodeGraph(checkpoint, { precision }).toBytes(), checkpoint.dir,
     gradientOpened.provider);
   const gradient = new GradientSession(checkpoint, gradientOpened.session, gradientOpened.provider);
   const decode = new DecodeSession(checkpoint, decodeOpened.session, decodeOpened.provider);
@@ -166,6 +173,7 @@ export async function loadGpt2(source: string | Checkpoint, device: DeviceReques
     decode,
     provider: gradientOpened.provider,
     fallbacks: gradientOpened.fallbacks,
+    precision,
     release: async () => {
       await gradient.release();
       await decode.release();

@@ -122,6 +122,18 @@ export class OnnxGraphBuilder {
     return this.floats([value], []);
   }
 
+  /** Add (or reuse) a float16 scalar constant (shape []), `value` rounded to the nearest float16. */
+  scalarFloat16(value: number): string {
+    const bits = float16Bits(value);
+    const key = `f16::${bits}`;
+    const cached = this.constantCache.get(key);
+    if (cached) return cached;
+    const name = this.fresh(`const_f16[${value}]`);
+    this.initializers.push({ name, dims: [], dataType: ElemType.float16, rawData: bytesOf(Uint16Array.of(bits)) });
+    this.constantCache.set(key, name);
+    return name;
+  }
+
   /** Add an initializer whose bytes stay in an external file. */
   external(tensor: ExternalTensor): string {
     if (this.used.has(tensor.name)) throw new Error(`graph ${this.graphName}: initializer ${tensor.name} is taken`);
@@ -192,6 +204,26 @@ function attribute(name: string, value: AttributeValue): OnnxNamespace.IAttribut
   if (Array.isArray(value)) return { name, type: T.INTS, ints: value };
   if ('float' in value) return { name, type: T.FLOAT, f: value.float };
   return { name, type: T.FLOATS, floats: value.floats };
+}
+
+/** Return the IEEE binary16 bits nearest to `value` (via float32; ties to even; overflow to ±Infinity). */
+export function float16Bits(value: number): number {
+  const f32 = new Uint32Array(Float32Array.of(value).buffer)[0]!;
+  const sign = (f32 >>> 16) & 0x8000;
+  const exponent = (f32 >>> 23) & 0xff;
+  const mantissa = f32 & 0x7fffff;
+  if (exponent === 0xff) return sign | 0x7c00 | (mantissa ? 0x200 : 0); // Infinity, NaN
+  const e = exponent - 127 + 15; // the float16 exponent
+  if (e >= 31) return sign | 0x7c00;
+  // Normal numbers keep 10 of the 23 mantissa bits; subnormals fewer, the implicit 1 shifted in.
+  const shift = e >= 1 ? 13 : 14 - e;
+  if (shift > 24) return sign;
+  const full = e >= 1 ? mantissa : mantissa | 0x800000;
+  let half = e >= 1 ? (e << 10) | (full >>> shift) : full >>> shift;
+  const rest = full & ((1 << shift) - 1);
+  const halfway = 1 << (shift - 1);
+  if (rest > halfway || (rest === halfway && (half & 1))) half++; // a carry rounds up into the exponent, as it should
+  return sign | half;
 }
 
 function bytesOf(view: ArrayBufferView): Uint8Array {

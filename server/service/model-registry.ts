@@ -7,23 +7,33 @@ import type { InversionEngineOptions } from '../engine/inversion-engine.js';
 import { InversionEngine } from '../engine/inversion-engine.js';
 import type { ModelCatalog } from './hub-ports.js';
 import type { DeviceRequest } from '../model/execution-provider.js';
+import type { GraphPrecision } from '../model/precision.js';
 
 export interface ModelSource {
   name: string;
   dir: string;
   description?: string;
+  /** The graphs' precision (`--precision NAME=fp16`); default fp32. */
+  precision?: GraphPrecision;
+}
+
+interface ModelEntryBase {
+  name: string;
+  dir: string;
+  description: string;
+  precision: GraphPrecision;
 }
 
 export type ModelEntry =
-  | { name: string; dir: string; description: string; state: 'LOADING' }
-  | { name: string; dir: string; description: string; state: 'READY'; model: EngineModel; engine: InversionEngine }
-  | { name: string; dir: string; description: string; state: 'FAILED'; error: string };
+  | ModelEntryBase & { state: 'LOADING' }
+  | ModelEntryBase & { state: 'READY'; model: EngineModel; engine: InversionEngine }
+  | ModelEntryBase & { state: 'FAILED'; error: string };
 
 export interface ModelRegistryOptions {
   device: DeviceRequest;
   engine: Partial<InversionEngineOptions>;
   /** Loads a model; tests inject a slow or failing one. */
-  load?: (name: string, dir: string, device: DeviceRequest) => Promise<EngineModel>;
+  load?: (name: string, dir: string, device: DeviceRequest, precision: GraphPrecision) => Promise<EngineModel>;
 }
 
 /** A failed model's error as clients see it: its folder replaced by the model's name. */
@@ -43,7 +53,7 @@ export class ModelRegistry implements ModelCatalog {
       if (this.entries.has(source.name)) throw new Error(`model registry: the name ${source.name} is given twice`);
       // Clients see names and shapes, never the server's file system: the folder is the operator's business (logs).
       const description = source.description ?? `GPT-2 checkpoint "${source.name}"`;
-      this.entries.set(source.name, { name: source.name, dir: source.dir, description, state: 'LOADING' });
+      this.entries.set(source.name, { ...entryBase(source, description), state: 'LOADING' });
       this.loading.push(this.load(source, description));
     }
   }
@@ -84,13 +94,18 @@ export class ModelRegistry implements ModelCatalog {
 
   private async load(source: ModelSource, description: string): Promise<void> {
     const load = this.options.load ?? loadEngineModel;
+    const base = entryBase(source, description);
     try {
-      const model = await load(source.name, source.dir, this.options.device);
+      const model = await load(source.name, source.dir, this.options.device, base.precision);
       const engine = new InversionEngine(model, this.options.engine);
-      this.entries.set(source.name, { name: source.name, dir: source.dir, description, state: 'READY', model, engine });
+      this.entries.set(source.name, { ...base, state: 'READY', model, engine });
     } catch (error: unknown) {
       const message = error instanceof Error ? error.message : String(error);
-      this.entries.set(source.name, { name: source.name, dir: source.dir, description, state: 'FAILED', error: message });
+      this.entries.set(source.name, { ...base, state: 'FAILED', error: message });
     }
   }
+}
+
+function entryBase(source: ModelSource, description: string): ModelEntryBase {
+  return { name: source.name, dir: source.dir, description, precision: source.precision ?? 'fp32' };
 }
