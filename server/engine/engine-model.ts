@@ -26,6 +26,7 @@ export interface EngineModel {
 export async function loadEngineModel(name: string, dir: string, device: DeviceRequest = 'auto',
   precision: GraphPrecision = 'fp32'): Promise<EngineModel> {
   const model = await loadGpt2(dir, device, precision);
+  const embeddings = TokenEmbeddings.fromCheckpoint(model.checkpoint);
   return {
     name,
     checkpoint: model.checkpoint,
@@ -34,7 +35,10 @@ export async function loadEngineModel(name: string, dir: string, device: DeviceR
     provider: model.provider,
     fallbacks: model.fallbacks,
     tokenizer: createGpt2Tokenizer(),
-    embeddings: TokenEmbeddings.fromCheckpoint(model.checkpoint),
-    release: () => model.release(),
+    embeddings,
+    release: async () => {
+      await embeddings.release();
+      await model.release();
+    },
   };
 }

@@ -5,9 +5,11 @@
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import type { Checkpoint } from '../model/checkpoint.js';
 import { gramMatrix } from '../model/gram-matrix.js';
+import { NearestRows } from '../model/nearest-rows.js';
 
-// Multiply-adds between two yields of the nearest-token scan (about a millisecond of work).
-const nearestBlockSize = 1 << 20;
+// Candidates beyond k that the float32 product passes on for rescoring: its rounding (about 1e-7 of a cosine) cannot
+// move a token further than that past its neighbours but among near-ties.
+const nearestCandidateMargin = 16;
 
 export interface NearestToken {
   id: number;
@@ -21,6 +23,7 @@ export class TokenEmbeddings {
   readonly meanNorm: number; // mean L2 norm of a row
   private readonly norms: Float32Array; // (V) row norms
   private principal?: Promise<Float32Array>;
+  private readonly nearestRows: NearestRows;
 
   constructor(readonly wte: Float32Array, readonly V: number, readonly C: number) {
     const mean = new Float64Array(C);
@@ -44,6 +47,7 @@ export class TokenEmbeddings {
     this.std = Math.sqrt(Math.max(0, sumSq / n - (sum / n) ** 2));
     this.mean = Float32Array.from(mean, (m) => m / V);
     this.meanNorm = normSum / V;
+    this.nearestRows = new NearestRows(wte, V, C, this.norms);
   }
 
   /** Read wte from a checkpoint. */
@@ -57,47 +61,37 @@ export class TokenEmbeddings {
     return this.wte.subarray(id * this.C, (id + 1) * this.C);
   }
 
-  /**
-   * Return the k tokens whose embeddings have the highest cosine similarity with `vector` (C). A scan of gpt2's
-   * 50257 rows takes tens of milliseconds, so it yields to the event loop between blocks: on a shared server the
-   * other jobs' rounds and streams go on meanwhile.
-   */
+  /** Return the k tokens whose embeddings have the highest cosine similarity with `vector` (C), best first. */
   async nearest(vector: Float32Array, k: number): Promise<NearestToken[]> {
     return (await this.nearestMany([vector], k))[0]!;
   }
 
   /**
-   * Return the k nearest tokens of each of R vectors (C) in one pass over wte: the product (R, C) x (C, V) with a
-   * running top-k per vector, so the summaries of runs that finish together read the matrix once. Each vector's
-   * numbers are those `nearest` gives it alone.
+   * Return the k nearest tokens of each of R vectors (C) in one pass over wte: the product (R, C) x (C, V) and a
+   * top-k in onnxruntime (server/model/nearest-rows.ts) find candidates, off the event loop and reading the matrix
+   * once for the summaries of runs that finish together; the candidates' cosines are then computed here in float64,
+   * so each vector's tokens and numbers are those it gets alone, whatever else shared the product.
    */
   async nearestMany(vectors: readonly Float32Array[], k: number): Promise<NearestToken[][]> {
-    const { C, V } = this;
-    const norms = vectors.map((vector) => {
+    const { C } = this;
+    const candidates = await this.nearestRows.nearest(vectors, k + nearestCandidateMargin);
+    return vectors.map((vector, r) => {
       let sq = 0;
       for (let c = 0; c < C; c++) sq += vector[c]! * vector[c]!;
-      return Math.sqrt(sq) || 1;
-    });
-    const best = vectors.map(() => [] as NearestToken[]);
-    const rowsPerBlock = Math.max(1, Math.floor(nearestBlockSize / (C * Math.max(1, vectors.length))));
-    for (let v = 0; v < V; v++) {
-      if (v > 0 && v % rowsPerBlock === 0) await new Promise((resolve) => setImmediate(resolve));
-      const base = v * C;
-      for (let r = 0; r < vectors.length; r++) {
-        const vector = vectors[r]!;
+      const norm = Math.sqrt(sq) || 1;
+      const scored = candidates[r]!.map(({ row }) => {
         let dot = 0;
-        for (let c = 0; c < C; c++) dot += vector[c]! * this.wte[base + c]!;
-        const cosine = dot / (norms[r]! * (this.norms[v]! || 1));
-        const top = best[r]!;
-        if (top.length < k || cosine > top[top.length - 1]!.cosine) {
-          let at = top.length;
-          while (at > 0 && top[at - 1]!.cosine < cosine) at--;
-          top.splice(at, 0, { id: v, cosine });
-          if (top.length > k) top.pop();
-        }
-      }
-    }
-    return best;
+        for (let c = 0; c < C; c++) dot += vector[c]! * this.wte[row * C + c]!;
+        return { id: row, cosine: dot / (norm * (this.norms[row]! || 1)) };
+      });
+      // Best first; on a tie the lower id, as a scan in vocabulary order keeps it.
+      return scored.sort((a, b) => b.cosine - a.cosine || a.id - b.id).slice(0, k);
+    });
+  }
+
+  /** Close the session of the nearest-token look-ups. */
+  release(): Promise<void> {
+    return this.nearestRows.release();
   }
 
   /** Return the top-k principal directions of the token embeddings as orthonormal rows (K, C), largest first. */
