@@ -1,6 +1,7 @@
 // GPT-2 as ONNX graphs built from a checkpoint: the gradient graph (forward + backward to the input embeddings)
-// and the forward-only decode graph. onnxruntime has no autograd, so the backward pass is written here by hand,
-// piece by piece, each backward beside its forward and applied in the reverse order of the forward pass.
+// and the forward-only decode graph, with or without a key/value cache. onnxruntime has no autograd, so the
+// backward pass is written here by hand, piece by piece, each backward beside its forward and applied in the
+// reverse order of the forward pass.
 //
 // B = batch, P = prompt vectors, T = target tokens, S = P + T - 1 sequence positions, N = generated tokens,
 // C = channels (768 for gpt2), H = heads, D = C / H, F = MLP width (4C), V = vocab (50257),
@@ -56,6 +57,30 @@ export const decodeGraphIo = {
   },
   outputs: {
     logprobs: 'logprobs', // (B, V) float: log-softmax of the next-token logits
+  },
+} as const;
+
+/**
+ * Names of the cached decode graph's inputs and outputs. R = positions already cached, S = new positions: the
+ * prompt (only on the first run of a row, P = 0 later) and the new tokens, at positions R .. R + S - 1.
+ */
+export const cachedDecodeGraphIo = {
+  inputs: {
+    prompt: 'prompt', // (B, P, C) float; P = 0 once the prompt is cached
+    tokenIds: 'token_ids', // (B, M) int64: the tokens after the cached positions (M may be 0)
+    positionIds: 'position_ids', // (S) int64 with S = P + M: R .. R + S - 1
+    causalBias: 'causal_bias', // (S, R + S) float: 0 where a new position may look, -1e9 above its own
+    lastPosition: 'last_position', // (1) int64: S - 1, the last new position
+    penaltyIds: 'penalty_ids', // (B, 1, K) int64: the row's every token so far, as in the decode graph
+    penaltyMask: 'penalty_mask', // (B, 1, K) float
+    repetitionPenalty: 'repetition_penalty', // (B) float
+    pastKey: (l: number) => `past_key.${l}`, // (B, H, R, D) float
+    pastValue: (l: number) => `past_value.${l}`, // (B, H, R, D) float
+  },
+  outputs: {
+    logprobs: 'logprobs', // (B, V) float
+    presentKey: (l: number) => `present_key.${l}`, // (B, H, R + S, D) float: past_key and the new positions' keys
+    presentValue: (l: number) => `present_value.${l}`, // (B, H, R + S, D) float
   },
 } as const;
 
@@ -164,14 +189,58 @@ export function buildDecodeGraph(checkpoint: Checkpoint, options: GraphOptions =
 
   const h0 = embed(g, w, n.toActivation(prompt), tokenIds, positionIds); // (B, S, C)
   const { hf } = transformerForward(g, checkpoint.config, w, h0, causalBias, n);
+  const logprobs = nextTokenLogprobs(g, n, w, hf, lastPosition, penaltyIds, penaltyMask, theta); // (B, V)
+  g.output(logprobs, decodeGraphIo.outputs.logprobs, ElemType.float, ['B', V]);
+  return g;
+}
+
+/**
+ * Build the decode graph with a key/value cache: the decode graph's log-probabilities after the R cached positions
+ * and S new ones, and every layer's keys and values of all R + S positions, which the next run takes as its past.
+ * The first run of a row feeds its prompt and tokens with R = 0; later runs feed only the new token. The cache
+ * crosses the graph's edge in float32 at either precision (a float16 value survives the round trip exactly).
+ */
+export function buildCachedDecodeGraph(checkpoint: Checkpoint, options: GraphOptions = {}): OnnxGraphBuilder {
+  const g = new OnnxGraphBuilder(`${checkpoint.name}.decode_cached`);
+  const n = createNumerics(g, options.precision);
+  const { nEmbd: C, nHead: H, nLayer, vocabSize: V } = checkpoint.config;
+  const D = C / H;
+  const io = cachedDecodeGraphIo.inputs;
+  const prompt = g.input(io.prompt, ElemType.float, ['B', 'P', C]);
+  const tokenIds = g.input(io.tokenIds, ElemType.int64, ['B', 'M']);
+  const positionIds = g.input(io.positionIds, ElemType.int64, ['S']);
+  const causalBias = g.input(io.causalBias, ElemType.float, ['S', 'L']);
+  const lastPosition = g.input(io.lastPosition, ElemType.int64, [1]);
+  const penaltyIds = g.input(io.penaltyIds, ElemType.int64, ['B', 1, 'K']);
+  const penaltyMask = g.input(io.penaltyMask, ElemType.float, ['B', 1, 'K']);
+  const theta = g.input(io.repetitionPenalty, ElemType.float, ['B']);
+  const past = Array.from({ length: nLayer }, (_, l): KeyValue => ({
+    key: n.toActivation(g.input(io.pastKey(l), ElemType.float, ['B', H, 'R', D])), // (B, H, R, D)
+    value: n.toActivation(g.input(io.pastValue(l), ElemType.float, ['B', H, 'R', D])), // (B, H, R, D)
+  }));
+  const w = createCheckpointWeights(g, checkpoint, n);
+
+  const h0 = embed(g, w, n.toActivation(prompt), tokenIds, positionIds); // (B, S, C)
+  const { hf, blocks } = transformerForward(g, checkpoint.config, w, h0, causalBias, n, past);
+  const logprobs = nextTokenLogprobs(g, n, w, hf, lastPosition, penaltyIds, penaltyMask, theta); // (B, V)
+  const out = cachedDecodeGraphIo.outputs;
+  g.output(logprobs, out.logprobs, ElemType.float, ['B', V]);
+  blocks.forEach(({ attn }, l) => {
+    g.output(n.toFloat(attn.kh, `present_key.${l}.f32`), out.presentKey(l), ElemType.float, ['B', H, 'L', D]);
+    g.output(n.toFloat(attn.vh, `present_value.${l}.f32`), out.presentValue(l), ElemType.float, ['B', H, 'L', D]);
+  });
+  return g;
+}
+
+// The head at the last position, the repetition penalty and the log-softmax: (B, S, C) -> (B, V).
+function nextTokenLogprobs(g: OnnxGraphBuilder, n: Numerics, w: Weights, hf: string, lastPosition: string,
+  penaltyIds: string, penaltyMask: string, theta: string): string {
   const hLast = g.op('Gather', [hf, lastPosition], { axis: 1 }, 'head.h_last'); // (B, 1, C)
   const logits = n.toFloat(g.op('MatMul', [hLast, w.headT()], {}, 'head.logits')); // (B, 1, V)
   // The penalty before the log-softmax, as in the gradient graph: a decoder ranks by the likelihood the search tracks.
   const penalized = repetitionPenaltyForward(g, logits, penaltyIds, penaltyMask, theta).out; // (B, 1, V)
   const logitsLast = g.op('Squeeze', [penalized, g.int64s([1])], {}, 'head.logits_last'); // (B, V)
-  const logprobs = g.op('LogSoftmax', [logitsLast], { axis: -1 }, 'head.logprobs'); // (B, V)
-  g.output(logprobs, decodeGraphIo.outputs.logprobs, ElemType.float, ['B', V]);
-  return g;
+  return g.op('LogSoftmax', [logitsLast], { axis: -1 }, 'head.logprobs'); // (B, V)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -294,16 +363,25 @@ export interface ForwardResult {
   hf: string; // (B, S, C) after ln_f
 }
 
-/** Run the blocks and ln_f over the embedded sequence h0 (B, S, C). */
+/** One layer's attention keys or values of earlier positions, in the activation type. */
+export interface KeyValue {
+  key: string; // (B, H, R, D)
+  value: string; // (B, H, R, D)
+}
+
+/**
+ * Run the blocks and ln_f over the embedded sequence h0 (B, S, C); with `past` (one per layer), h0 holds the S
+ * positions after the R cached ones, and each block's attention saved kh and vh are the present (B, H, R + S, D).
+ */
 export function transformerForward(g: OnnxGraphBuilder, config: Gpt2Config, w: Weights, h0: string,
-  causalBias: string, n: Numerics = createNumerics(g)): ForwardResult {
+  causalBias: string, n: Numerics = createNumerics(g), past?: readonly KeyValue[]): ForwardResult {
   const { nLayer, layerNormEpsilon: eps } = config;
   const blocks: BlockSaved[] = [];
   let h = h0; // (B, S, C) residual stream
   for (let l = 0; l < nLayer; l++) {
     const p = `h.${l}`;
     const ln1 = layernormForward(g, n, w, `${p}.ln_1`, h, eps);
-    const attn = attentionForward(g, n, config, w, `${p}.attn`, ln1.y, causalBias);
+    const attn = attentionForward(g, n, config, w, `${p}.attn`, ln1.y, causalBias, past?.[l]);
     h = g.op('Add', [h, attn.out], {}, `${p}.residual_attn`); // (B, S, C)
     const ln2 = layernormForward(g, n, w, `${p}.ln_2`, h, eps);
     const mlp = mlpForward(g, n, w, `${p}.mlp`, ln2.y);
@@ -382,8 +460,11 @@ function conv1dWeightGradients(g: OnnxGraphBuilder, name: string, x: string, dY:
 // The scale, the causal bias and the softmax run in float32 at any precision (the bias, -1e9, is no float16 number),
 // and so does the softmax backward; the matrix products run in the activation type.
 
+// With `past` (B, H, R, D) keys and values of R earlier positions, the S new positions' keys and values follow them
+// (kh and vh are then the present (B, H, R + S, D) and the scores (B, H, S, R + S)); the host's causal bias is
+// (S, R + S). A Concat needs no shape arithmetic.
 function attentionForward(g: OnnxGraphBuilder, n: Numerics, config: Gpt2Config, w: Weights, name: string, x: string,
-  causalBias: string) {
+  causalBias: string, past?: KeyValue) {
   const { nEmbd: C, nHead: H, scaleAttnWeights } = config;
   const D = C / H;
   const qkv = g.op('Add', [g.op('MatMul', [x, w.get(`${name}.c_attn.weight`)]), w.get(`${name}.c_attn.bias`)], {},
@@ -392,8 +473,10 @@ function attentionForward(g: OnnxGraphBuilder, n: Numerics, config: Gpt2Config, 
   const splitHeads = (t: string, label: string) =>
     g.op('Transpose', [g.op('Reshape', [t, g.int64s([0, 0, H, D])])], { perm: [0, 2, 1, 3] }, label); // (B, H, S, D)
   const qh = splitHeads(q!, `${name}.q`);
-  const kh = splitHeads(k!, `${name}.k`);
-  const vh = splitHeads(v!, `${name}.v`);
+  const kh = past ? g.op('Concat', [past.key, splitHeads(k!, `${name}.k_new`)], { axis: 2 }, `${name}.k`)
+    : splitHeads(k!, `${name}.k`);
+  const vh = past ? g.op('Concat', [past.value, splitHeads(v!, `${name}.v_new`)], { axis: 2 }, `${name}.v`)
+    : splitHeads(v!, `${name}.v`);
   const kT = g.op('Transpose', [kh], { perm: [0, 1, 3, 2] }, `${name}.kT`); // (B, H, D, S)
   let scores = n.toFloat(g.op('MatMul', [qh, kT], {}, `${name}.scores`)); // (B, H, S, S) float32
   if (scaleAttnWeights) scores = g.op('Mul', [scores, g.scalar(1 / Math.sqrt(D))], {}, `${name}.scores_scaled`);

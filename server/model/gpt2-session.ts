@@ -7,7 +7,8 @@ import type { Checkpoint } from './checkpoint.js';
 import { loadCheckpoint } from './checkpoint.js';
 import { openSession } from './execution-provider.js';
 import type { DeviceRequest, ProviderFallback, ProviderName } from './execution-provider.js';
-import { buildDecodeGraph, buildGradientGraph, causalMaskValue, decodeGraphIo, gradientGraphIo } from './gpt2-graph.js';
+import { buildCachedDecodeGraph, buildGradientGraph, cachedDecodeGraphIo, causalMaskValue, decodeGraphIo,
+  gradientGraphIo } from './gpt2-graph.js';
 import type { GraphPrecision } from './precision.js';
 import { integerProblem, tokenIdProblem } from '../util/numbers.js';
 
@@ -142,11 +143,203 @@ export class DecodeSession {
   }
 }
 
+/** A row's cached keys and values: row `row` of a run's present tensors. */
+interface CacheEntry {
+  run: CachedRun;
+  row: number;
+}
+
+/** One cached decode graph run's present keys and values, kept while a row of it may be extended. */
+interface CachedRun {
+  present: ort.Tensor[]; // 2 × layers: (B, H, L, D) keys then values, layer by layer
+  prompts: Float32Array; // (B, P, C) to tell a hit from a hash collision
+  promptSize: number; // P × C
+  keys: string[]; // (B) the entry of each row (a later run may have replaced it)
+  bytes: number;
+}
+
+/** Options of the cached decode session. */
+export interface DecodeCacheOptions {
+  /**
+   * Most bytes of keys and values held between runs; the oldest runs go first beyond it (0: no cache). A decode's
+   * last step leaves rows no run extends; they stay until newer runs push them out.
+   */
+  maxBytes: number;
+}
+
+export const decodeCacheDefaults: Readonly<DecodeCacheOptions> = Object.freeze({
+  maxBytes: 1024 ** 3, // 1 GiB
+});
+
+/**
+ * The decode graph with a key/value cache, behind the same `nextLogprobs` as `DecodeSession`: a decoder asks for the
+ * rows it extends as before, and the session recognizes each row by its prompt and tokens. A run whose every row
+ * extends, by one token, a row of an earlier run (its parent: the same row in greedy decoding, any beam in beam
+ * search) feeds only the new tokens and the parents' keys and values, gathered on the host; any other run (a first
+ * step, a row whose parent went) feeds the whole prompt and tokens, as the uncached graph. Either way each row is
+ * then remembered for its children, and a parent is forgotten once a run has used it.
+ */
+export class CachedDecodeSession {
+  private readonly entries = new Map<string, CacheEntry>();
+  private readonly runs = new Set<CachedRun>(); // oldest first
+  private bytes = 0;
+
+  constructor(readonly checkpoint: Checkpoint, private readonly session: ort.InferenceSession,
+    readonly provider: ProviderName, private readonly options: DecodeCacheOptions = decodeCacheDefaults) {}
+
+  /** Runs that fed only new tokens and runs that fed everything, since the session opened. */
+  readonly counts = { cached: 0, full: 0 };
+
+  /** Return what `DecodeSession.nextLogprobs` returns for the same arguments, within float32 rounding. */
+  async nextLogprobs(prompt: Float32Array, promptVectors: number, tokens: readonly (readonly number[])[],
+    repetitionPenalty?: readonly number[]): Promise<Float32Array> {
+    const { nEmbd: C, nHead: H, nLayer } = this.checkpoint.config;
+    const D = C / H;
+    const P = promptVectors;
+    const B = tokens.length;
+    const N = tokens[0]?.length ?? 0;
+    if (tokens.some((row) => row.length !== N)) throw new ModelInputError('decode: all rows need the same token count');
+    checkBatch(this.checkpoint, prompt.length, B, P, [N + 1], 'tokens');
+    checkRepetitionPenalty(repetitionPenalty, B);
+    const promptSize = P * C;
+    const rowPrompt = (b: number) => prompt.subarray(b * promptSize, (b + 1) * promptSize);
+    const parents = N === 0 ? undefined : this.takeParents(tokens.map((row, b) => rowKey(rowPrompt(b), P, row,
+      N - 1)), rowPrompt);
+    const penalty = repetitionPenaltyInputs(tokens, 1, (row) => row.length, repetitionPenalty);
+    const io = cachedDecodeGraphIo.inputs;
+    const feeds: Record<string, ort.Tensor> = {
+      [io.penaltyIds]: penalty.ids,
+      [io.penaltyMask]: penalty.mask,
+      [io.repetitionPenalty]: penalty.theta,
+    };
+    const S = P + N; // positions after this run
+    if (parents) {
+      // The P + N - 1 positions before the last token are cached: one new position.
+      feeds[io.prompt] = new ort.Tensor('float32', new Float32Array(0), [B, 0, C]);
+      feeds[io.tokenIds] = new ort.Tensor('int64', BigInt64Array.from(tokens, (row) => BigInt(row[N - 1]!)), [B, 1]);
+      feeds[io.positionIds] = new ort.Tensor('int64', BigInt64Array.of(BigInt(S - 1)), [1]);
+      feeds[io.causalBias] = new ort.Tensor('float32', new Float32Array(S), [1, S]); // it sees every position
+      feeds[io.lastPosition] = new ort.Tensor('int64', BigInt64Array.of(0n), [1]);
+      const past = gatherRows(parents, H * (S - 1) * D);
+      for (let l = 0; l < nLayer; l++) {
+        feeds[io.pastKey(l)] = new ort.Tensor('float32', past[2 * l]!, [B, H, S - 1, D]);
+        feeds[io.pastValue(l)] = new ort.Tensor('float32', past[2 * l + 1]!, [B, H, S - 1, D]);
+      }
+      this.counts.cached++;
+    } else {
+      const ids = new BigInt64Array(B * N);
+      tokens.forEach((row, b) => row.forEach((id, n) => { ids[b * N + n] = BigInt(id); }));
+      const helpers = sequenceHelpers(S);
+      feeds[io.prompt] = new ort.Tensor('float32', prompt, [B, P, C]);
+      feeds[io.tokenIds] = new ort.Tensor('int64', ids, [B, N]);
+      feeds[io.positionIds] = helpers.positionIds;
+      feeds[io.causalBias] = helpers.causalBias;
+      feeds[io.lastPosition] = new ort.Tensor('int64', BigInt64Array.of(BigInt(S - 1)), [1]);
+      const empty = new ort.Tensor('float32', new Float32Array(0), [B, H, 0, D]);
+      for (let l = 0; l < nLayer; l++) {
+        feeds[io.pastKey(l)] = empty;
+        feeds[io.pastValue(l)] = empty;
+      }
+      this.counts.full++;
+    }
+    const out = await this.session.run(feeds);
+    const names = cachedDecodeGraphIo.outputs;
+    const present = Array.from({ length: 2 * nLayer }, (_, i) =>
+      out[i % 2 === 0 ? names.presentKey(i >> 1) : names.presentValue(i >> 1)]!);
+    this.remember(present, prompt.slice(), promptSize, tokens.map((row, b) => rowKey(rowPrompt(b), P, row, N)));
+    return out[names.logprobs]!.data as Float32Array;
+  }
+
+  /** Forget every cached row. */
+  clear(): void {
+    this.entries.clear();
+    this.runs.clear();
+    this.bytes = 0;
+  }
+
+  async release(): Promise<void> {
+    this.clear();
+    await this.session.release();
+  }
+
+  // Find every row's parent and forget the parents (a parent's children all come in one run); undefined when one is
+  // missing, and then nothing is forgotten.
+  private takeParents(keys: string[], rowPrompt: (b: number) => Float32Array): CacheEntry[] | undefined {
+    const parents: CacheEntry[] = [];
+    for (const [b, key] of keys.entries()) {
+      const entry = this.entries.get(key);
+      if (!entry || !samePrompt(entry, rowPrompt(b))) return undefined;
+      parents.push(entry);
+    }
+    for (const key of new Set(keys)) this.forget(key);
+    return parents;
+  }
+
+  private remember(present: ort.Tensor[], prompts: Float32Array, promptSize: number, keys: string[]): void {
+    const run: CachedRun = { present, prompts, promptSize, keys,
+      bytes: present.reduce((sum, t) => sum + (t.data as Float32Array).byteLength, 0) };
+    for (const key of keys) this.forget(key); // a row met again (two equal requests) takes the newer run's entry
+    keys.forEach((key, row) => this.entries.set(key, { run, row }));
+    this.runs.add(run);
+    this.bytes += run.bytes;
+    for (const old of this.runs) {
+      if (this.bytes <= this.options.maxBytes) break;
+      for (const key of old.keys) if (this.entries.get(key)?.run === old) this.entries.delete(key);
+      this.drop(old);
+    }
+  }
+
+  private forget(key: string): void {
+    const entry = this.entries.get(key);
+    if (!entry) return;
+    this.entries.delete(key);
+    if (!entry.run.keys.some((k) => this.entries.get(k)?.run === entry.run)) this.drop(entry.run);
+  }
+
+  private drop(run: CachedRun): void {
+    if (this.runs.delete(run)) this.bytes -= run.bytes;
+  }
+}
+
+// A row's identity: P, a hash of its prompt's bits (checked against the prompt itself on a hit) and its first
+// `length` tokens.
+function rowKey(prompt: Float32Array, P: number, tokens: readonly number[], length: number): string {
+  const bits = new Uint32Array(prompt.buffer, prompt.byteOffset, prompt.length);
+  let hash = 0x811c9dc5; // FNV-1a over the 32-bit words
+  for (let i = 0; i < bits.length; i++) hash = Math.imul(hash ^ bits[i]!, 0x01000193);
+  return `${P}:${(hash >>> 0).toString(36)}:${tokens.slice(0, length).join(',')}`;
+}
+
+function samePrompt(entry: CacheEntry, prompt: Float32Array): boolean {
+  const { prompts, promptSize, } = entry.run;
+  const stored = new Uint32Array(prompts.buffer, prompts.byteOffset + entry.row * promptSize * 4, promptSize);
+  const given = new Uint32Array(prompt.buffer, prompt.byteOffset, prompt.length);
+  if (given.length !== promptSize) return false;
+  for (let i = 0; i < promptSize; i++) if (stored[i] !== given[i]) return false;
+  return true;
+}
+
+// The parents' keys and values as new (B, H, L, D) arrays, one per present tensor; `rowSize` = H × L × D. When the
+// parents are a whole run's rows in order (greedy decoding of an unchanged set of rows), its arrays as they are.
+function gatherRows(parents: readonly CacheEntry[], rowSize: number): Float32Array[] {
+  const run = parents[0]!.run;
+  const whole = parents.length === run.keys.length && parents.every((p, b) => p.run === run && p.row === b);
+  if (whole) return run.present.map((t) => t.data as Float32Array);
+  return run.present.map((_, i) => {
+    const out = new Float32Array(parents.length * rowSize);
+    parents.forEach((p, b) => {
+      const source = p.run.present[i]!.data as Float32Array;
+      out.set(source.subarray(p.row * rowSize, (p.row + 1) * rowSize), b * rowSize);
+    });
+    return out;
+  });
+}
+
 /** A checkpoint with its two graphs open on one execution provider. */
 export interface Gpt2Model {
   checkpoint: Checkpoint;
   gradient: GradientSession;
-  decode: DecodeSession;
+  decode: CachedDecodeSession;
   provider: ProviderName;
   fallbacks: ProviderFallback[];
   precision: GraphPrecision;
@@ -163,10 +356,10 @@ export async function loadGpt2(source: string | Checkpoint, device: DeviceReques
   const gradientOpened = await openSession(buildGradientGraph(checkpoint, { precision }).toBytes(), checkpoint.dir,
     device);
   // The decode graph goes where the gradient graph went: one model, one provider.
-  const decodeOpened = await openSession(buildDecodeGraph(checkpoint, { precision }).toBytes(), checkpoint.dir,
-    gradientOpened.provider);
+  const decodeOpened = await openSession(buildCachedDecodeGraph(checkpoint, { precision }).toBytes(),
+    checkpoint.dir, gradientOpened.provider);
   const gradient = new GradientSession(checkpoint, gradientOpened.session, gradientOpened.provider);
-  const decode = new DecodeSession(checkpoint, decodeOpened.session, decodeOpened.provider);
+  const decode = new CachedDecodeSession(checkpoint, decodeOpened.session, decodeOpened.provider);
   return {
     checkpoint,
     gradient,

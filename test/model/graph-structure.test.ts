@@ -3,7 +3,7 @@
 import path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { loadCheckpoint } from '../../server/model/checkpoint.js';
-import { buildDecodeGraph, buildGradientGraph } from '../../server/model/gpt2-graph.js';
+import { buildCachedDecodeGraph, buildDecodeGraph, buildGradientGraph } from '../../server/model/gpt2-graph.js';
 
 const checkpoint = loadCheckpoint(path.resolve('test/fixtures/tiny-gpt2'));
 const shapeOps = ['Shape', 'Size', 'Range', 'ConstantOfShape', 'NonZero', 'CumSum', 'Expand', 'Tile', 'If', 'Loop'];
@@ -11,6 +11,7 @@ const shapeOps = ['Shape', 'Size', 'Range', 'ConstantOfShape', 'NonZero', 'CumSu
 describe.each([
   ['gradient', buildGradientGraph(checkpoint)],
   ['decode', buildDecodeGraph(checkpoint)],
+  ['cached decode', buildCachedDecodeGraph(checkpoint)],
 ])('the %s graph', (_name, graph) => {
   test('uses no shape arithmetic', () => {
     const ops = [...graph.opCounts().keys()];
