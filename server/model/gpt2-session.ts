@@ -111,13 +111,7 @@ export class DecodeSession {
   async nextLogprobs(prompt: Float32Array, promptVectors: number, tokens: readonly (readonly number[])[],
     repetitionPenalty?: readonly number[]): Promise<Float32Array> {
     const { nEmbd: C } = this.checkpoint.config;
-    const P = promptVectors;
-    const B = tokens.length;
-    const N = tokens[0]?.length ?? 0;
-    if (tokens.some((row) => row.length !== N)) throw new ModelInputError('decode: all rows need the same token count');
-    // S = P + N positions; the limit check counts N + 1 "target" tokens as the gradient graph would.
-    checkBatch(this.checkpoint, prompt.length, B, P, [N + 1], 'tokens');
-    checkRepetitionPenalty(repetitionPenalty, B);
+    const { P, B, N } = checkDecodeRows(this.checkpoint, prompt, promptVectors, tokens, repetitionPenalty);
     const S = P + N;
     const ids = new BigInt64Array(B * N);
     tokens.forEach((row, b) => row.forEach((id, n) => { ids[b * N + n] = BigInt(id); }));
@@ -195,12 +189,7 @@ export class CachedDecodeSession {
     repetitionPenalty?: readonly number[]): Promise<Float32Array> {
     const { nEmbd: C, nHead: H, nLayer } = this.checkpoint.config;
     const D = C / H;
-    const P = promptVectors;
-    const B = tokens.length;
-    const N = tokens[0]?.length ?? 0;
-    if (tokens.some((row) => row.length !== N)) throw new ModelInputError('decode: all rows need the same token count');
-    checkBatch(this.checkpoint, prompt.length, B, P, [N + 1], 'tokens');
-    checkRepetitionPenalty(repetitionPenalty, B);
+    const { P, B, N } = checkDecodeRows(this.checkpoint, prompt, promptVectors, tokens, repetitionPenalty);
     const promptSize = P * C;
     const rowPrompt = (b: number) => prompt.subarray(b * promptSize, (b + 1) * promptSize);
     const parents = N === 0 ? undefined : this.takeParents(tokens.map((row, b) => rowKey(rowPrompt(b), P, row,
@@ -333,6 +322,19 @@ function gatherRows(parents: readonly CacheEntry[], rowSize: number): Float32Arr
     });
     return out;
   });
+}
+
+/** Check a decode step's rows (B rows of N tokens each after P prompt vectors) and return their sizes. */
+function checkDecodeRows(checkpoint: Checkpoint, prompt: Float32Array, promptVectors: number,
+  tokens: readonly (readonly number[])[], repetitionPenalty: readonly number[] | undefined): { P: number; B: number; N: number } {
+  const P = promptVectors;
+  const B = tokens.length;
+  const N = tokens[0]?.length ?? 0;
+  if (tokens.some((row) => row.length !== N)) throw new ModelInputError('decode: all rows need the same token count');
+  // S = P + N positions; the limit check counts N + 1 "target" tokens as the gradient graph would.
+  checkBatch(checkpoint, prompt.length, B, P, [N + 1], 'tokens');
+  checkRepetitionPenalty(repetitionPenalty, B);
+  return { P, B, N };
 }
 
 /** A checkpoint with its two graphs open on one execution provider. */
