@@ -127,7 +127,10 @@ export class Batcher {
    */
   summarize(run: InversionRun, owner: WorkOwner): Promise<RunResult> {
     const estimateMs = (this.summaryMsPerVector ?? 1) * run.promptVectors;
-    return this.enqueue({ ...owner, key: run, estimateMs, kind: 'summary', run }) as Promise<RunResult>;
+    // Summaries share their decode runs like gradient rows share a graph run: a client alone takes all of its waiting
+    // summaries in one round. Were they capped by the round's length, one summary would run per round once the
+    // estimates are known (one costs about a round's length), each with decode runs of its own.
+    return this.enqueue({ ...owner, key: run, estimateMs, kind: 'summary', run, batched: true }) as Promise<RunResult>;
   }
 
   /**
