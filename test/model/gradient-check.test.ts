@@ -8,7 +8,7 @@ import type { Gpt2Model } from '../../server/model/gpt2-session.js';
 import { loadGpt2 } from '../../server/model/gpt2-session.js';
 import { writeRandomCheckpoint } from '../../server/model/random-checkpoint.js';
 import { seededUniform } from '../../server/util/seeded-random.js';
-import { maxAbsoluteError } from '../helpers/tensor-check.js';
+import { finiteDifferenceError, maxAbsoluteError } from '../helpers/tensor-check.js';
 
 function seededNormal(seed: number): () => number {
   const uniform = seededUniform(seed);
@@ -92,26 +92,10 @@ describe('backward against central finite differences of the forward', () => {
         directions.push(d);
       }
       directions.push(Float32Array.from(gradPrompt, (g) => g / gradNorm));
-      const analytic: number[] = [];
-      const numeric: number[] = [];
-      for (const d of directions) {
-        const norm = Math.sqrt(d.reduce((a, v) => a + v * v, 0));
-        const u = d.map((v) => v / norm);
-        const plus = await loss(prompt.map((x, i) => x + eps * u[i]!));
-        const minus = await loss(prompt.map((x, i) => x - eps * u[i]!));
-        numeric.push((plus - minus) / (2 * eps));
-        analytic.push(gradPrompt.reduce((a, g, i) => a + g * u[i]!, 0));
-      }
       // A few single coordinates too, spread over prompt vectors and rows.
-      for (const i of [0, C + 3, P * C - 1, (B - 1) * P * C + 5].filter((j) => j < B * P * C)) {
-        const plus = await loss(prompt.map((x, j) => (j === i ? x + eps : x)));
-        const minus = await loss(prompt.map((x, j) => (j === i ? x - eps : x)));
-        numeric.push((plus - minus) / (2 * eps));
-        analytic.push(gradPrompt[i]!);
-      }
-      const scale = Math.max(...analytic.map(Math.abs));
-      const error = maxAbsoluteError(analytic, numeric) / scale;
-      console.log(`${c.label}: ${analytic.length} derivatives, max |analytic - numeric| / max |analytic| = ${error.toExponential(2)}`);
+      const coordinates = [0, C + 3, P * C - 1, (B - 1) * P * C + 5].filter((j) => j < B * P * C);
+      const { count, error } = await finiteDifferenceError(loss, prompt, gradPrompt, { directions, coordinates, eps });
+      console.log(`${c.label}: ${count} derivatives, max |analytic - numeric| / max |analytic| = ${error.toExponential(2)}`);
       expect(error).toBeLessThan(1e-2);
     });
   }

@@ -13,7 +13,7 @@ import type { Gpt2Model } from '../../server/model/gpt2-session.js';
 import { loadGpt2, repetitionPenaltyInputs, sequenceHelpers } from '../../server/model/gpt2-session.js';
 import { ElemType } from '../../server/model/onnx-builder.js';
 import { randomNormal } from '../../server/util/seeded-random.js';
-import { maxAbsoluteError, maxRelativeError } from '../helpers/tensor-check.js';
+import { finiteDifferenceError, maxAbsoluteError, maxRelativeError } from '../helpers/tensor-check.js';
 
 const fixtureDir = path.resolve('test/fixtures/tiny-gpt2');
 const eos = 50256;
@@ -141,24 +141,9 @@ describe('the gradient graph with a repetition penalty', () => {
       directions.push(d);
     }
     directions.push(Float32Array.from(gradPrompt, (g) => g / gradNorm));
-    const analytic: number[] = [];
-    const numeric: number[] = [];
-    for (const d of directions) {
-      const norm = Math.sqrt(d.reduce((a, v) => a + v * v, 0));
-      const u = d.map((v) => v / norm);
-      const plus = await loss(prompt.map((x, i) => x + eps * u[i]!));
-      const minus = await loss(prompt.map((x, i) => x - eps * u[i]!));
-      numeric.push((plus - minus) / (2 * eps));
-      analytic.push(gradPrompt.reduce((a, g, i) => a + g * u[i]!, 0));
-    }
-    for (const i of [0, C + 3, P * C - 1, P * C + 5, 2 * P * C - 2]) {
-      const plus = await loss(prompt.map((x, j) => (j === i ? x + eps : x)));
-      const minus = await loss(prompt.map((x, j) => (j === i ? x - eps : x)));
-      numeric.push((plus - minus) / (2 * eps));
-      analytic.push(gradPrompt[i]!);
-    }
-    const error = maxAbsoluteError(analytic, numeric) / Math.max(...analytic.map(Math.abs));
-    console.log(`thetas ${thetas.join(', ')}: ${analytic.length} derivatives, max |analytic - numeric| / max |analytic| = ${error.toExponential(2)}`);
+    const coordinates = [0, C + 3, P * C - 1, P * C + 5, 2 * P * C - 2];
+    const { count, error } = await finiteDifferenceError(loss, prompt, gradPrompt, { directions, coordinates, eps });
+    console.log(`thetas ${thetas.join(', ')}: ${count} derivatives, max |analytic - numeric| / max |analytic| = ${error.toExponential(2)}`);
     expect(error).toBeLessThan(1e-2);
   });
 
