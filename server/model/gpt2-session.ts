@@ -37,6 +37,49 @@ export class ModelInputError extends Error {
   override name = 'ModelInputError';
 }
 
+/**
+ * Check a batch and make the gradient graph's inputs for it: targets padded to the longest (T), their mask, the
+ * positions, the causal bias, the selections and the repetition penalty's ids and mask.
+ */
+export function gradientGraphFeeds(checkpoint: Checkpoint, batch: GradientBatch):
+  { feeds: Record<string, ort.Tensor>; targetLengths: number[]; T: number } {
+  const { nEmbd: C } = checkpoint.config;
+  const P = batch.promptVectors;
+  const B = batch.targets.length;
+  checkBatch(checkpoint, batch.prompt.length, B, P, batch.targets.map((t) => t.length), 'targets');
+  batch.targets.forEach((t, b) => checkTokenIds(checkpoint, t, `targets[${b}]`));
+  checkRepetitionPenalty(batch.repetitionPenalty, B);
+  const targetLengths = batch.targets.map((t) => t.length);
+  const T = Math.max(...targetLengths);
+  const S = P + T - 1;
+  const ids = new BigInt64Array(B * T);
+  const mask = new Float32Array(B * T);
+  batch.targets.forEach((target, b) => target.forEach((id, t) => {
+    ids[b * T + t] = BigInt(id);
+    mask[b * T + t] = 1;
+  }));
+  const helpers = sequenceHelpers(S);
+  const targetSelect = new Float32Array(T * S); // (T, S) one-hot: row t picks position P-1+t
+  for (let t = 0; t < T; t++) targetSelect[t * S + P - 1 + t] = 1;
+  // Target position t is penalized for the target tokens before it (at most t of the row's own).
+  const penalty = repetitionPenaltyInputs(batch.targets, T, (row, t) => Math.min(t, row.length),
+    batch.repetitionPenalty);
+  const io = gradientGraphIo.inputs;
+  const feeds: Record<string, ort.Tensor> = {
+    [io.prompt]: new ort.Tensor('float32', batch.prompt, [B, P, C]),
+    [io.targetIds]: new ort.Tensor('int64', ids, [B, T]),
+    [io.targetMask]: new ort.Tensor('float32', mask, [B, T]),
+    [io.positionIds]: helpers.positionIds,
+    [io.causalBias]: helpers.causalBias,
+    [io.targetSelect]: new ort.Tensor('float32', targetSelect, [T, S]),
+    [io.promptPositions]: new ort.Tensor('int64', BigInt64Array.from({ length: P }, (_, i) => BigInt(i)), [P]),
+    [io.penaltyIds]: penalty.ids,
+    [io.penaltyMask]: penalty.mask,
+    [io.repetitionPenalty]: penalty.theta,
+  };
+  return { feeds, targetLengths, T };
+}
+
 /** The forward + backward graph of one checkpoint, open on one execution provider. */
 export class GradientSession {
   constructor(readonly checkpoint: Checkpoint, private readonly session: ort.InferenceSession,
@@ -44,40 +87,9 @@ export class GradientSession {
 
   /** Compute per-token NLL, the gradient to the prompt and the teacher-forced argmax for a batch. */
   async run(batch: GradientBatch): Promise<GradientResult> {
-    const { nEmbd: C } = this.checkpoint.config;
     const P = batch.promptVectors;
     const B = batch.targets.length;
-    checkBatch(this.checkpoint, batch.prompt.length, B, P, batch.targets.map((t) => t.length), 'targets');
-    batch.targets.forEach((t, b) => checkTokenIds(this.checkpoint, t, `targets[${b}]`));
-    checkRepetitionPenalty(batch.repetitionPenalty, B);
-    const targetLengths = batch.targets.map((t) => t.length);
-    const T = Math.max(...targetLengths);
-    const S = P + T - 1;
-    const ids = new BigInt64Array(B * T);
-    const mask = new Float32Array(B * T);
-    batch.targets.forEach((target, b) => target.forEach((id, t) => {
-      ids[b * T + t] = BigInt(id);
-      mask[b * T + t] = 1;
-    }));
-    const helpers = sequenceHelpers(S);
-    const targetSelect = new Float32Array(T * S); // (T, S) one-hot: row t picks position P-1+t
-    for (let t = 0; t < T; t++) targetSelect[t * S + P - 1 + t] = 1;
-    // Target position t is penalized for the target tokens before it (at most t of the row's own).
-    const penalty = repetitionPenaltyInputs(batch.targets, T, (row, t) => Math.min(t, row.length),
-      batch.repetitionPenalty);
-    const io = gradientGraphIo.inputs;
-    const feeds: Record<string, ort.Tensor> = {
-      [io.prompt]: new ort.Tensor('float32', batch.prompt, [B, P, C]),
-      [io.targetIds]: new ort.Tensor('int64', ids, [B, T]),
-      [io.targetMask]: new ort.Tensor('float32', mask, [B, T]),
-      [io.positionIds]: helpers.positionIds,
-      [io.causalBias]: helpers.causalBias,
-      [io.targetSelect]: new ort.Tensor('float32', targetSelect, [T, S]),
-      [io.promptPositions]: new ort.Tensor('int64', BigInt64Array.from({ length: P }, (_, i) => BigInt(i)), [P]),
-      [io.penaltyIds]: penalty.ids,
-      [io.penaltyMask]: penalty.mask,
-      [io.repetitionPenalty]: penalty.theta,
-    };
+    const { feeds, targetLengths, T } = gradientGraphFeeds(this.checkpoint, batch);
     const sessionStarted = performance.now();
     const out = await this.session.run(feeds);
     const sessionMs = performance.now() - sessionStarted;
@@ -429,7 +441,7 @@ export interface RepetitionPenaltyInputs {
  * 1: without a penalty the graph gathers and scatters one masked column per position. Rows whose theta is 1 get
  * zeros: a masked-out entry adds exactly 0.
  */
-export function repetitionPenaltyInputs(rows: readonly (readonly number[])[], T: number,
+function repetitionPenaltyInputs(rows: readonly (readonly number[])[], T: number,
   before: (row: readonly number[], t: number) => number, thetas?: readonly number[]): RepetitionPenaltyInputs {
   const B = rows.length;
   const penalized = (b: number) => thetas !== undefined && thetas[b] !== 1;

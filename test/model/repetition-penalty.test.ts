@@ -4,13 +4,13 @@
 // decoding against a loop that applies the rule to the last logits. B = batch, P = prompt vectors, T = target tokens,
 // C = channels, V = vocab.
 import path from 'node:path';
-import ort from 'onnxruntime-node';
+import type ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { beamDecodeMany, greedyDecode, greedyDecodeMany } from '../../server/engine/decoders.js';
 import { openSession } from '../../server/model/execution-provider.js';
-import { buildGradientGraph, gradientGraphIo } from '../../server/model/gpt2-graph.js';
+import { buildGradientGraph } from '../../server/model/gpt2-graph.js';
 import type { Gpt2Model } from '../../server/model/gpt2-session.js';
-import { loadGpt2, repetitionPenaltyInputs, sequenceHelpers } from '../../server/model/gpt2-session.js';
+import { gradientGraphFeeds, loadGpt2 } from '../../server/model/gpt2-session.js';
 import { ElemType } from '../../server/model/onnx-builder.js';
 import { randomNormal } from '../../server/util/seeded-random.js';
 import { finiteDifferenceError, maxAbsoluteError, maxRelativeError } from '../helpers/tensor-check.js';
@@ -37,25 +37,8 @@ afterAll(async () => {
 
 /** Raw logits (T, V) of one prompt (P, C): row t is the next-token logits after prompt + ids[0 .. t-1]. */
 async function rawLogits(prompt: Float32Array, P: number, ids: readonly number[]): Promise<Float32Array> {
-  const T = ids.length;
-  const S = P + T - 1;
-  const helpers = sequenceHelpers(S);
-  const targetSelect = new Float32Array(T * S);
-  for (let t = 0; t < T; t++) targetSelect[t * S + P - 1 + t] = 1;
-  const penalty = repetitionPenaltyInputs([ids], T, () => 0);
-  const io = gradientGraphIo.inputs;
-  const out = await logitsSession.run({
-    [io.prompt]: new ort.Tensor('float32', prompt, [1, P, C]),
-    [io.targetIds]: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, T]),
-    [io.targetMask]: new ort.Tensor('float32', new Float32Array(T).fill(1), [1, T]),
-    [io.positionIds]: helpers.positionIds,
-    [io.causalBias]: helpers.causalBias,
-    [io.targetSelect]: new ort.Tensor('float32', targetSelect, [T, S]),
-    [io.promptPositions]: new ort.Tensor('int64', BigInt64Array.from({ length: P }, (_, i) => BigInt(i)), [P]),
-    [io.penaltyIds]: penalty.ids,
-    [io.penaltyMask]: penalty.mask,
-    [io.repetitionPenalty]: penalty.theta,
-  }, ['raw_logits']);
+  const { feeds } = gradientGraphFeeds(model.checkpoint, { prompt, promptVectors: P, targets: [ids] });
+  const out = await logitsSession.run(feeds, ['raw_logits']);
   return out.raw_logits!.data as Float32Array;
 }
 
