@@ -204,8 +204,9 @@ export class CachedDecodeSession {
     const { P, B, N } = checkDecodeRows(this.checkpoint, prompt, promptVectors, tokens, repetitionPenalty);
     const promptSize = P * C;
     const rowPrompt = (b: number) => prompt.subarray(b * promptSize, (b + 1) * promptSize);
-    const parents = N === 0 ? undefined : this.takeParents(tokens.map((row, b) => rowKey(rowPrompt(b), P, row,
-      N - 1)), rowPrompt);
+    const hashes = tokens.map((_, b) => promptHash(rowPrompt(b))); // once per row: both keys below need it
+    const parents = N === 0 ? undefined : this.takeParents(tokens.map((row, b) => rowKey(hashes[b]!, P, row, N - 1)),
+      rowPrompt);
     const penalty = repetitionPenaltyInputs(tokens, 1, (row) => row.length, repetitionPenalty);
     const io = cachedDecodeGraphIo.inputs;
     const feeds: Record<string, ort.Tensor> = {
@@ -247,7 +248,7 @@ export class CachedDecodeSession {
     const names = cachedDecodeGraphIo.outputs;
     const present = Array.from({ length: 2 * nLayer }, (_, i) =>
       out[i % 2 === 0 ? names.presentKey(i >> 1) : names.presentValue(i >> 1)]!);
-    this.remember(present, prompt.slice(), promptSize, tokens.map((row, b) => rowKey(rowPrompt(b), P, row, N)));
+    this.remember(present, prompt.slice(), promptSize, tokens.map((row, b) => rowKey(hashes[b]!, P, row, N)));
     return out[names.logprobs]!.data as Float32Array;
   }
 
@@ -304,15 +305,20 @@ export class CachedDecodeSession {
 
 // A row's identity: P, a hash of its prompt's bits (checked against the prompt itself on a hit) and its first
 // `length` tokens.
-function rowKey(prompt: Float32Array, P: number, tokens: readonly number[], length: number): string {
+function rowKey(promptHash: string, P: number, tokens: readonly number[], length: number): string {
+  return `${P}:${promptHash}:${tokens.slice(0, length).join(',')}`;
+}
+
+// FNV-1a over the prompt's 32-bit words.
+function promptHash(prompt: Float32Array): string {
   const bits = new Uint32Array(prompt.buffer, prompt.byteOffset, prompt.length);
-  let hash = 0x811c9dc5; // FNV-1a over the 32-bit words
+  let hash = 0x811c9dc5;
   for (let i = 0; i < bits.length; i++) hash = Math.imul(hash ^ bits[i]!, 0x01000193);
-  return `${P}:${(hash >>> 0).toString(36)}:${tokens.slice(0, length).join(',')}`;
+  return (hash >>> 0).toString(36);
 }
 
 function samePrompt(entry: CacheEntry, prompt: Float32Array): boolean {
-  const { prompts, promptSize, } = entry.run;
+  const { prompts, promptSize } = entry.run;
   const stored = new Uint32Array(prompts.buffer, prompts.byteOffset + entry.row * promptSize * 4, promptSize);
   const given = new Uint32Array(prompt.buffer, prompt.byteOffset, prompt.length);
   if (given.length !== promptSize) return false;
