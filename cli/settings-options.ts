@@ -7,7 +7,7 @@ import { lrScheduleKinds } from '../server/engine/lr-schedule.js';
 import type { LrScheduleKind } from '../server/engine/lr-schedule.js';
 import { optimizerKinds } from '../server/engine/optimizers.js';
 import type { OptimizerKind } from '../server/engine/optimizers.js';
-import { inversionDefaults, maxRepetitionPenalty } from '../server/engine/settings.js';
+import { inversionDefaults, isRepetitionPenalty, repetitionPenaltyRange } from '../server/engine/settings.js';
 import { parseDecode, parseInit, parseParameterization, positiveInteger, positiveNumber } from './options.js';
 
 /** The settings flags as commander hands them over. */
@@ -51,8 +51,8 @@ export function addSettingsOptions(command: Command, defaults: { param?: string;
     .option('--seed <s>', 'seed of the first restart', String(engine.seed))
     .option('--report-every <k>', 'store every k-th iteration\'s progress', defaults.reportEvery ?? '10')
     .option('--repetition-penalty <theta>', 'divide a repeated token\'s logit by THETA (multiply if negative), as ' +
-      'Hugging Face\'s repetition_penalty, in the objective, the hit check and the decoders ' +
-      `(${1 / maxRepetitionPenalty} to ${maxRepetitionPenalty}; 1: off)`, String(engine.repetitionPenalty));
+      'Hugging Face\'s repetition_penalty, in the objective, the hit check and the decoders; a number in ' +
+      repetitionPenaltyRange, String(engine.repetitionPenalty));
 }
 
 /** Map the flags onto the SDK's settings object (errors name the flag and the value). */
@@ -88,9 +88,8 @@ export function settingsFromFlags(flags: SettingsFlags): InvertOptions {
 
 function repetitionPenaltyFlag(value: string): number {
   const theta = Number(value);
-  if (!(value.trim() !== '' && theta >= 1 / maxRepetitionPenalty && theta <= maxRepetitionPenalty)) {
-    throw new Error(`--repetition-penalty ${value}: expected a number in [${1 / maxRepetitionPenalty}, ` +
-      `${maxRepetitionPenalty}] (1: off)`);
+  if (value.trim() === '' || !isRepetitionPenalty(theta)) {
+    throw new Error(`--repetition-penalty ${value}: expected a number in ${repetitionPenaltyRange}`);
   }
   return theta;
 }

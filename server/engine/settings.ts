@@ -92,6 +92,14 @@ export const beamCheckEveryDefault = 10;
  */
 export const maxRepetitionPenalty = 10;
 
+/** The repetition penalties a job may ask for, as errors state them. */
+export const repetitionPenaltyRange = `[${1 / maxRepetitionPenalty}, ${maxRepetitionPenalty}] (1: off)`;
+
+/** Whether `theta` is a repetition penalty a job may ask for: a number in [1 / max, max]. */
+export function isRepetitionPenalty(theta: number): boolean {
+  return theta >= 1 / maxRepetitionPenalty && theta <= maxRepetitionPenalty;
+}
+
 /** Limits on what one request may ask for (a shared server's guard rails). */
 export interface InversionLimits {
   maxIterations: number; // iterations per restart
@@ -169,10 +177,8 @@ export function makeInversionSettings(partial: Partial<InversionSettings>, limit
   integer('restarts', s.restarts, 1, limits.maxRestarts);
   integer('seed', s.seed, 0, 2 ** 32 - 1);
   integer('reportEvery', s.reportEvery, 1, limits.maxIterations);
-  const minPenalty = 1 / maxRepetitionPenalty;
-  if (!(s.repetitionPenalty >= minPenalty && s.repetitionPenalty <= maxRepetitionPenalty)) {
-    throw new SettingsError('repetitionPenalty',
-      `${s.repetitionPenalty} is not a number in [${minPenalty}, ${maxRepetitionPenalty}] (1: off)`);
+  if (!isRepetitionPenalty(s.repetitionPenalty)) {
+    throw new SettingsError('repetitionPenalty', `${s.repetitionPenalty} is not a number in ${repetitionPenaltyRange}`);
   }
   const p = s.parameterization;
   if (p.kind === 'full') {
