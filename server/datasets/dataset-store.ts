@@ -3,7 +3,7 @@
 // → SUBMITTED (the job's id is stored) → FINISHED (its outcome copied from the job, with its place in the finish
 // order); every move commits before the call returns, so a server killed outright finds each row where it was.
 import Database from 'better-sqlite3';
-import { openDatabase } from '../store/schema.js';
+import { openDatabase } from '../store/sqlite-schema.js';
 
 export type DatasetState = 'RUNNING' | 'FINISHED' | 'CANCELLED';
 export type RowState = 'PENDING' | 'SUBMITTING' | 'SUBMITTED' | 'FINISHED';

@@ -16,13 +16,13 @@ export interface JobChange {
 /** Start and stop jobs on a client's behalf. */
 export interface JobSubmission {
   submit(clientId: string, spec: JobSpec): Promise<{ jobId: string; queuePosition: number }>;
-  cancel(clientId: string, jobId: string): JobState;
+  cancel(clientId: string, jobId: string): Promise<JobState>;
 }
 
 /** Read a client's jobs. */
 export interface JobQueries {
-  getJob(clientId: string, jobId: string): Job;
-  listJobs(clientId: string, pageSize: number, beforeJobId: string): Job[];
+  getJob(clientId: string, jobId: string): Promise<Job>;
+  listJobs(clientId: string, pageSize: number, beforeJobId: string): Promise<Job[]>;
 }
 
 /** Follow one job's events: its stored history, then live until the result. */
@@ -38,7 +38,7 @@ export interface JobChanges {
 /** A client's limits and what it uses of them now. */
 export interface ClientQuotas {
   limitsOf(clientId: string): ClientLimits;
-  clientUse(clientId: string): { jobs: number; bytes: number };
+  clientUse(clientId: string): Promise<{ jobs: number; bytes: number }>;
 }
 
 /** The limits a new job's settings are checked against on this server. */
