@@ -141,10 +141,10 @@ export async function startInProcessServer(model: string, device: string, dbPath
   const [{ createReciteServer }, { applyPrecisions, parseModelSource }, { default: pino }] = await Promise.all([
     import('../server/app.js'), import('./commands/serve.js'), import('pino')]);
   const [source] = applyPrecisions([parseModelSource(model)], precision === undefined ? [] : [precision]);
-  const server = createReciteServer({
+  const server = await createReciteServer({
     models: [source!],
     device: parseDeviceRequest(device),
-    dbPath: dbPath ?? path.join(dir, 'recite.db'),
+    db: dbPath ?? path.join(dir, 'recite.db'),
     tokens: new TokenTable(new Map([[token, 'cli']])),
     dashboard: false, // nobody can reach a one-time token's page
     logger: pino({ level: process.env.RECITE_LOG_LEVEL ?? 'warn' }, pino.destination(2)),

@@ -21,7 +21,9 @@ import type { DeviceRequest } from './model/execution-provider.js';
 import { sessionThreads } from './model/devices.js';
 import type { Dashboard, DashboardOptions } from './dashboard/dashboard.js';
 import { createDashboard } from './dashboard/dashboard.js';
-import { JobStore } from './store/job-store.js';
+import type { JobRepository } from './store/job-repository.js';
+import { openJobStore } from './store/open-job-store.js';
+import { openDatasetStore } from './datasets/open-dataset-store.js';
 import { createDatasets } from './datasets/index.js';
 import { DatasetService } from '../sdk/gen/recite/v1/dataset_pb.js';
 import { Health } from '../sdk/gen/health/v1/health_pb.js';
@@ -52,8 +54,11 @@ export interface ReciteServerOptions {
   maxQueuedBytes: number;
   /** Bytes all started restarts of one model may hold; restarts beyond it wait to start. */
   memoryBudgetBytes: number;
-  /** The SQLite file of jobs, events and checkpoints. */
-  dbPath: string;
+  /**
+   * Where jobs, events, checkpoints and data sets are kept: a SQLite file (one server), or a PostgreSQL URL
+   * (`postgres://…`: several servers may share it).
+   */
+  db: string;
   tokens: TokenTable;
   /** Iterations between checkpoints of a running job. */
   checkpointEvery: number;
@@ -96,7 +101,7 @@ export const reciteServerDefaults = Object.freeze({
 export interface ReciteServer {
   readonly hub: JobHub;
   readonly models: ModelRegistry;
-  readonly store: JobStore;
+  readonly store: JobRepository;
   readonly log: Logger;
   /** The dashboard, unless turned off. */
   readonly dashboard: Dashboard | undefined;
@@ -109,14 +114,18 @@ export interface ReciteServer {
 }
 
 /** Build a server: open the store, start loading the models, resume unfinished jobs once they are ready. */
-export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<ReciteServerOptions, 'models' | 'dbPath' | 'tokens'>): ReciteServer {
+export async function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<ReciteServerOptions, 'models' | 'db' | 'tokens'>): Promise<ReciteServer> {
   const options: ReciteServerOptions = {
     ...reciteServerDefaults,
     logger: pino({ name: 'recite' }, pino.destination(2)),
     ...partial,
   };
   const log = options.logger;
-  const store = JobStore.open(options.dbPath);
+  const store = await openJobStore(options.db);
+  const datasetStore = await openDatasetStore(options.db).catch(async (error: unknown) => {
+    await store.close();
+    throw error;
+  });
   const models = new ModelRegistry(options.models, {
     device: options.device,
     engine: { maxBatch: options.maxBatch, memoryBudgetBytes: options.memoryBudgetBytes },
@@ -138,7 +147,7 @@ export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<
   const dashboard = options.dashboard === false ? undefined
     : createDashboard({ hub, tokens: options.tokens, log }, options.dashboard === true ? {} : options.dashboard);
   const health = new HealthServiceImpl(models, () => hub.storeFault === undefined);
-  const datasets = createDatasets({ dbPath: options.dbPath, hub, jobs: store, models, log });
+  const datasets = createDatasets({ store: datasetStore, hub, jobs: store, models, log });
   const routes = (router: ConnectRouter) => {
     router
       .service(ReciteService, new ReciteServiceImpl(hub, models))
@@ -262,8 +271,8 @@ export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<
       tcp.close();
       await ready.catch(() => {});
       dashboard?.close();
-      datasets.close();
-      hub.shutdown();
+      await datasets.close();
+      await hub.shutdown();
       // streams end once their subscribers are closed; give them a moment, then cut what is left
       await new Promise((resolve) => setTimeout(resolve, 100));
       for (const socket of sockets) socket.destroy();
@@ -271,7 +280,7 @@ export function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<
       h2.close();
       h1.close();
       await models.close();
-      store.close();
+      await store.close();
       log.info('closed');
     },
   };

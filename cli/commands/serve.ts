@@ -139,7 +139,7 @@ export function registerServeCommand(program: Command): void {
         maxQueue: positiveInteger('--max-queue', options.maxQueue),
         maxQueuedBytes: parseBytes(options.maxQueued, '--max-queued'),
         memoryBudgetBytes: parseBytes(options.memoryBudget, '--memory-budget'),
-        dbPath: options.db,
+        db: options.db,
         tokens,
         checkpointEvery: positiveInteger('--checkpoint-every', options.checkpointEvery),
         readMaxBytes: positiveInteger('--max-request-bytes', options.maxRequestBytes),
@@ -153,7 +153,7 @@ export function registerServeCommand(program: Command): void {
         ...(tls ? { tls } : {}),
       };
       await checkListen(port, options.host);
-      const server = createReciteServer(settings);
+      const server = await createReciteServer(settings);
       await server.listen(port, options.host);
       process.stdout.write(`recite serve: listening on ${server.url} (database ${options.db})\n`);
       let stopping = false;

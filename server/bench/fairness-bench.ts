@@ -78,9 +78,9 @@ export async function runFairnessBench(request: Partial<FairnessBenchOptions> = 
   const say = onProgress ?? (() => {});
   const started = performance.now();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'recite-fairness-'));
-  const server = createReciteServer({
+  const server = await createReciteServer({
     models: [{ name: 'tiny', dir: resolveModelDir('tiny') }],
-    dbPath: path.join(dir, 'bench.db'),
+    db: path.join(dir, 'bench.db'),
     tokens: new TokenTable(new Map([[lightToken, 'light'], [heavyToken, 'heavy']])),
     device: settings.device,
     logger: pino({ level: 'silent' }),

@@ -24,6 +24,7 @@ export class JobListFeed {
   private readonly progressSince = new Map<string, number>(); // job id → progress events since its last summary
   private readonly dirty = new Map<string, string>(); // job id → client id
   private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
   private readonly unlisten: () => void;
 
   constructor(private readonly hub: JobChanges & JobQueries, private readonly options: JobListFeedOptions, private readonly log: Logger) {
@@ -63,22 +64,30 @@ export class JobListFeed {
     }
   }
 
+  // Summaries are read from the store, so a flush takes awaits: flushes run one after another, and a job's newer
+  // summary never overtakes an older one on the way to a reader.
   private flush(): void {
     this.timer = undefined;
     const dirty = [...this.dirty];
     this.dirty.clear();
-    for (const [jobId, clientId] of dirty) {
-      const readers = this.readers.get(clientId);
-      if (!readers) continue;
-      let message: string;
+    this.flushing = this.flushing.then(() => this.send(dirty));
+  }
+
+  private async send(dirty: [string, string][]): Promise<void> {
+    const messages = await Promise.all(dirty.map(async ([jobId, clientId]) => {
+      if (!this.readers.has(clientId)) return undefined;
       try {
-        message = JSON.stringify({ type: 'job', job: jobSummaryJson(this.hub.getJob(clientId, jobId)) });
+        return JSON.stringify({ type: 'job', job: jobSummaryJson(await this.hub.getJob(clientId, jobId)) });
       } catch (error: unknown) {
         // A submission that failed after it was announced leaves no job behind: nothing to show.
         this.log.debug({ jobId, err: error }, 'job summary skipped');
-        continue;
+        return undefined;
       }
-      for (const reader of readers) reader.pushJob(jobId, message);
-    }
+    }));
+    dirty.forEach(([jobId, clientId], i) => {
+      const message = messages[i];
+      if (message === undefined) return;
+      for (const reader of this.readers.get(clientId) ?? []) reader.pushJob(jobId, message);
+    });
   }
 }

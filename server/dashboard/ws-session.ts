@@ -166,7 +166,7 @@ export class DashboardSession implements JobListReader {
         // Follow first, then list: a job created in between shows up twice rather than never.
         this.followsJobs = true;
         this.feed.add(this);
-        const jobs = this.hub.listJobs(this.clientId, this.options.jobsPageSize, '');
+        const jobs = await this.hub.listJobs(this.clientId, this.options.jobsPageSize, '');
         this.send({ type: 'jobs', jobs: jobs.map(jobSummaryJson) });
         return;
       }
@@ -184,7 +184,7 @@ export class DashboardSession implements JobListReader {
       }
       case 'cancel': {
         const jobId = jobIdOf(message);
-        const state = this.hub.cancel(this.clientId, jobId);
+        const state = await this.hub.cancel(this.clientId, jobId);
         reply({ type: 'cancelled', jobId, state: `JOB_STATE_${JobState[state]}` });
         return;
       }

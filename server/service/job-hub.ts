@@ -1,7 +1,7 @@
-// The job hub: every job goes request → validation → store → engine → events → store + subscribers.
-// It numbers each job's events (1, 2, 3, … without gaps), writes them to the store in one transaction per engine
-// round together with checkpoints, fans them out to live subscribers, and after a restart resumes unfinished jobs
-// from their last checkpoint so that a job's history stays one contiguous sequence.
+// The job hub: every job goes request → admission → store → engine → events → job log + job feed. The hub admits
+// jobs (a client's quotas), owns them (another client's job is reported missing), numbers each job's events (1, 2,
+// 3, … without gaps), and after a restart resumes unfinished jobs from their last checkpoint so a job's history
+// stays one contiguous sequence. Writing is the job log's (job-log.ts), fan-out the job feed's (job-feed.ts).
 import { randomUUID } from 'node:crypto';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
@@ -12,11 +12,10 @@ import type { InversionHandle } from '../engine/inversion-engine.js';
 import type { RunSnapshot } from '../engine/inversion-run.js';
 import type { InversionLimits } from '../engine/settings.js';
 import { inversionLimits, makeInversionSettings, storedInversionSettings } from '../engine/settings.js';
-import type { EventRecord, JobRecord, JobStore } from '../store/job-store.js';
-import {
-  JobEventSchema, JobSchema, JobSpecSchema, JobState, ProgressSchema, ResultSchema, Status,
-} from '../../sdk/gen/recite/v1/recite_pb.js';
-import type { Job, JobEvent, JobSpec, Progress } from '../../sdk/gen/recite/v1/recite_pb.js';
+import type { CheckpointRecord, JobRecord, JobRepository } from '../store/job-repository.js';
+import { isStoreFault } from '../store/job-repository.js';
+import { JobEventSchema, JobSchema, JobSpecSchema, JobState, ProgressSchema, ResultSchema, Status } from '../../sdk/gen/recite/v1/recite_pb.js';
+import type { Job, JobEvent, JobSpec } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { ClientLimits } from './client-policy.js';
 import type { ModelRegistry } from './model-registry.js';
 import { formatBytes, jobBytes } from '../engine/run-cost.js';
@@ -24,11 +23,13 @@ import {
   decodeEvent, decodeSnapshots, encodeEvent, encodeSnapshots, eventToProto, restartResultFromProto, settingsFromProto,
   settingsToProto,
 } from './proto-convert.js';
-import { EventSubscriber } from './event-subscriber.js';
 import { toConnectError } from './validation.js';
 import type {
   ClientQuotas, JobChange, JobChanges, JobQueries, JobStreams, JobSubmission, SettingsLimits,
 } from './hub-ports.js';
+import { JobFeed } from './job-feed.js';
+import { JobLog } from './job-log.js';
+import type { StoreFault } from './job-log.js';
 import { tokenIdProblem } from '../util/numbers.js';
 
 export interface JobHubOptions {
@@ -61,13 +62,7 @@ export const jobHubDefaults: Readonly<JobHubOptions> = Object.freeze({
   storeRetryMs: 1000, // ms
 });
 
-/** Why the store cannot be written now, and since when. */
-export interface StoreFault {
-  message: string;
-  sinceMs: number;
-  /** Failed writes since the fault began. */
-  failures: number;
-}
+export type { StoreFault } from './job-log.js';
 
 /** A job the engine is working on. */
 interface LiveJob {
@@ -76,7 +71,6 @@ interface LiveJob {
   cost: number;
   handle?: InversionHandle;
   nextSequence: number;
-  subscribers: Set<EventSubscriber>;
   iterationsSinceCheckpoint: number;
   /** Restart → iteration it resumed from (for the started event after a server restart). */
   resumedFrom: Map<number, number>;
@@ -91,32 +85,40 @@ export type { JobChange } from './hub-ports.js';
 
 export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges, ClientQuotas, SettingsLimits {
   private readonly live = new Map<string, LiveJob>();
-  private pendingEvents: EventRecord[] = [];
-  private readonly pendingSummaries = new Map<string, Progress>();
-  private readonly pendingStates = new Map<string, { state: JobRecord['state']; status?: string; finishedAtMs?: number }>();
-  private readonly changeListeners = new Set<(change: JobChange) => void>();
-  private readonly pendingMarks = new Map<string, number>();
-  private flushScheduled = false;
+  private readonly jobLog: JobLog;
+  private readonly feed: JobFeed;
   private accepting = true;
   private closed = false;
-  private fault: StoreFault | undefined;
-  private retryTimer: NodeJS.Timeout | undefined;
   // Jobs left unresumed because the store failed while resuming them: retried once it writes again.
   private resumeLater: JobRecord[] = [];
   // The unfinished jobs could not even be listed: list and resume them once the store works again.
   private resumeAllLater = false;
-  /** Failed store writes since the start (metrics). */
-  storeWriteErrors = 0;
   readonly options: JobHubOptions;
 
-  constructor(private readonly store: JobStore, private readonly registry: ModelRegistry, options: Partial<JobHubOptions>,
+  constructor(private readonly store: JobRepository, private readonly registry: ModelRegistry, options: Partial<JobHubOptions>,
     private readonly log: Logger) {
     this.options = { ...jobHubDefaults, ...options };
+    this.feed = new JobFeed(this.options.subscriberBuffer,
+      (error, change) => this.log.error({ err: error, jobId: change.jobId }, 'job change listener failed'));
+    this.jobLog = new JobLog(store, { storeRetryMs: this.options.storeRetryMs }, {
+      dueCheckpoints: () => this.dueCheckpoints(),
+      checkpointsLost: (jobIds) => {
+        for (const jobId of jobIds) {
+          const live = this.live.get(jobId);
+          if (live) live.iterationsSinceCheckpoint = this.options.checkpointEvery;
+        }
+      },
+    }, log, () => this.storeRecovered());
   }
 
   /** The store's fault while it cannot be written (the server is then not ready), or undefined. */
   get storeFault(): StoreFault | undefined {
-    return this.fault;
+    return this.jobLog.fault;
+  }
+
+  /** Failed store writes since the start (metrics). */
+  get storeWriteErrors(): number {
+    return this.jobLog.storeWriteErrors;
   }
 
   /** Jobs the engine is working on (queued or running). */
@@ -131,15 +133,8 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
   }
 
   /** What a client's unfinished jobs hold: their count and their cost in bytes (jobBytes). */
-  clientUse(clientId: string): { jobs: number; bytes: number } {
-    let jobs = 0;
-    let bytes = 0;
-    for (const live of this.live.values()) {
-      if (live.record.clientId !== clientId) continue;
-      jobs++;
-      bytes += live.cost;
-    }
-    return { jobs, bytes };
+  async clientUse(clientId: string): Promise<{ jobs: number; bytes: number }> {
+    return this.useOf(clientId);
   }
 
   /** Every client with unfinished jobs, and what they hold (metrics). */
@@ -157,22 +152,12 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
   /** Check a job request, store it and hand it to the model's engine; returns its id and queue position. */
   async submit(clientId: string, spec: JobSpec): Promise<{ jobId: string; queuePosition: number }> {
     if (!this.accepting) throw new ConnectError('the server is shutting down; retry on another server or later', Code.Unavailable);
-    if (this.fault) throw storeUnavailable(this.fault);
+    if (this.jobLog.fault) throw storeUnavailable(this.jobLog.fault);
     const limits = this.limitsOf(clientId);
-    const use = this.clientUse(clientId);
-    if (use.jobs >= limits.maxJobs) {
-      throw new ConnectError(`queue is full for client "${clientId}": ${use.jobs} jobs are queued or running; the ` +
-        `limit is ${limits.maxJobs}`, Code.ResourceExhausted);
-    }
     const entry = this.registry.require(spec.model, 'spec.model');
     const targetIds = this.targetIdsOf(spec, entry.model.tokenizer.encode, entry.model.checkpoint.config.vocabSize);
     const settings = this.checkSettings(spec);
     const cost = jobBytes(settings, targetIds.length, entry.model.checkpoint.config);
-    if (use.bytes + cost > limits.maxQueuedBytes) {
-      throw new ConnectError(`queued cost over the limit for client "${clientId}": its unfinished jobs hold ` +
-        `${formatBytes(use.bytes)} and this job would add ${formatBytes(cost)} (${settings.restarts} restarts); the ` +
-        `limit is ${formatBytes(limits.maxQueuedBytes)}`, Code.ResourceExhausted);
-    }
     const record: JobRecord = {
       id: randomUUID(),
       clientId,
@@ -189,26 +174,39 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
       lastSequence: 0,
       summary: null,
     };
-    const { lastSequence: _l, summary: _s, ...insertable } = record;
-    try {
-      this.store.insertJob(insertable);
-    } catch (error: unknown) {
-      if (!isStoreFault(error)) throw error;
-      this.storeFailed(error, 'insert a job');
-      throw storeUnavailable(this.fault!);
+    // Quotas are checked and the job counted in one synchronous step, so two submissions racing through the
+    // store's await cannot both take the last place.
+    const use = this.useOf(clientId);
+    if (use.jobs >= limits.maxJobs) {
+      throw new ConnectError(`queue is full for client "${clientId}": ${use.jobs} jobs are queued or running; the ` +
+        `limit is ${limits.maxJobs}`, Code.ResourceExhausted);
+    }
+    if (use.bytes + cost > limits.maxQueuedBytes) {
+      throw new ConnectError(`queued cost over the limit for client "${clientId}": its unfinished jobs hold ` +
+        `${formatBytes(use.bytes)} and this job would add ${formatBytes(cost)} (${settings.restarts} restarts); the ` +
+        `limit is ${formatBytes(limits.maxQueuedBytes)}`, Code.ResourceExhausted);
     }
     const live = this.addLive(record, 1, new Map(), false, cost);
+    const { lastSequence: _l, summary: _s, ...insertable } = record;
+    try {
+      await this.store.insertJob(insertable);
+    } catch (error: unknown) {
+      this.live.delete(record.id);
+      if (!isStoreFault(error)) throw error;
+      this.jobLog.failed(error, 'insert a job');
+      throw storeUnavailable(this.jobLog.fault!);
+    }
     const queuePosition = entry.engine.queued;
     try {
       live.handle = await entry.engine.submit({ targetIds, settings, client: clientId,
         onEvent: (event) => this.onEvent(live, event) });
     } catch (error: unknown) {
       this.live.delete(record.id);
-      this.store.deleteJob(record.id);
+      await this.store.deleteJob(record.id);
       throw toConnectError(error);
     }
     this.log.info({ jobId: record.id, clientId, model: entry.name, tokens: targetIds.length }, 'job submitted');
-    this.notifyChange({ clientId, jobId: record.id, kind: 'created' });
+    this.feed.announce({ clientId, jobId: record.id, kind: 'created' });
     return { jobId: record.id, queuePosition };
   }
 
@@ -217,25 +215,31 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
    * A slow reader gets coalesced progress (see EventSubscriber); the result always arrives.
    */
   async *watch(clientId: string, jobId: string, afterSequence: number, signal: AbortSignal): AsyncGenerator<JobEvent> {
-    this.ownedJob(clientId, jobId);
-    this.flush(); // events emitted but not yet stored are in neither the store nor a new subscriber's queue
-    const live = this.live.get(jobId);
+    let record = await this.ownedJob(clientId, jobId);
+    let live = this.live.get(jobId);
+    if (!live && record.state !== 'FINISHED') {
+      // It may have just finished, its result still waiting in the job log: write that, then look again.
+      await this.jobLog.flush();
+      record = await this.ownedJob(clientId, jobId);
+      live = this.live.get(jobId);
+    }
     // Unfinished but not live: stored before a restart and not resumed yet. Its events after the last checkpoint
     // are about to be replaced, so replaying them now would hand out a history that will not exist.
-    if (!live && this.store.getJob(jobId)?.state !== 'FINISHED') throw notResumedYet(jobId);
-    const subscriber = new EventSubscriber(this.options.subscriberBuffer);
-    live?.subscribers.add(subscriber);
-    // The store holds everything before the subscriber's first event: replay only that much, so no event reaches
-    // the reader twice and a coalesced count never includes a report the replay already delivered.
-    const storedThrough = live ? live.nextSequence - 1 : Infinity;
-    const onAbort = () => subscriber.close();
+    if (!live && record.state !== 'FINISHED') throw notResumedYet(jobId);
+    // In one synchronous step: the reader joins the feed, and the events emitted before it joined are noted as
+    // through `emittedThrough`; those the log has not written yet are copied now, the rest are in the store.
+    const subscriber = live ? this.feed.subscribe(jobId) : undefined;
+    const emittedThrough = live ? live.nextSequence - 1 : Infinity;
+    const unstored = live ? this.jobLog.unstored(jobId, emittedThrough) : [];
+    const storedThrough = unstored.length > 0 ? unstored[0]!.sequence - 1 : emittedThrough;
+    const onAbort = () => subscriber?.close();
     signal.addEventListener('abort', onAbort);
     try {
       let last = afterSequence;
       const pageSize = 500;
       while (last < storedThrough) {
         const limit = Math.min(pageSize, storedThrough - last);
-        const page = this.store.events(jobId, last, limit);
+        const page = await this.store.events(jobId, last, limit);
         for (const stored of page) {
           const event = decodeEvent(stored.payload);
           last = event.sequence;
@@ -245,15 +249,14 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
         }
         if (page.length < limit) break;
       }
-      // While the store cannot be written, the newest events wait in memory: replay them from there.
-      for (const pending of this.pendingEvents) {
-        if (pending.jobId !== jobId || pending.sequence <= last || pending.sequence > storedThrough) continue;
+      for (const pending of unstored) {
+        if (pending.sequence <= last) continue;
         const event = decodeEvent(pending.payload);
         last = event.sequence;
         yield event;
         if (event.kind.case === 'result') return;
       }
-      if (!live) return; // a finished job: its history is complete
+      if (!subscriber) return; // a finished job: its history is complete
       for await (const event of subscriber) {
         if (event.sequence <= last) continue;
         last = event.sequence;
@@ -267,78 +270,77 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
       }
     } finally {
       signal.removeEventListener('abort', onAbort);
-      live?.subscribers.delete(subscriber);
+      if (subscriber) this.feed.unsubscribe(jobId, subscriber);
     }
   }
 
   /** Return a job's summary: state, latest progress and, once finished, its result. */
-  getJob(clientId: string, jobId: string, admin = false): Job {
-    this.flush();
-    return this.toJob(this.ownedJob(clientId, jobId, admin));
+  async getJob(clientId: string, jobId: string, admin = false): Promise<Job> {
+    await this.jobLog.flush();
+    return this.toJob(await this.ownedJob(clientId, jobId, admin));
   }
 
   /** List a client's jobs, newest first; every client's with `allClients`, which only an admin may ask. */
-  listJobs(clientId: string, pageSize: number, beforeJobId: string, options: { allClients?: boolean; admin?: boolean } = {}): Job[] {
-    this.flush();
+  async listJobs(clientId: string, pageSize: number, beforeJobId: string,
+    options: { allClients?: boolean; admin?: boolean } = {}): Promise<Job[]> {
+    await this.jobLog.flush();
     const limit = pageSize || 50;
+    const page = beforeJobId ? { limit, beforeId: beforeJobId } : { limit };
     if (options.allClients) {
       if (!options.admin) {
         throw new ConnectError(`all_clients: client "${clientId}" is not an admin; only clients marked admin in the ` +
           'tokens file may list every client\'s jobs', Code.PermissionDenied);
       }
-      if (beforeJobId && !this.store.getJob(beforeJobId)) {
+      if (beforeJobId && !await this.store.getJob(beforeJobId)) {
         throw new ConnectError(`before_job_id: no job "${beforeJobId}"`, Code.NotFound);
       }
-      return this.store.listAllJobs({ limit, ...(beforeJobId ? { beforeId: beforeJobId } : {}) }).map((r) => this.toJob(r));
+      return Promise.all((await this.store.listAllJobs(page)).map((r) => this.toJob(r)));
     }
     if (beforeJobId) {
-      const cursor = this.store.getJob(beforeJobId);
+      const cursor = await this.store.getJob(beforeJobId);
       // The store refuses a cursor that is not the client's; say so as for any job the client cannot see.
       if (!cursor || cursor.clientId !== clientId) {
         throw new ConnectError(`before_job_id: no job "${beforeJobId}" for this client`, Code.NotFound);
       }
     }
-    return this.store.listJobs(clientId, { limit, ...(beforeJobId ? { beforeId: beforeJobId } : {}) }).map((r) => this.toJob(r));
+    return Promise.all((await this.store.listJobs(clientId, page)).map((r) => this.toJob(r)));
   }
 
   /**
-   * Call `listener` for every job created and every event a job emits (the dashboard's live job list); returns
-   * the function that removes it.
+   * Call `listener` for every job created and every event a job emits (the dashboard's live job list, the data
+   * sets); returns the function that removes it.
    */
   onJobChange(listener: (change: JobChange) => void): () => void {
-    this.changeListeners.add(listener);
-    return () => this.changeListeners.delete(listener);
+    return this.feed.onJobChange(listener);
   }
 
   /** Ask a job to stop (an admin: any client's job); returns its state now. */
-  cancel(clientId: string, jobId: string, admin = false): JobState {
-    const record = this.ownedJob(clientId, jobId, admin);
+  async cancel(clientId: string, jobId: string, admin = false): Promise<JobState> {
+    const record = await this.ownedJob(clientId, jobId, admin);
     const live = this.live.get(jobId);
     if (!live) {
-      this.flush();
-      const stored = this.store.getJob(jobId)!;
-      if (stored.state === 'FINISHED') return JobState.FINISHED;
+      if (record.state === 'FINISHED') return JobState.FINISHED;
       // Not resumed yet after a restart: the stored flag makes the resume stop it.
       try {
-        this.store.requestCancel(jobId);
+        await this.store.requestCancel(jobId);
       } catch (error: unknown) {
         if (!isStoreFault(error)) throw error;
-        this.storeFailed(error, 'record a cancel');
-        throw storeUnavailable(this.fault!);
+        this.jobLog.failed(error, 'record a cancel');
+        throw storeUnavailable(this.jobLog.fault!);
       }
       this.log.info({ jobId, clientId }, 'job cancel requested before its resume');
-      return stored.state === 'RUNNING' ? JobState.RUNNING : JobState.QUEUED;
+      return record.state === 'RUNNING' ? JobState.RUNNING : JobState.QUEUED;
     }
-    try {
-      this.store.requestCancel(jobId);
-    } catch (error: unknown) {
-      // The live job stops all the same; the flag only matters to a resume, and its result is stored later.
-      if (!isStoreFault(error)) throw error;
-      this.storeFailed(error, 'record a cancel');
-    }
+    // The live job stops at once; the flag only matters to a resume, and its result is stored later.
     live.handle?.cancel();
+    try {
+      await this.store.requestCancel(jobId);
+    } catch (error: unknown) {
+      if (!isStoreFault(error)) throw error;
+      this.jobLog.failed(error, 'record a cancel');
+    }
     this.log.info({ jobId, clientId }, 'job cancel requested');
-    return record.state === 'RUNNING' ? JobState.RUNNING : JobState.QUEUED;
+    return live.record.state === 'RUNNING' ? JobState.RUNNING : JobState.QUEUED;
   }
 
   /**
@@ -349,10 +351,10 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
     await this.registry.ready();
     let records: JobRecord[];
     try {
-      records = this.store.unfinishedJobs();
+      records = await this.store.unfinishedJobs();
     } catch (error: unknown) {
       if (!isStoreFault(error)) throw error;
-      this.storeFailed(error, 'list unfinished jobs');
+      this.jobLog.failed(error, 'list unfinished jobs');
       this.resumeAllLater = true;
       return 0;
     }
@@ -365,7 +367,9 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
     let resumed = 0;
     for (const [i, record] of records.entries()) {
       if (this.closed) break;
-      if (this.fault) {
+      // Submitted after the listing was taken (the model became ready first): it runs already.
+      if (this.live.has(record.id)) continue;
+      if (this.jobLog.fault) {
         this.resumeLater.push(...records.slice(i));
         break;
       }
@@ -374,17 +378,17 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
       } catch (error: unknown) {
         this.live.delete(record.id);
         if (isStoreFault(error)) {
-          this.storeFailed(error, 'resume a job');
+          this.jobLog.failed(error, 'resume a job');
           this.resumeLater.push(...records.slice(i));
           break;
         }
         const reason = error instanceof Error ? error.message : String(error);
         this.log.error({ jobId: record.id, err: error }, 'job could not be resumed');
         try {
-          this.failStored(record, `the job could not be resumed: ${reason}`);
+          await this.failStored(record, `the job could not be resumed: ${reason}`);
         } catch (storeError: unknown) {
           if (!isStoreFault(storeError)) throw storeError;
-          this.storeFailed(storeError, 'fail a job');
+          this.jobLog.failed(storeError, 'fail a job');
           this.resumeLater.push(...records.slice(i));
           break;
         }
@@ -398,53 +402,48 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
    * they start afresh from their seed. The engines are stopped by the model registry's close, which skips the
    * result summaries of the jobs it stops (they resume after the restart).
    */
-  shutdown(): void {
+  async shutdown(): Promise<void> {
     this.accepting = false;
-    clearTimeout(this.retryTimer);
-    this.flush();
     let checkpointed = 0;
     try {
-      this.store.transaction(() => {
-        for (const live of this.live.values()) {
-          if (live.record.state !== 'RUNNING') continue;
-          this.checkpoint(live);
-          checkpointed++;
-        }
+      await this.jobLog.close(() => {
+        const checkpoints = [...this.live.values()].filter((live) => live.record.state === 'RUNNING')
+          .map((live) => this.checkpointOf(live)).filter((c) => c !== undefined);
+        checkpointed = checkpoints.length;
         // A clean stop: no resume failed, whatever ran from a checkpoint since the start.
-        this.store.clearResumeMarks();
+        return { checkpoints, clearResumeMarks: true };
       });
     } catch (error: unknown) {
       // The jobs resume from their last stored checkpoint instead.
+      checkpointed = 0;
       this.log.error({ err: error }, 'jobs could not be checkpointed for shutdown');
     }
     // From here on the store is left as it is: the engines stop, and their last events are not written.
     this.closed = true;
-    for (const live of this.live.values()) {
-      for (const s of live.subscribers) s.close();
-    }
+    this.feed.closeAll();
     this.log.info({ jobs: this.live.size, checkpointed }, 'jobs checkpointed for shutdown');
   }
 
   /** Resume one job; false when it was quarantined instead. */
   private async resume(record: JobRecord): Promise<boolean> {
-    const checkpoint = this.store.latestCheckpoint(record.id);
+    const checkpoint = await this.store.latestCheckpoint(record.id);
     const keep = checkpoint?.sequence ?? 0;
     // It ran from this same checkpoint after the last restart, and the server stopped before a new one or a clean
     // shutdown: whatever stops the server may be this job. Resuming it again could loop forever.
-    if (this.store.resumeMark(record.id) === keep) {
+    if (await this.store.resumeMark(record.id) === keep) {
       const reason = `quarantined: the server stopped while this job was running from its checkpoint at event ${keep} ` +
         'after a restart, and again with no newer checkpoint; it is not resumed again';
       this.log.error({ jobId: record.id, clientId: record.clientId, checkpoint: keep }, 'job quarantined');
-      this.failStored(record, reason);
+      await this.failStored(record, reason);
       return false;
     }
     const entry = this.registry.require(record.model);
     const spec = fromBinary(JobSpecSchema, record.spec);
     const settings = this.storedSettings(spec);
-    this.store.truncateEventsAfter(record.id, keep);
+    await this.store.truncateEventsAfter(record.id, keep);
     const snapshots: Map<number, RunSnapshot> = checkpoint ? decodeSnapshots(checkpoint.payload) : new Map();
     const completed = new Map<number, RunResult>();
-    for (const stored of this.store.events(record.id, 0)) {
+    for (const stored of await this.store.events(record.id, 0)) {
       const event = decodeEvent(stored.payload);
       if (event.kind.case === 'restartResult') completed.set(event.kind.value.restart, restartResultFromProto(event.kind.value));
     }
@@ -457,18 +456,27 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
       onEvent: (event) => this.onEvent(live, event),
     });
     // Read the flag now: a cancel may have arrived while the engine was setting the job up.
-    if (this.store.getJob(record.id)?.cancelRequested) live.handle.cancel();
+    if ((await this.store.getJob(record.id))?.cancelRequested) live.handle.cancel();
     this.log.info({ jobId: record.id, fromSequence: keep, restarts: [...resumedFrom] }, 'job resumed');
     return true;
   }
 
   private addLive(record: JobRecord, nextSequence: number, resumedFrom: Map<number, number>, suppressQueued: boolean,
     cost: number): LiveJob {
-    const live: LiveJob = {
-      record, cost, nextSequence, subscribers: new Set(), iterationsSinceCheckpoint: 0, resumedFrom, suppressQueued,
-    };
+    const live: LiveJob = { record, cost, nextSequence, iterationsSinceCheckpoint: 0, resumedFrom, suppressQueued };
     this.live.set(record.id, live);
     return live;
+  }
+
+  private useOf(clientId: string): { jobs: number; bytes: number } {
+    let jobs = 0;
+    let bytes = 0;
+    for (const live of this.live.values()) {
+      if (live.record.clientId !== clientId) continue;
+      jobs++;
+      bytes += live.cost;
+    }
+    return { jobs, bytes };
   }
 
   // The boundary of one job's events: a failure to record one is logged with the job's id and, for the result,
@@ -491,12 +499,13 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
   private recordEvent(live: LiveJob, event: InversionEvent): void {
     if (this.closed || (event.type === 'queued' && live.suppressQueued)) return;
     const now = Date.now();
+    const jobId = live.record.id;
     const resumedFrom = event.type === 'started' ? live.resumedFrom.get(event.restart) ?? 0 : 0;
     const proto = eventToProto(event, live.nextSequence++, now, resumedFrom);
     const kind = proto.kind.case!;
     const payload = encodeEvent(proto);
-    this.pendingEvents.push({
-      jobId: live.record.id,
+    this.jobLog.append({
+      jobId,
       sequence: proto.sequence,
       timeMs: now,
       kind: eventKinds[kind],
@@ -506,183 +515,104 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
       payload,
     });
     if (event.type === 'started' && live.resumedAtCheckpoint !== undefined) {
-      this.pendingMarks.set(live.record.id, live.resumedAtCheckpoint);
+      this.jobLog.setResumeMark(jobId, live.resumedAtCheckpoint);
       live.resumedAtCheckpoint = undefined;
     }
     if (event.type === 'started' && live.record.state === 'QUEUED') {
       live.record.state = 'RUNNING';
-      this.pendingStates.set(live.record.id, { state: 'RUNNING' });
+      this.jobLog.setState({ jobId, state: 'RUNNING' });
     } else if (event.type === 'progress') {
       live.iterationsSinceCheckpoint++;
-      if (proto.kind.case === 'progress') this.pendingSummaries.set(live.record.id, proto.kind.value);
+      if (proto.kind.case === 'progress') this.jobLog.setSummary(jobId, proto.kind.value);
     } else if (event.type === 'result') {
       live.record.state = 'FINISHED';
       live.record.status = event.result.status;
       live.record.finishedAtMs = now;
-      this.pendingStates.set(live.record.id, { state: 'FINISHED', status: event.result.status, finishedAtMs: now });
-      this.live.delete(live.record.id);
+      this.jobLog.setState({ jobId, state: 'FINISHED', status: event.result.status, finishedAtMs: now });
+      this.live.delete(jobId);
       this.options.onJobFinished?.(live.record.model, event.result.status);
-      this.log.info({ jobId: live.record.id, status: event.result.status, ms: Math.round(event.result.elapsedMs) }, 'job finished');
+      this.log.info({ jobId, status: event.result.status, ms: Math.round(event.result.elapsedMs) }, 'job finished');
       const errors = event.result.restarts.flatMap((r) => (r.error ? [`restart ${r.restart}: ${r.error}`] : []));
       if (errors.length > 0) {
-        this.log.warn({ jobId: live.record.id, clientId: live.record.clientId, errors }, 'job restarts failed');
+        this.log.warn({ jobId, clientId: live.record.clientId, errors }, 'job restarts failed');
       }
     }
     // Live readers get the event as the store keeps it (float fields rounded to float32), so a replayed history
     // and a live one are the same bytes.
-    if (live.subscribers.size > 0) {
-      const stored = decodeEvent(payload);
-      for (const subscriber of live.subscribers) subscriber.push(stored);
-    }
-    this.scheduleFlush();
-    this.notifyChange({ clientId: live.record.clientId, jobId: live.record.id, kind: eventKinds[kind] });
-  }
-
-  private notifyChange(change: JobChange): void {
-    for (const listener of this.changeListeners) {
-      try {
-        listener(change);
-      } catch (error: unknown) {
-        // A listener's bug must not stop the job that reported the change.
-        this.log.error({ err: error, jobId: change.jobId }, 'job change listener failed');
-      }
-    }
-  }
-
-  private scheduleFlush(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    setImmediate(() => this.flush());
-  }
-
-  /**
-   * Write the events, states, summaries and due checkpoints gathered since the last flush, atomically. When the
-   * store fails (disk full, I/O error) everything stays in memory, the hub refuses new jobs and tries again every
-   * `storeRetryMs`; the jobs run on. Never throws: it runs from timers, where a throw would end the process.
-   */
-  private flush(): void {
-    this.flushScheduled = false;
-    if (this.closed && this.fault) return;
-    if (this.pendingEvents.length === 0 && this.pendingStates.size === 0 && this.pendingMarks.size === 0) {
-      if (this.fault) this.probeStore();
-      return;
-    }
-    const events = this.pendingEvents;
-    try {
-      this.store.transaction(() => {
-        this.store.appendEvents(events);
-        for (const [jobId, progress] of this.pendingSummaries) this.store.setSummary(jobId, toBinary(ProgressSchema, progress));
-        for (const [jobId, s] of this.pendingStates) this.store.setState(jobId, s.state, s);
-        for (const [jobId, sequence] of this.pendingMarks) this.store.setResumeMark(jobId, sequence);
-        for (const live of this.live.values()) {
-          if (live.iterationsSinceCheckpoint >= this.options.checkpointEvery) this.checkpoint(live);
-        }
-      });
-    } catch (error: unknown) {
-      // Rolled back as a whole: the same writes are tried again (a checkpoint is taken again then, as of that time).
-      this.storeFailed(error, 'write job events');
-      return;
-    }
-    this.pendingEvents = this.pendingEvents.slice(events.length);
-    this.pendingSummaries.clear();
-    this.pendingStates.clear();
-    this.pendingMarks.clear();
-    if (this.fault) this.storeRecovered();
-  }
-
-  // Nothing waits to be written, but the store failed: see whether a small write goes through now.
-  private probeStore(): void {
-    try {
-      this.store.probeWrite();
-    } catch (error: unknown) {
-      this.storeFailed(error, 'probe the store');
-      return;
-    }
-    this.storeRecovered();
-  }
-
-  private storeFailed(error: unknown, what: string): void {
-    this.storeWriteErrors++;
-    const message = `${error instanceof Error ? error.message : String(error)}` +
-      `${(error as { code?: unknown }).code ? ` (${String((error as { code?: unknown }).code)})` : ''}`;
-    if (!this.fault) {
-      this.fault = { message, sinceMs: Date.now(), failures: 1 };
-      this.log.error({ err: error, what, pendingEvents: this.pendingEvents.length },
-        'the job store cannot be written: refusing new jobs and retrying');
-    } else {
-      this.fault.failures++;
-      this.fault.message = message;
-    }
-    if (this.closed) return;
-    clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => this.flush(), this.options.storeRetryMs);
+    if (this.feed.hasReaders(jobId)) this.feed.publish(jobId, decodeEvent(payload));
+    this.feed.announce({ clientId: live.record.clientId, jobId, kind: eventKinds[kind] });
   }
 
   private storeRecovered(): void {
-    const fault = this.fault!;
-    this.fault = undefined;
-    clearTimeout(this.retryTimer);
-    this.log.warn({ failures: fault.failures, ms: Date.now() - fault.sinceMs }, 'the job store writes again: accepting jobs');
-    if (this.resumeLater.length > 0 || this.resumeAllLater) {
-      const records = this.resumeLater;
-      const all = this.resumeAllLater;
-      this.resumeLater = [];
-      this.resumeAllLater = false;
-      void (all ? this.resumeUnfinished() : this.resumeRecords(records)).then((resumed) => {
-        if (resumed > 0) this.log.info({ resumed }, 'unfinished jobs resumed');
-      }, (error: unknown) => this.log.error({ err: error }, 'resuming jobs failed'));
-    }
+    if (this.resumeLater.length === 0 && !this.resumeAllLater) return;
+    const records = this.resumeLater;
+    const all = this.resumeAllLater;
+    this.resumeLater = [];
+    this.resumeAllLater = false;
+    void (all ? this.resumeUnfinished() : this.resumeRecords(records)).then((resumed) => {
+      if (resumed > 0) this.log.info({ resumed }, 'unfinished jobs resumed');
+    }, (error: unknown) => this.log.error({ err: error }, 'resuming jobs failed'));
   }
 
-  // Called inside a store transaction, after the job's emitted events are written: the snapshot and the event
-  // history describe the same moment.
-  private checkpoint(live: LiveJob): void {
-    if (!live.handle) return;
+  // Called by the job log as it cuts a batch: the snapshots describe the moment of its last event.
+  private dueCheckpoints(): CheckpointRecord[] {
+    const due: CheckpointRecord[] = [];
+    for (const live of this.live.values()) {
+      if (live.iterationsSinceCheckpoint < this.options.checkpointEvery) continue;
+      const checkpoint = this.checkpointOf(live);
+      if (checkpoint) due.push(checkpoint);
+    }
+    return due;
+  }
+
+  private checkpointOf(live: LiveJob): CheckpointRecord | undefined {
+    if (!live.handle) return undefined;
     live.iterationsSinceCheckpoint = 0;
-    this.store.saveCheckpoint({
+    return {
       jobId: live.record.id,
       sequence: live.nextSequence - 1,
       timeMs: Date.now(),
       payload: encodeSnapshots(live.handle.snapshots()),
-    });
+    };
   }
 
   // A job that cannot be resumed still ends its history with a result, so WatchJob and GetJob say why.
-  private failStored(record: JobRecord, reason: string): void {
+  private async failStored(record: JobRecord, reason: string): Promise<void> {
     const now = Date.now();
     this.live.delete(record.id);
-    this.store.transaction(() => {
-      const stored = this.store.getJob(record.id) ?? record;
-      const result = create(ResultSchema, {
-        status: Status.FAILED,
-        restarts: [{ status: Status.FAILED, error: reason }],
-        targetIds: stored.targetIds,
-        targetText: stored.targetText,
-        model: stored.model,
-      });
-      const event = create(JobEventSchema, {
-        sequence: stored.lastSequence + 1, time: timestampFromMs(now), kind: { case: 'result', value: result },
-      });
-      this.store.appendEvents([{ jobId: record.id, sequence: event.sequence, timeMs: now, kind: 'result', restart: null,
-        iteration: null, payload: encodeEvent(event) }]);
-      this.store.setState(record.id, 'FINISHED', { status: 'FAILED', finishedAtMs: now });
+    const stored = await this.store.getJob(record.id) ?? record;
+    const result = create(ResultSchema, {
+      status: Status.FAILED,
+      restarts: [{ status: Status.FAILED, error: reason }],
+      targetIds: stored.targetIds,
+      targetText: stored.targetText,
+      model: stored.model,
+    });
+    const event = create(JobEventSchema, {
+      sequence: stored.lastSequence + 1, time: timestampFromMs(now), kind: { case: 'result', value: result },
+    });
+    // The sequence check makes this safe against a concurrent writer: one of the two is refused, not interleaved.
+    await this.store.commit({
+      events: [{ jobId: record.id, sequence: event.sequence, timeMs: now, kind: 'result', restart: null, iteration: null,
+        payload: encodeEvent(event) }],
+      states: [{ jobId: record.id, state: 'FINISHED', status: 'FAILED', finishedAtMs: now }],
     });
     this.log.warn({ jobId: record.id, reason }, 'job marked FAILED');
   }
 
-  private ownedJob(clientId: string, jobId: string, admin = false): JobRecord {
-    const record = this.live.get(jobId)?.record ?? this.store.getJob(jobId);
+  private async ownedJob(clientId: string, jobId: string, admin = false): Promise<JobRecord> {
+    const record = this.live.get(jobId)?.record ?? await this.store.getJob(jobId);
     // Another client's job is reported as missing: its existence is not this client's business (an admin's it is).
     if (!record || (record.clientId !== clientId && !admin)) throw new ConnectError(`job_id: no job "${jobId}" for this client`, Code.NotFound);
     return record;
   }
 
-  private toJob(record: JobRecord): Job {
-    const stored = this.store.getJob(record.id) ?? record;
+  private async toJob(record: JobRecord): Promise<Job> {
+    const stored = await this.store.getJob(record.id) ?? record;
     const spec = fromBinary(JobSpecSchema, stored.spec);
     let result;
     if (stored.state === 'FINISHED' && stored.lastSequence > 0) {
-      const last = this.store.events(stored.id, stored.lastSequence - 1, 1)[0];
+      const last = (await this.store.events(stored.id, stored.lastSequence - 1, 1))[0];
       const event = last ? decodeEvent(last.payload) : undefined;
       if (event?.kind.case === 'result') result = event.kind.value;
     }
@@ -730,12 +660,6 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
   }
 }
 
-/** Report a store error (SQLite's, or the file system's under it): transient until proven otherwise. */
-export function isStoreFault(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && (code.startsWith('SQLITE_') || code === 'ENOSPC' || code === 'EIO' || code === 'EROFS');
-}
-
 function storeUnavailable(fault: StoreFault): ConnectError {
   return new ConnectError(`the job store cannot be written (${fault.message}) since ` +
     `${new Date(fault.sinceMs).toISOString()}; new jobs are refused until it can; retry later`, Code.Unavailable);
@@ -745,5 +669,3 @@ function notResumedYet(jobId: string): ConnectError {
   return new ConnectError(`job_id: job "${jobId}" has not resumed yet after a server restart (its model may be ` +
     'loading); retry shortly', Code.Unavailable);
 }
-
-

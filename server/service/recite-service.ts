@@ -40,7 +40,7 @@ export class ReciteServiceImpl implements ServiceImpl<typeof ReciteService> {
       }
     } finally {
       // The job outlives its stream unless the client asked otherwise.
-      if (!finished && req.cancelOnDisconnect) this.hub.cancel(clientId, jobId);
+      if (!finished && req.cancelOnDisconnect) await this.hub.cancel(clientId, jobId);
     }
   }
 
@@ -58,19 +58,19 @@ export class ReciteServiceImpl implements ServiceImpl<typeof ReciteService> {
 
   async getJob(req: GetJobRequest, ctx: HandlerContext) {
     validateRequest(GetJobRequestSchema, req);
-    return { job: this.hub.getJob(clientOf(ctx), req.jobId, isAdmin(ctx)) };
+    return { job: await this.hub.getJob(clientOf(ctx), req.jobId, isAdmin(ctx)) };
   }
 
   async listJobs(req: ListJobsRequest, ctx: HandlerContext) {
     validateRequest(ListJobsRequestSchema, req);
     return {
-      jobs: this.hub.listJobs(clientOf(ctx), req.pageSize, req.beforeJobId, { allClients: req.allClients, admin: isAdmin(ctx) }),
+      jobs: await this.hub.listJobs(clientOf(ctx), req.pageSize, req.beforeJobId, { allClients: req.allClients, admin: isAdmin(ctx) }),
     };
   }
 
   async cancelJob(req: CancelJobRequest, ctx: HandlerContext) {
     validateRequest(CancelJobRequestSchema, req);
-    return { state: this.hub.cancel(clientOf(ctx), req.jobId, isAdmin(ctx)) };
+    return { state: await this.hub.cancel(clientOf(ctx), req.jobId, isAdmin(ctx)) };
   }
 
   async decode(req: DecodeRequest, ctx: HandlerContext) {

@@ -9,7 +9,7 @@ import type { ConnectRouter, Interceptor } from '@connectrpc/connect';
 import { Code, ConnectError, createContextKey, createContextValues } from '@connectrpc/connect';
 import type { UniversalHandler, UniversalServerRequest } from '@connectrpc/connect/protocol';
 import type { Logger } from 'pino';
-import { isStoreFault } from './job-hub.js';
+import { isStoreFault } from '../store/job-repository.js';
 
 /** JSON options for the Connect adapter: refuse what the schema does not know. */
 export const strictJsonOptions = Object.freeze({ ignoreUnknownFields: false });

@@ -83,9 +83,61 @@ export interface ListOptions {
   beforeId?: string;
 }
 
+/**
+ * A server's hold on a job: while its lease runs, only `owner` may write the job's history, and every write it makes
+ * carries `epoch`, which each new claim of the job raises; a write with an older epoch is refused (fencing), so a
+ * server that was paused past its lease cannot write over its successor.
+ */
+export interface Lease {
+  jobId: string;
+  epoch: number;
+}
+
+/** A job a server has just claimed, and the epoch of its lease. */
+export interface ClaimedJob {
+  record: JobRecord;
+  epoch: number;
+}
+
+/** How a new job is admitted: within its client's quota, and held by `owner` at once or left for a claim. */
+export interface Admission {
+  /** The server that will run it now (its lease starts at epoch 1), or null: queued for any worker to claim. */
+  owner: string | null;
+  leaseMs: number;
+  /** Bytes it holds while it runs (counted against its client's maxQueuedBytes). */
+  costBytes: number;
+  /** The client's limits, counted over its unfinished jobs on every server that shares the store. */
+  maxJobs: number;
+  maxQueuedBytes: number;
+}
+
+/** What admitJob answers: the job is stored (with its lease epoch; 0 when unowned), or refused and why. */
+export type AdmissionResult =
+  | { admitted: true; epoch: number }
+  | { admitted: false; reason: 'jobs' | 'bytes'; use: { jobs: number; bytes: number } };
+
+/**
+ * Something that happened to a job, as every server sharing the store hears of it: the job was created, its
+ * history grew to `lastSequence` (with an event of `kind`), or a cancel was asked. Carries ids only.
+ */
+export interface StoreNotice {
+  jobId: string;
+  clientId: string;
+  kind: 'created' | 'cancel' | EventKind;
+  lastSequence: number;
+}
+
 /** Signal a call the store refuses: an unknown job, a broken sequence, a bad value or a forbidden transition. */
 export class JobStoreError extends Error {
   override name = 'JobStoreError';
+}
+
+/** Signal a fenced write: these jobs' leases are no longer the writer's (expired and claimed by another server). */
+export class LeaseLostError extends JobStoreError {
+  override name = 'LeaseLostError';
+  constructor(readonly jobIds: readonly string[], message: string) {
+    super(message);
+  }
 }
 
 /** The job store; see the module comment for its guarantees. */
@@ -153,8 +205,44 @@ export interface JobRepository {
   /** Clear every unfinished job's resume mark: a clean shutdown checkpointed them, so no resume failed. */
   clearResumeMarks(): Promise<void>;
 
-  /** Apply `batch` in one transaction (see {@link WriteBatch}); any refusal rolls back all of it. */
-  commit(batch: WriteBatch): Promise<void>;
+  /**
+   * Apply `batch` in one transaction (see {@link WriteBatch}); any refusal rolls back all of it. With `fence`, every
+   * job the batch writes must still be leased to `fence.owner` at the epoch `fence.leases` gives it: if any is not,
+   * nothing is written and a LeaseLostError names them all. Every server sharing the store hears one StoreNotice
+   * per job whose history grew (see {@link listen}).
+   */
+  commit(batch: WriteBatch, fence?: { owner: string; leases: ReadonlyMap<string, number> }): Promise<void>;
+
+  /**
+   * Store a new job if its client's unfinished jobs leave room (jobs and bytes, counted under a per-client lock so
+   * two servers admitting at once cannot both take the last place); owned by `admission.owner` at epoch 1, or
+   * unowned. Announces it (a 'created' notice).
+   */
+  admitJob(job: NewJob, admission: Admission): Promise<AdmissionResult>;
+  /** Count a client's unfinished jobs and the bytes they hold, on every server. */
+  clientUse(clientId: string): Promise<{ jobs: number; bytes: number }>;
+  /**
+   * Claim up to `limit` unfinished jobs of `models` that no live lease holds (never claimed, or their lease expired),
+   * for `owner`, raising each one's epoch: the clients with the fewest held jobs first, then the oldest jobs.
+   * `ignoreLeases` also takes jobs whose lease still runs: for a store only this server uses (a SQLite file), where
+   * any lease left is a previous run's.
+   */
+  claimJobs(owner: string, models: readonly string[], limit: number, leaseMs: number,
+    options?: { ignoreLeases?: boolean }): Promise<ClaimedJob[]>;
+  /** Extend `owner`'s leases by `leaseMs` from now; returns the ids of those it no longer holds (taken over, deleted). */
+  renewLeases(owner: string, leases: readonly Lease[], leaseMs: number): Promise<string[]>;
+  /** Give up `owner`'s leases on these jobs (a clean shutdown), so another server may claim them at once. */
+  releaseLeases(owner: string, jobIds: readonly string[]): Promise<void>;
+  /**
+   * Hear of every StoreNotice from every server sharing the store (this one included), until the returned function
+   * is called. With SQLite only this process's changes exist to hear.
+   */
+  listen(onNotice: (notice: StoreNotice) => void): Promise<() => Promise<void>>;
+  /**
+   * Delete the event histories of jobs finished before `finishedBeforeMs`, keeping each one's last event (its
+   * result) and its row; returns the number of events deleted.
+   */
+  pruneFinishedHistories(finishedBeforeMs: number): Promise<number>;
   /** Write something that changes nothing: throws as a real write would on a full disk or a lost database. */
   probeWrite(): Promise<void>;
 }
@@ -302,4 +390,30 @@ export function checkTruncation(jobId: string, sequence: number, last: number | 
   if (sequence < 0 || sequence > last) {
     throw new JobStoreError(`${op}: sequence ${sequence} is outside job '${jobId}''s history 0..${last}`);
   }
+}
+
+/** Return the ids of the jobs a batch writes, each once. */
+export function jobsOfBatch(batch: WriteBatch): string[] {
+  const ids = new Set<string>();
+  for (const event of batch.events ?? []) ids.add(event.jobId);
+  for (const { jobId } of batch.summaries ?? []) ids.add(jobId);
+  for (const { jobId } of batch.states ?? []) ids.add(jobId);
+  for (const { jobId } of batch.resumeMarks ?? []) ids.add(jobId);
+  for (const { jobId } of batch.checkpoints ?? []) ids.add(jobId);
+  return [...ids];
+}
+
+/**
+ * Return the notices a committed batch gives: one per job whose history grew, with its new last sequence and the
+ * kind of its last event (a 'result' says the job finished). `clientOf` finds a job's client.
+ */
+export function noticesOfBatch(batch: WriteBatch, clientOf: (jobId: string) => string | undefined): StoreNotice[] {
+  const last = new Map<string, EventRecord>();
+  for (const event of batch.events ?? []) last.set(event.jobId, event);
+  const notices: StoreNotice[] = [];
+  for (const [jobId, event] of last) {
+    const clientId = clientOf(jobId);
+    if (clientId !== undefined) notices.push({ jobId, clientId, kind: event.kind, lastSequence: event.sequence });
+  }
+  return notices;
 }

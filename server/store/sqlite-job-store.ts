@@ -1,14 +1,18 @@
 // The job store in one SQLite file (better-sqlite3): the default for one machine. Every call runs synchronously
 // under its promise and commits before it resolves (WAL, synchronous=NORMAL): a server killed outright and restarted
 // on the same file finds every write it had acknowledged. The contract and its checks are in job-repository.ts.
+// One server uses a file, so its notices (listen) are this process's own, and leases only guard against a
+// previous run of it.
+import { EventEmitter } from 'node:events';
 import Database from 'better-sqlite3';
 import { openDatabase } from './sqlite-schema.js';
 import type {
-  CheckpointRecord, EventKind, EventRecord, JobRecord, JobRepository, JobState, ListOptions, NewJob, WriteBatch,
+  Admission, AdmissionResult, CheckpointRecord, ClaimedJob, EventKind, EventRecord, JobRecord, JobRepository, JobState,
+  Lease, ListOptions, NewJob, StoreNotice, WriteBatch,
 } from './job-repository.js';
 import {
-  checkCheckpoint, checkEvent, checkNewJob, checkStateChange, checkTruncation, defaultListLimit, JobStoreError,
-  requireBytes, requireInteger, requireLimit, requireState,
+  checkCheckpoint, checkEvent, checkNewJob, checkStateChange, checkTruncation, defaultListLimit, jobsOfBatch,
+  JobStoreError, LeaseLostError, noticesOfBatch, requireBytes, requireId, requireInteger, requireLimit, requireState,
 } from './job-repository.js';
 
 /** Options of {@link SqliteJobStore.open}. */
@@ -72,14 +76,15 @@ export class SqliteJobStore implements JobRepository {
   private readonly db: Database.Database;
   private readonly file: string;
   private readonly statements: ReturnType<typeof prepareStatements>;
-  private readonly commitTransaction: (batch: WriteBatch) => void;
+  private readonly commitTransaction: (batch: WriteBatch, fence?: Fence) => void;
+  private readonly notices = new EventEmitter();
   private readonly truncateTransaction: (jobId: string, sequence: number) => number;
 
   private constructor(db: Database.Database, file: string) {
     this.db = db;
     this.file = file;
     this.statements = prepareStatements(db);
-    this.commitTransaction = db.transaction((batch: WriteBatch) => this.applyBatch(batch)).immediate;
+    this.commitTransaction = db.transaction((batch: WriteBatch, fence?: Fence) => this.applyBatch(batch, fence)).immediate;
     this.truncateTransaction = db.transaction((jobId: string, sequence: number) =>
       this.truncateInTransaction(jobId, sequence)).immediate;
   }
@@ -107,27 +112,8 @@ export class SqliteJobStore implements JobRepository {
 
   async insertJob(job: NewJob): Promise<void> {
     checkNewJob(job);
-    try {
-      this.statements.insertJob.run({
-        id: job.id,
-        client_id: job.clientId,
-        model: job.model,
-        label: job.label,
-        spec: job.spec,
-        target_ids: JSON.stringify(job.targetIds),
-        target_text: job.targetText,
-        state: job.state,
-        status: job.status,
-        cancel_requested: job.cancelRequested ? 1 : 0,
-        created_at: job.createdAtMs,
-        finished_at: job.finishedAtMs,
-      });
-    } catch (error) {
-      if (error instanceof Database.SqliteError && error.code === 'SQLITE_CONSTRAINT_UNIQUE') {
-        throw new JobStoreError(`insertJob: job '${job.id}' already exists`);
-      }
-      throw error;
-    }
+    this.insertNow(job);
+    this.announce({ jobId: job.id, clientId: job.clientId, kind: 'created', lastSequence: 0 });
   }
 
   async getJob(id: string): Promise<JobRecord | undefined> {
@@ -201,6 +187,8 @@ export class SqliteJobStore implements JobRepository {
 
   async requestCancel(jobId: string): Promise<void> {
     requireChanged('requestCancel', jobId, this.statements.requestCancel.run(jobId));
+    const job = this.statements.getJob.get(jobId)!;
+    this.announce({ jobId, clientId: job.client_id, kind: 'cancel', lastSequence: job.last_sequence });
   }
 
   async saveCheckpoint(checkpoint: CheckpointRecord): Promise<void> {
@@ -233,8 +221,77 @@ export class SqliteJobStore implements JobRepository {
     this.statements.clearResumeMarks.run();
   }
 
-  async commit(batch: WriteBatch): Promise<void> {
-    this.commitTransaction(batch);
+  async commit(batch: WriteBatch, fence?: Fence): Promise<void> {
+    this.commitTransaction(batch, fence);
+    for (const notice of noticesOfBatch(batch, (jobId) => this.statements.clientOf.get(jobId))) this.announce(notice);
+  }
+
+  async admitJob(job: NewJob, admission: Admission): Promise<AdmissionResult> {
+    checkNewJob(job);
+    requireInteger('admitJob', 'costBytes', admission.costBytes);
+    const result = this.db.transaction((): AdmissionResult => {
+      const use = this.statements.clientUse.get(job.clientId)!;
+      if (use.jobs >= admission.maxJobs) return { admitted: false, reason: 'jobs', use };
+      if (use.bytes + admission.costBytes > admission.maxQueuedBytes) return { admitted: false, reason: 'bytes', use };
+      this.insertNow(job);
+      const epoch = admission.owner === null ? 0 : 1;
+      this.statements.admit.run(admission.owner, epoch,
+        admission.owner === null ? null : Date.now() + admission.leaseMs, admission.costBytes, job.id);
+      return { admitted: true, epoch };
+    }).immediate();
+    if (result.admitted) this.announce({ jobId: job.id, clientId: job.clientId, kind: 'created', lastSequence: 0 });
+    return result;
+  }
+
+  async clientUse(clientId: string): Promise<{ jobs: number; bytes: number }> {
+    return this.statements.clientUse.get(clientId)!;
+  }
+
+  async claimJobs(owner: string, models: readonly string[], limit: number, leaseMs: number,
+    options: { ignoreLeases?: boolean } = {}): Promise<ClaimedJob[]> {
+    requireId('claimJobs', 'owner', owner);
+    requireLimit('claimJobs', limit);
+    if (models.length === 0) return [];
+    return this.db.transaction((): ClaimedJob[] => {
+      const now = Date.now();
+      const rows = this.db.prepare<unknown[], JobRow & { lease_epoch: number }>(claimCandidates(models.length))
+        .all(...models, options.ignoreLeases ? 1 : 0, now, now, limit);
+      return rows.map((row) => {
+        const epoch = row.lease_epoch + 1;
+        this.statements.claim.run(owner, epoch, now + leaseMs, row.id);
+        return { record: jobFromRow(row), epoch };
+      });
+    }).immediate();
+  }
+
+  async renewLeases(owner: string, leases: readonly Lease[], leaseMs: number): Promise<string[]> {
+    const until = Date.now() + leaseMs;
+    return this.db.transaction(() => leases.filter((lease) =>
+      this.statements.renew.run(until, lease.jobId, owner, lease.epoch).changes === 0).map((lease) => lease.jobId)).immediate();
+  }
+
+  async releaseLeases(owner: string, jobIds: readonly string[]): Promise<void> {
+    this.db.transaction(() => {
+      for (const jobId of jobIds) this.statements.release.run(jobId, owner);
+    }).immediate();
+  }
+
+  async listen(onNotice: (notice: StoreNotice) => void): Promise<() => Promise<void>> {
+    this.notices.on('notice', onNotice);
+    return async () => { this.notices.off('notice', onNotice); };
+  }
+
+  async pruneFinishedHistories(finishedBeforeMs: number): Promise<number> {
+    requireInteger('pruneFinishedHistories', 'finishedBeforeMs', finishedBeforeMs);
+    return this.db.transaction(() => {
+      const { changes } = this.statements.pruneEvents.run(finishedBeforeMs);
+      this.statements.pruneCheckpoints.run(finishedBeforeMs);
+      return changes;
+    }).immediate();
+  }
+
+  private announce(notice: StoreNotice): void {
+    this.notices.emit('notice', notice);
   }
 
   /** Write the schema version again: throws as a real write would on a full disk. */
@@ -243,9 +300,44 @@ export class SqliteJobStore implements JobRepository {
     this.db.pragma(`user_version = ${Math.trunc(version)}`);
   }
 
-  // Runs inside commitTransaction: each part in WriteBatch's order.
-  private applyBatch(batch: WriteBatch): void {
-    if (batch.events && batch.events.length > 0) this.appendNow(batch.events);
+  private insertNow(job: NewJob): void {
+    try {
+      this.statements.insertJob.run({
+        id: job.id,
+        client_id: job.clientId,
+        model: job.model,
+        label: job.label,
+        spec: job.spec,
+        target_ids: JSON.stringify(job.targetIds),
+        target_text: job.targetText,
+        state: job.state,
+        status: job.status,
+        cancel_requested: job.cancelRequested ? 1 : 0,
+        created_at: job.createdAtMs,
+        finished_at: job.finishedAtMs,
+      });
+    } catch (error) {
+      if (error instanceof Database.SqliteError && error.code === 'SQLITE_CONSTRAINT_UNIQUE') {
+        throw new JobStoreError(`insertJob: job '${job.id}' already exists`);
+      }
+      throw error;
+    }
+  }
+
+  // Runs inside commitTransaction: the fence first (nothing is written for a batch that holds a lost lease), then
+  // each part in WriteBatch's order.
+  private applyBatch(batch: WriteBatch, fence?: Fence): void {
+    if (fence) {
+      const lost = jobsOfBatch(batch).filter((jobId) => {
+        const held = this.statements.lease.get(jobId);
+        return held === undefined || held.owner !== fence.owner || held.lease_epoch !== fence.leases.get(jobId);
+      });
+      if (lost.length > 0) {
+        throw new LeaseLostError(lost, `commit: ${lost.length} job(s) are no longer leased to ${fence.owner} at the ` +
+          `epoch it wrote with (first: '${lost[0]}'); nothing of the batch was written`);
+      }
+    }
+    if (batch.events && batch.events.length > 0) this.appendNow(batch.events, fence);
     for (const { jobId, summary } of batch.summaries ?? []) this.setSummaryNow(jobId, summary);
     for (const { jobId, state, ...extra } of batch.states ?? []) this.setStateNow(jobId, state, extra);
     for (const { jobId, sequence } of batch.resumeMarks ?? []) this.setResumeMarkNow(jobId, sequence);
@@ -253,7 +345,7 @@ export class SqliteJobStore implements JobRepository {
     if (batch.clearResumeMarks) this.statements.clearResumeMarks.run();
   }
 
-  private appendNow(events: readonly EventRecord[]): void {
+  private appendNow(events: readonly EventRecord[], fence?: Fence): void {
     const next = new Map<string, number>(); // job id → the sequence its next event must carry
     for (const event of events) {
       let expected = next.get(event.jobId);
@@ -264,7 +356,7 @@ export class SqliteJobStore implements JobRepository {
       }
       checkEvent(event, expected);
       this.statements.insertEvent.run(event.jobId, event.sequence, event.timeMs, event.kind, event.restart,
-        event.iteration, event.payload);
+        event.iteration, event.payload, fence?.leases.get(event.jobId) ?? null);
       next.set(event.jobId, expected + 1);
     }
     for (const [jobId, following] of next) this.statements.setLastSequence.run(following - 1, jobId);
@@ -321,8 +413,25 @@ function prepareStatements(db: Database.Database) {
       `SELECT ${jobColumns} FROM jobs WHERE state IN ('QUEUED', 'RUNNING') ${oldestFirst}`),
     lastSequence: db.prepare<[string], number>('SELECT last_sequence FROM jobs WHERE id = ?').pluck(),
     setLastSequence: db.prepare<[number, string]>('UPDATE jobs SET last_sequence = ? WHERE id = ?'),
-    insertEvent: db.prepare<[string, number, number, string, number | null, number | null, Uint8Array]>(
-      `INSERT INTO events (${eventColumns}) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+    insertEvent: db.prepare<[string, number, number, string, number | null, number | null, Uint8Array, number | null]>(
+      `INSERT INTO events (${eventColumns}, lease_epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+    clientOf: db.prepare<[string], string>('SELECT client_id FROM jobs WHERE id = ?').pluck(),
+    clientUse: db.prepare<[string], { jobs: number; bytes: number }>(
+      "SELECT count(*) AS jobs, coalesce(sum(cost_bytes), 0) AS bytes FROM jobs WHERE client_id = ? AND state <> 'FINISHED'"),
+    admit: db.prepare<[string | null, number, number | null, number, string]>(
+      'UPDATE jobs SET owner = ?, lease_epoch = ?, lease_expires_at = ?, cost_bytes = ? WHERE id = ?'),
+    claim: db.prepare<[string, number, number, string]>(
+      'UPDATE jobs SET owner = ?, lease_epoch = ?, lease_expires_at = ? WHERE id = ?'),
+    renew: db.prepare<[number, string, string, number]>(
+      "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND owner = ? AND lease_epoch = ? AND state <> 'FINISHED'"),
+    release: db.prepare<[string, string]>(
+      'UPDATE jobs SET owner = NULL, lease_expires_at = NULL WHERE id = ? AND owner = ?'),
+    lease: db.prepare<[string], { owner: string | null; lease_epoch: number }>(
+      'SELECT owner, lease_epoch FROM jobs WHERE id = ?'),
+    pruneEvents: db.prepare<[number]>(`DELETE FROM events WHERE job_id IN (SELECT id FROM jobs WHERE state = 'FINISHED'
+      AND finished_at < ?) AND sequence < (SELECT last_sequence FROM jobs WHERE jobs.id = events.job_id)`),
+    pruneCheckpoints: db.prepare<[number]>(
+      "DELETE FROM checkpoints WHERE job_id IN (SELECT id FROM jobs WHERE state = 'FINISHED' AND finished_at < ?)"),
     events: db.prepare<[string, number, number], EventRow>(
       `SELECT ${eventColumns} FROM events WHERE job_id = ? AND sequence > ? ORDER BY sequence LIMIT ?`),
     truncateEvents: db.prepare<[string, number]>('DELETE FROM events WHERE job_id = ? AND sequence > ?'),
@@ -388,4 +497,27 @@ function bytes(buffer: Buffer): Uint8Array {
 
 function requireChanged(op: string, jobId: string, result: Database.RunResult): void {
   if (result.changes === 0) throw new JobStoreError(`${op}: no job '${jobId}'`);
+}
+
+type Fence = { owner: string; leases: ReadonlyMap<string, number> };
+
+/**
+ * The jobs a claim takes, in the order it takes them: each client's jobs oldest first, interleaved so the client
+ * with the fewest jobs held now goes first (a claim of many jobs is shared out between clients, not taken from the
+ * oldest one's backlog alone). Parameters: the models, then ignoreLeases (0/1), now, now, limit.
+ */
+function claimCandidates(models: number): string {
+  return `WITH open AS (
+      SELECT ${jobColumns}, row, lease_epoch,
+        row_number() OVER (PARTITION BY client_id ORDER BY created_at, row) AS turn
+      FROM jobs
+      WHERE state <> 'FINISHED' AND model IN (${Array(models).fill('?').join(', ')})
+        AND (? = 1 OR owner IS NULL OR lease_expires_at < ?)
+    ), held AS (
+      SELECT client_id, count(*) AS jobs FROM jobs
+      WHERE state <> 'FINISHED' AND owner IS NOT NULL AND lease_expires_at >= ? GROUP BY client_id
+    )
+    SELECT open.* FROM open LEFT JOIN held USING (client_id)
+    ORDER BY coalesce(held.jobs, 0) + open.turn, open.created_at, open.row
+    LIMIT ?`;
 }

@@ -99,6 +99,16 @@ export const migrations: readonly string[] = [
   `
   ALTER TABLE jobs ADD COLUMN resumed_from INTEGER;
   `,
+  // 4: leases (which server runs a job, until when, under which epoch: see job-repository.ts's Lease), the bytes a
+  // job holds (quotas counted in the store, across servers), and the epoch each event was written under.
+  `
+  ALTER TABLE jobs ADD COLUMN owner TEXT;
+  ALTER TABLE jobs ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0 CHECK (lease_epoch >= 0);
+  ALTER TABLE jobs ADD COLUMN lease_expires_at INTEGER; -- epoch ms
+  ALTER TABLE jobs ADD COLUMN cost_bytes INTEGER NOT NULL DEFAULT 0 CHECK (cost_bytes >= 0);
+  ALTER TABLE events ADD COLUMN lease_epoch INTEGER;
+  CREATE INDEX jobs_unfinished_by_client ON jobs (client_id) WHERE state <> 'FINISHED';
+  `,
 ];
 
 /** Report the schema version this build writes. */

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { JobStore } from '../../server/store/job-store.js';
+import { SqliteJobStore } from '../../server/store/sqlite-job-store.js';
 import { authHeaders, reciteClient, spawnServe, stopServe } from './serve-process.js';
 import type { ServeProcess } from './serve-process.js';
 
@@ -44,9 +44,9 @@ describe('SIGTERM with a long queue', () => {
     expect(exit).toEqual({ code: 0, signal: null });
     expect(seconds).toBeLessThanOrEqual(5);
 
-    const store = JobStore.open(dbPath);
-    expect(store.unfinishedJobs()).toHaveLength(jobs);
-    store.close();
+    const store = SqliteJobStore.open(dbPath);
+    expect(await store.unfinishedJobs()).toHaveLength(jobs);
+    await store.close();
     const again = await spawnServe(dbPath, args);
     servers.push(again);
     const deadline = Date.now() + 60_000;

@@ -41,9 +41,9 @@ async function startServer(dir: string, gate: Promise<void> = Promise.resolve())
 type ModelLoader = NonNullable<Parameters<typeof createReciteServer>[0]['loadModel']>;
 
 async function startServerLoading(dir: string, loadModel: ModelLoader): Promise<{ server: ReciteServer; client: Client<typeof ReciteService> }> {
-  const server = createReciteServer({
+  const server = await createReciteServer({
     models: [{ name: 'tiny', dir: resolveModelDir('tiny') }],
-    dbPath: path.join(dir, 'recite.db'),
+    db: path.join(dir, 'recite.db'),
     tokens: new TokenTable(new Map([[aliceToken, 'alice']])),
     device: 'cpu',
     checkpointEvery: 10,

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { Client } from '@connectrpc/connect';
 import { afterEach, describe, expect, it } from 'vitest';
-import { JobStore } from '../../server/store/job-store.js';
+import { SqliteJobStore } from '../../server/store/sqlite-job-store.js';
 import { ReciteService } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { JobEvent } from '../../sdk/gen/recite/v1/recite_pb.js';
 import { authHeaders, reciteClient, spawnServe, stopServe } from './serve-process.js';
@@ -122,10 +122,10 @@ describe('recite serve killed and restarted on the same database', () => {
     expect((await first.exited).signal).toBe('SIGKILL');
 
     // What the killed server left: a history past its last checkpoint.
-    const store = JobStore.open(dbPath);
-    const stored = store.events(jobId).map((e) => e.iteration ?? -1);
-    const checkpoint = store.latestCheckpoint(jobId)!;
-    store.close();
+    const store = SqliteJobStore.open(dbPath);
+    const stored = (await store.events(jobId)).map((e) => e.iteration ?? -1);
+    const checkpoint = (await store.latestCheckpoint(jobId))!;
+    await store.close();
     const storedLast = Math.max(...stored);
     const checkpointIteration = stored[checkpoint.sequence - 1]! + 1;
     // Events reach live readers before the store (at the next flush): the last one a reader saw may be lost.

@@ -24,9 +24,9 @@ export interface TestServer {
 export async function startTestServer(options: Partial<ReciteServerOptions> & { dir?: string } = {}): Promise<TestServer> {
   const dir = options.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'recite-server-'));
   const dbPath = path.join(dir, 'recite.db');
-  const server = createReciteServer({
+  const server = await createReciteServer({
     models: [{ name: 'tiny', dir: resolveModelDir('tiny') }],
-    dbPath,
+    db: dbPath,
     tokens: new TokenTable(new Map([[aliceToken, 'alice'], [bobToken, 'bob']])),
     device: 'cpu',
     logger: pino({ level: process.env.RECITE_TEST_LOGS ? 'debug' : 'silent' }),

@@ -33,9 +33,9 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'recite-health-'));
 
 beforeAll(async () => {
   const gate = new Promise<void>((resolve) => { releaseModel = resolve; });
-  server = createReciteServer({
+  server = await createReciteServer({
     models: [{ name: 'tiny', dir: resolveModelDir('tiny') }],
-    dbPath: path.join(dir, 'recite.db'),
+    db: path.join(dir, 'recite.db'),
     tokens: new TokenTable(new Map([[aliceToken, 'alice']])),
     device: 'cpu',
     logger: pino({ level: 'silent' }),

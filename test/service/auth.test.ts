@@ -58,11 +58,11 @@ const refusals: [string, CallOptions, string][] = [
 describe('a request without a valid token', () => {
   describe.each(refusals)('with %s', (_what, options, message) => {
     it.each(calls)('%s is Unauthenticated and does nothing', async (_rpc, call) => {
-      const jobsBefore = server.server.store.listJobs('alice', { limit: 1000 }).length + server.server.hub.liveJobs;
+      const jobsBefore = (await server.server.store.listJobs('alice', { limit: 1000 })).length + server.server.hub.liveJobs;
       const error = await errorOf(call(client, options));
       expect(error.code).toBe(Code.Unauthenticated);
       expect(error.rawMessage).toBe(message);
-      expect(server.server.store.listJobs('alice', { limit: 1000 }).length + server.server.hub.liveJobs).toBe(jobsBefore);
+      expect((await server.server.store.listJobs('alice', { limit: 1000 })).length + server.server.hub.liveJobs).toBe(jobsBefore);
     });
   });
 

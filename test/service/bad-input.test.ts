@@ -171,8 +171,8 @@ async function expectStillServing(c: ReciteClient = client): Promise<void> {
   expect(tokenIds).toEqual([15496, 995]);
 }
 
-function storedJobs(): number {
-  return server.server.store.listJobs('alice', { limit: 1000 }).length;
+async function storedJobs(): Promise<number> {
+  return (await server.server.store.listJobs('alice', { limit: 1000 })).length;
 }
 
 describe.each(['connect', 'grpc', 'grpc-web'] as Protocol[])('over %s', (protocol) => {
@@ -183,7 +183,7 @@ describe.each(['connect', 'grpc', 'grpc-web'] as Protocol[])('over %s', (protoco
 
   describe.each(badSpecs)('a job spec with %s', (_what, spec, field, message) => {
     it('is refused by SubmitJob and by Invert with InvalidArgument naming the field, and stores nothing', async () => {
-      const before = storedJobs();
+      const before = await storedJobs();
       const submitted = await errorOf(c.submitJob({ spec }, alice));
       expect(submitted.code).toBe(Code.InvalidArgument);
       expect(submitted.rawMessage.startsWith(`${field}: `)).toBe(true);
@@ -191,7 +191,7 @@ describe.each(['connect', 'grpc', 'grpc-web'] as Protocol[])('over %s', (protoco
       const inverted = await errorOf(drain(c.invert({ spec }, alice)));
       expect(inverted.code).toBe(Code.InvalidArgument);
       expect(inverted.rawMessage).toBe(message);
-      expect(storedJobs()).toBe(before);
+      expect(await storedJobs()).toBe(before);
       expect(server.server.hub.liveJobs).toBe(0);
       await expectStillServing(c);
     });
@@ -237,13 +237,13 @@ describe('malformed messages', () => {
     ['a spec cut short', Buffer.from([0x0a, 0x05, 0x01]), '3 bytes', 'illegal tag: field no 0 wire type 1'],
     ['text', Buffer.from('not protobuf at all'), '19 bytes', 'illegal tag: field no 13 wire type 6'],
   ])('SubmitJob with %s as application/proto is invalid_argument naming the message type', async (_what, body, size, why) => {
-    const before = storedJobs();
+    const before = await storedJobs();
     const response = await post('SubmitJob', 'application/proto', body);
     expect(response.status).toBe(400);
     expect(response.headers.get('content-type')).toBe('application/json');
     expect(await response.json()).toEqual({ code: 'invalid_argument',
       message: `request: ${size} are not a valid recite.v1.SubmitJobRequest in the protobuf binary encoding (${why})` });
-    expect(storedJobs()).toBe(before);
+    expect(await storedJobs()).toBe(before);
     await expectStillServing();
   });
 
@@ -271,13 +271,13 @@ describe('malformed messages', () => {
     ['an unknown enum name', '{"spec": {"text": "Hello", "settings": {"optimizer": "OPTIMIZER_UNKNOWN"}}}',
       /^spec\.settings\.optimizer: "OPTIMIZER_UNKNOWN" is not a value of recite\.v1\.Optimizer; values: OPTIMIZER_UNSPECIFIED, /],
   ])('SubmitJob with JSON holding %s is invalid_argument naming it (not silently a default)', async (_what, json, message) => {
-    const before = storedJobs();
+    const before = await storedJobs();
     const response = await post('SubmitJob', 'application/json', json);
     expect(response.status).toBe(400);
     const body = await response.json() as { code: string; message: string };
     expect(body.code).toBe('invalid_argument');
     expect(body.message).toMatch(message);
-    expect(storedJobs()).toBe(before);
+    expect(await storedJobs()).toBe(before);
   });
 
   it('SubmitJob with malformed JSON is invalid_argument', async () => {

@@ -15,7 +15,7 @@ import type { JobHubOptions } from '../../server/service/job-hub.js';
 import { JobHub } from '../../server/service/job-hub.js';
 import { ModelRegistry } from '../../server/service/model-registry.js';
 import { ReciteServiceImpl } from '../../server/service/recite-service.js';
-import { JobStore } from '../../server/store/job-store.js';
+import { SqliteJobStore } from '../../server/store/sqlite-job-store.js';
 import { Health } from '../../sdk/gen/health/v1/health_pb.js';
 import { ReciteService } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { JobEvent, JobSpecSchema } from '../../sdk/gen/recite/v1/recite_pb.js';
@@ -55,14 +55,14 @@ export interface InMemoryService {
   transport: Transport;
   hub: JobHub;
   models: ModelRegistry;
-  store: JobStore;
+  store: SqliteJobStore;
   close(): Promise<void>;
 }
 
 /** Wire the real service as server.ts does (store on a temp SQLite file, the tiny model on the CPU) in memory. */
 export async function createInMemoryService(hubOptions: Partial<JobHubOptions> = {}): Promise<InMemoryService> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'recite-memory-'));
-  const store = JobStore.open(path.join(dir, 'recite.db'));
+  const store = SqliteJobStore.open(path.join(dir, 'recite.db'));
   const models = new ModelRegistry([{ name: 'tiny', dir: resolveModelDir('tiny') }], {
     device: 'cpu',
     engine: { maxBatch: 64, maxActiveRuns: 64 },
@@ -76,9 +76,9 @@ export async function createInMemoryService(hubOptions: Partial<JobHubOptions> =
   return {
     transport, hub, models, store,
     async close() {
-      hub.shutdown();
+      await hub.shutdown();
       await models.close();
-      store.close();
+      await store.close();
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };

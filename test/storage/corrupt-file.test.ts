@@ -5,21 +5,21 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { JobStore } from '../../server/store/job-store.js';
+import { SqliteJobStore } from '../../server/store/sqlite-job-store.js';
 import { cliPath } from '../crash/serve-process.js';
 
 /** A store with enough jobs and events to span many pages, then one of its table pages overwritten. */
-function damagedStore(): string {
+async function damagedStore(): Promise<string> {
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'recite-corrupt-')), 'recite.db');
-  const store = JobStore.open(file);
+  const store = SqliteJobStore.open(file);
   for (let j = 0; j < 40; j++) {
     const id = `job-${j}`;
-    store.insertJob({ id, clientId: 'alice', model: 'tiny', label: '', spec: new Uint8Array(8), targetIds: [1, 2],
+    await store.insertJob({ id, clientId: 'alice', model: 'tiny', label: '', spec: new Uint8Array(8), targetIds: [1, 2],
       targetText: 'x'.repeat(200), state: 'QUEUED', status: null, cancelRequested: false, createdAtMs: j, finishedAtMs: null });
-    store.appendEvents(Array.from({ length: 20 }, (_, i) => ({ jobId: id, sequence: i + 1, timeMs: i, kind: 'progress' as const,
+    await store.appendEvents(Array.from({ length: 20 }, (_, i) => ({ jobId: id, sequence: i + 1, timeMs: i, kind: 'progress' as const,
       restart: 0, iteration: i, payload: new Uint8Array(300).fill(i) })));
   }
-  store.close(); // checkpoints the WAL into the file
+  await store.close(); // checkpoints the WAL into the file
   const bytes = fs.readFileSync(file);
   const pageSize = bytes.readUInt16BE(16);
   // Page 5 onwards holds table b-tree pages; garbage over one of them breaks its cells.
@@ -29,13 +29,13 @@ function damagedStore(): string {
 }
 
 describe('a damaged store file', () => {
-  it('is refused by JobStore.open with a message naming the file', () => {
-    const file = damagedStore();
-    expect(() => JobStore.open(file)).toThrow(new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is damaged`));
+  it('is refused by SqliteJobStore.open with a message naming the file', async () => {
+    const file = await damagedStore();
+    expect(() => SqliteJobStore.open(file)).toThrow(new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is damaged`));
   });
 
-  it('stops `recite serve` at start with that message, exit status 1', () => {
-    const file = damagedStore();
+  it('stops `recite serve` at start with that message, exit status 1', async () => {
+    const file = await damagedStore();
     let status = 0;
     let stderr = '';
     try {

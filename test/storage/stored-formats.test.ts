@@ -31,9 +31,9 @@ const headers = { authorization: `Bearer ${token}` };
 describe.each(fixtures)('$what under today\'s server', ({ file }) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'recite-stored-'));
   fs.copyFileSync(path.join(here, '..', 'fixtures', 'db', file), path.join(dir, 'recite.db'));
-  const server = createReciteServer({
+  const server = await createReciteServer({
     models: [{ name: 'tiny', dir: resolveModelDir('tiny') }],
-    dbPath: path.join(dir, 'recite.db'),
+    db: path.join(dir, 'recite.db'),
     tokens: new TokenTable(new Map([[token, 'alice']])),
     device: 'cpu',
     dashboard: false,

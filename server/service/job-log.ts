@@ -1,0 +1,208 @@
+// The job log: what the hub's jobs have emitted, written to the job store in batches. Events, listing summaries,
+// state changes and resume marks gather in memory and go to the store in one transaction per flush, together with
+// the checkpoints then due, so a checkpoint and the history it covers always describe the same moment. One flush
+// runs at a time. When the store fails (disk full, a lost database) everything stays in memory, the log reports the
+// fault (the hub then refuses new jobs) and tries again every `storeRetryMs`; the jobs run on.
+import { toBinary } from '@bufbuild/protobuf';
+import type { Logger } from 'pino';
+import { ProgressSchema } from '../../sdk/gen/recite/v1/recite_pb.js';
+import type { Progress } from '../../sdk/gen/recite/v1/recite_pb.js';
+import type { CheckpointRecord, EventRecord, JobRepository, StateChange } from '../store/job-repository.js';
+
+/** Options of {@link JobLog}. */
+export interface JobLogOptions {
+  /** Wait between two attempts to write to a store that failed, in ms. */
+  storeRetryMs: number;
+}
+
+/** Why the store cannot be written now, and since when. */
+export interface StoreFault {
+  message: string;
+  sinceMs: number;
+  /** Failed writes since the fault began. */
+  failures: number;
+}
+
+/** What the log asks of the jobs it writes for: their checkpoints, taken when a batch is cut. */
+export interface CheckpointSource {
+  /** Take the checkpoints due now (the jobs' snapshots as of their last emitted event). */
+  dueCheckpoints(): CheckpointRecord[];
+  /** Say that these jobs' checkpoints were not written (the batch failed): take them again next time. */
+  checkpointsLost(jobIds: readonly string[]): void;
+}
+
+export class JobLog {
+  private pendingEvents: EventRecord[] = [];
+  // The batch being written: its events are in neither `pendingEvents` nor (yet) the store.
+  private inFlightEvents: EventRecord[] = [];
+  private summaries = new Map<string, Progress>();
+  private states = new Map<string, StateChange>();
+  private marks = new Map<string, number | null>();
+  private flushing: Promise<void> | undefined;
+  private flushAgain = false;
+  private flushScheduled = false;
+  private closed = false;
+  private currentFault: StoreFault | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  /** Failed store writes since the start (metrics). */
+  storeWriteErrors = 0;
+
+  constructor(private readonly store: JobRepository, private readonly options: JobLogOptions,
+    private readonly checkpoints: CheckpointSource, private readonly log: Logger,
+    private readonly onRecovered: () => void) {}
+
+  /** The store's fault while it cannot be written, or undefined. */
+  get fault(): StoreFault | undefined {
+    return this.currentFault;
+  }
+
+  /** Add an event to the next batch. */
+  append(event: EventRecord): void {
+    this.pendingEvents.push(event);
+    this.scheduleFlush();
+  }
+
+  /** Replace a job's listing summary in the next batch (only the newest is written). */
+  setSummary(jobId: string, progress: Progress): void {
+    this.summaries.set(jobId, progress);
+  }
+
+  /** Move a job to a state in the next batch. */
+  setState(change: StateChange): void {
+    this.states.set(change.jobId, change);
+    this.scheduleFlush();
+  }
+
+  /** Set a job's resume mark in the next batch. */
+  setResumeMark(jobId: string, sequence: number | null): void {
+    this.marks.set(jobId, sequence);
+    this.scheduleFlush();
+  }
+
+  /**
+   * Return copies of `jobId`'s events up to `through` that the store does not hold yet (pending or being written),
+   * in order. Taken together with a live reader's registration, they close the gap between the store and the feed.
+   */
+  unstored(jobId: string, through: number): EventRecord[] {
+    return [...this.inFlightEvents, ...this.pendingEvents].filter((e) => e.jobId === jobId && e.sequence <= through);
+  }
+
+  /** Write everything gathered so far; resolves once written, or once the store has failed at it. Never rejects. */
+  flush(): Promise<void> {
+    this.flushScheduled = false;
+    if (this.flushing) {
+      this.flushAgain = true;
+      return this.flushing;
+    }
+    this.flushing = this.drain().finally(() => { this.flushing = undefined; });
+    return this.flushing;
+  }
+
+  /**
+   * Write what is gathered, then the given final batch (a shutdown's checkpoints), and stop writing: later events
+   * stay unwritten (the engines stop, and their jobs resume from these checkpoints). Throws if the final batch fails.
+   */
+  async close(final: () => { checkpoints: CheckpointRecord[]; clearResumeMarks: boolean }): Promise<void> {
+    clearTimeout(this.retryTimer);
+    await this.flush();
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    await this.store.commit(final());
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.closed) return;
+    this.flushScheduled = true;
+    setImmediate(() => void this.flush());
+  }
+
+  private async drain(): Promise<void> {
+    do {
+      this.flushAgain = false;
+      await this.writeBatch();
+    } while (this.flushAgain && !this.currentFault);
+  }
+
+  private async writeBatch(): Promise<void> {
+    if (this.closed) return;
+    if (this.pendingEvents.length === 0 && this.states.size === 0 && this.marks.size === 0) {
+      if (this.currentFault) await this.probe();
+      return;
+    }
+    // Cut the batch synchronously: the checkpoints taken now cover exactly the events cut with them.
+    const events = this.inFlightEvents = this.pendingEvents;
+    this.pendingEvents = [];
+    const summaries = this.summaries;
+    const states = this.states;
+    const marks = this.marks;
+    this.summaries = new Map();
+    this.states = new Map();
+    this.marks = new Map();
+    const checkpoints = this.checkpoints.dueCheckpoints();
+    try {
+      await this.store.commit({
+        events,
+        summaries: [...summaries].map(([jobId, progress]) => ({ jobId, summary: toBinary(ProgressSchema, progress) })),
+        states: [...states.values()],
+        resumeMarks: [...marks].map(([jobId, sequence]) => ({ jobId, sequence })),
+        checkpoints,
+      });
+    } catch (error: unknown) {
+      // Rolled back as a whole: put it back before what arrived meanwhile, which is newer where both name a job.
+      this.pendingEvents = events.concat(this.pendingEvents);
+      this.summaries = underNewer(summaries, this.summaries);
+      this.states = underNewer(states, this.states);
+      this.marks = underNewer(marks, this.marks);
+      this.checkpoints.checkpointsLost(checkpoints.map((c) => c.jobId));
+      this.failed(error, 'write job events');
+      return;
+    } finally {
+      this.inFlightEvents = [];
+    }
+    if (this.currentFault) this.recovered();
+  }
+
+  // Nothing waits to be written, but the store failed: see whether a small write goes through now.
+  private async probe(): Promise<void> {
+    try {
+      await this.store.probeWrite();
+    } catch (error: unknown) {
+      this.failed(error, 'probe the store');
+      return;
+    }
+    this.recovered();
+  }
+
+  /** Record that the store failed at `what`: the hub refuses new jobs until a retry succeeds. */
+  failed(error: unknown, what: string): void {
+    this.storeWriteErrors++;
+    const code = (error as { code?: unknown }).code;
+    const message = `${error instanceof Error ? error.message : String(error)}${code ? ` (${String(code)})` : ''}`;
+    if (!this.currentFault) {
+      this.currentFault = { message, sinceMs: Date.now(), failures: 1 };
+      this.log.error({ err: error, what, pendingEvents: this.pendingEvents.length },
+        'the job store cannot be written: refusing new jobs and retrying');
+    } else {
+      this.currentFault.failures++;
+      this.currentFault.message = message;
+    }
+    if (this.closed) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => void this.flush(), this.options.storeRetryMs);
+  }
+
+  private recovered(): void {
+    const fault = this.currentFault!;
+    this.currentFault = undefined;
+    clearTimeout(this.retryTimer);
+    this.log.warn({ failures: fault.failures, ms: Date.now() - fault.sinceMs }, 'the job store writes again: accepting jobs');
+    this.onRecovered();
+  }
+}
+
+/** Merge `older` under `newer`: a key both hold keeps the newer value. */
+function underNewer<V>(older: Map<string, V>, newer: Map<string, V>): Map<string, V> {
+  const merged = new Map(older);
+  for (const [key, value] of newer) merged.set(key, value);
+  return merged;
+}
