@@ -1,79 +1,14 @@
-// The durable record of data sets and their rows, in the job store's SQLite file (tables from migration 2 in
-// server/store/schema.ts) on a connection of its own. A row moves PENDING → SUBMITTING (its job is being created)
-// → SUBMITTED (the job's id is stored) → FINISHED (its outcome copied from the job, with its place in the finish
-// order); every move commits before the call returns, so a server killed outright finds each row where it was.
+// The SQLite back end of the data set store (dataset-repository.ts has the contract and the row life cycle): the
+// data set tables of the job store's SQLite file (from migration 2 in server/store/sqlite-schema.ts) on a connection
+// of its own. better-sqlite3 is synchronous, so each call has committed by the time its promise is made.
 import Database from 'better-sqlite3';
 import { openDatabase } from '../store/sqlite-schema.js';
+import { DatasetStoreError } from './dataset-repository.js';
+import type {
+  DatasetRecord, DatasetRepository, DatasetRowRecord, DatasetState, NewDataset, RowCounts, RowOutcome, RowState,
+} from './dataset-repository.js';
 
-export type DatasetState = 'RUNNING' | 'FINISHED' | 'CANCELLED';
-export type RowState = 'PENDING' | 'SUBMITTING' | 'SUBMITTED' | 'FINISHED';
-
-/** Describe one data set as stored. */
-export interface DatasetRecord {
-  id: string;
-  clientId: string;
-  name: string;
-  contentHash: string;
-  model: string;
-  /** The JobSettings as submitted (opaque bytes). */
-  settings: Uint8Array;
-  state: DatasetState;
-  createdAtMs: number;
-  finishedAtMs: number | null;
-  rowCount: number;
-  finishedRows: number;
-}
-
-/** A row's target: its text, or its token ids. */
-export type RowTarget = { text: string } | { ids: number[] };
-
-/** Describe one row as stored. */
-export interface DatasetRowRecord {
-  datasetId: string;
-  index: number;
-  rowId: string;
-  target: RowTarget;
-  state: RowState;
-  submittingAtMs: number | null;
-  jobId: string | null;
-  outcome: RowOutcome | null;
-  finishOrder: number | null;
-}
-
-/** How a row ended, copied from its job's result (or the reason it has no job). */
-export interface RowOutcome {
-  /** A RunStatus: HIT, MAX_ITERATIONS, PATIENCE, THRESHOLD, CANCELLED or FAILED. */
-  status: string;
-  iterationsToHit: number | null;
-  bestNll: number | null;
-  /** Over all restarts. */
-  iterations: number;
-  elapsedMs: number;
-  error: string | null;
-}
-
-/** Fields a new data set is stored with; it starts RUNNING with every row PENDING. */
-export type NewDataset = Omit<DatasetRecord, 'state' | 'finishedAtMs' | 'rowCount' | 'finishedRows'> & {
-  rows: readonly { rowId: string; target: RowTarget }[];
-};
-
-/** Count a data set's rows by state and outcome. */
-export interface RowCounts {
-  rows: number;
-  pending: number;
-  submitted: number;
-  finished: number;
-  hits: number;
-  misses: number;
-  failed: number;
-  /** Iterations of the finished rows. */
-  finishedIterations: number;
-}
-
-/** Signal a call the store refuses: an unknown data set or row, or a forbidden transition. */
-export class DatasetStoreError extends Error {
-  override name = 'DatasetStoreError';
-}
+export { DatasetStoreError };
 
 const missStatuses = ['MAX_ITERATIONS', 'PATIENCE', 'THRESHOLD'];
 
@@ -113,8 +48,8 @@ const datasetColumns = 'id, client_id, name, content_hash, model, settings, stat
 const rowColumns = `dataset_id, idx, row_id, target_text, target_ids, state, submitting_at, job_id, status, iterations_to_hit,
   best_nll, iterations, elapsed_ms, error, finish_order`;
 
-/** Store data sets and their rows; see the module comment for the row life cycle. */
-export class DatasetStore {
+/** Store data sets and their rows in SQLite; see dataset-repository.ts for the row life cycle. */
+export class SqliteDatasetStore implements DatasetRepository {
   private readonly statements: ReturnType<typeof prepareStatements>;
 
   private constructor(private readonly db: Database.Database) {
@@ -126,12 +61,12 @@ export class DatasetStore {
    * first), with the job store's settings: WAL, synchronous=NORMAL, a busy timeout. `':memory:'` gives a throwaway
    * store of its own.
    */
-  static open(file: string, busyTimeoutMs = 5000): DatasetStore {
-    return new DatasetStore(openDatabase(file, busyTimeoutMs, DatasetStoreError));
+  static open(file: string, busyTimeoutMs = 5000): SqliteDatasetStore {
+    return new SqliteDatasetStore(openDatabase(file, busyTimeoutMs, DatasetStoreError));
   }
 
   /** Close the connection; closing twice is harmless. */
-  close(): void {
+  async close(): Promise<void> {
     if (this.db.open) this.db.close();
   }
 
@@ -141,7 +76,7 @@ export class DatasetStore {
   }
 
   /** Store a data set with its rows, all PENDING, in one transaction. A name the client already uses is an error. */
-  createDataset(dataset: NewDataset): void {
+  async createDataset(dataset: NewDataset): Promise<void> {
     if (dataset.rows.length === 0) throw new DatasetStoreError(`createDataset: data set '${dataset.name}' has no rows`);
     this.db.transaction(() => {
       try {
@@ -169,19 +104,19 @@ export class DatasetStore {
   }
 
   /** Return the client's data set called `name`, or undefined. */
-  getDataset(clientId: string, name: string): DatasetRecord | undefined {
+  async getDataset(clientId: string, name: string): Promise<DatasetRecord | undefined> {
     const row = this.statements.getByName.get(clientId, name);
     return row === undefined ? undefined : datasetFromRow(row);
   }
 
   /** Return the data set `id`, or undefined. */
-  getDatasetById(id: string): DatasetRecord | undefined {
+  async getDatasetById(id: string): Promise<DatasetRecord | undefined> {
     const row = this.statements.getById.get(id);
     return row === undefined ? undefined : datasetFromRow(row);
   }
 
   /** List a client's data sets newest first, at most `limit`, after the one called `beforeName` if given. */
-  listDatasets(clientId: string, limit: number, beforeName?: string): DatasetRecord[] {
+  async listDatasets(clientId: string, limit: number, beforeName?: string): Promise<DatasetRecord[]> {
     if (beforeName === undefined) return this.statements.listFirst.all(clientId, limit).map(datasetFromRow);
     const cursor = this.statements.cursor.get(clientId, beforeName);
     if (cursor === undefined) throw new DatasetStoreError(`listDatasets: client '${clientId}' has no data set '${beforeName}'`);
@@ -189,37 +124,37 @@ export class DatasetStore {
   }
 
   /** Return the data sets with rows still to submit or to follow: RUNNING ones, and CANCELLED ones not yet drained. */
-  activeDatasets(): DatasetRecord[] {
+  async activeDatasets(): Promise<DatasetRecord[]> {
     return this.statements.active.all().map(datasetFromRow);
   }
 
   /** Return a data set's rows in `state`, lowest index first, at most `limit`. */
-  rowsInState(datasetId: string, state: RowState, limit = -1): DatasetRowRecord[] {
+  async rowsInState(datasetId: string, state: RowState, limit = -1): Promise<DatasetRowRecord[]> {
     return this.statements.rowsInState.all(datasetId, state, limit).map(rowFromRow);
   }
 
   /** Return rows with index ≥ `fromIndex`, in index order, at most `limit`. */
-  rows(datasetId: string, fromIndex: number, limit: number): DatasetRowRecord[] {
+  async rows(datasetId: string, fromIndex: number, limit: number): Promise<DatasetRowRecord[]> {
     return this.statements.rows.all(datasetId, fromIndex, limit).map(rowFromRow);
   }
 
   /** Return finished rows with finish_order > `afterFinishOrder`, in finish order, at most `limit`. */
-  finishedRows(datasetId: string, afterFinishOrder: number, limit: number): DatasetRowRecord[] {
+  async finishedRows(datasetId: string, afterFinishOrder: number, limit: number): Promise<DatasetRowRecord[]> {
     return this.statements.finished.all(datasetId, afterFinishOrder, limit).map(rowFromRow);
   }
 
   /** Mark a PENDING row as having its job created now (a crash from here on is resolved by looking for the job). */
-  markSubmitting(datasetId: string, index: number, atMs: number): void {
+  async markSubmitting(datasetId: string, index: number, atMs: number): Promise<void> {
     this.move(datasetId, index, 'PENDING', () => this.statements.markSubmitting.run(atMs, datasetId, index));
   }
 
   /** Store a SUBMITTING row's job id. */
-  markSubmitted(datasetId: string, index: number, jobId: string): void {
+  async markSubmitted(datasetId: string, index: number, jobId: string): Promise<void> {
     this.move(datasetId, index, 'SUBMITTING', () => this.statements.markSubmitted.run(jobId, datasetId, index));
   }
 
   /** Put a SUBMITTING row back to PENDING: its job was not created (the queue was full, say), so try again later. */
-  markPending(datasetId: string, index: number): void {
+  async markPending(datasetId: string, index: number): Promise<void> {
     this.move(datasetId, index, 'SUBMITTING', () => this.statements.markPending.run(datasetId, index));
   }
 
@@ -227,7 +162,7 @@ export class DatasetStore {
    * Finish a row with `outcome`, giving it the next place in the finish order; the data set is FINISHED once its
    * last row is (a CANCELLED one keeps its state and gets its finish time). Returns the row's finish order.
    */
-  finishRow(datasetId: string, index: number, outcome: RowOutcome, nowMs: number): number {
+  async finishRow(datasetId: string, index: number, outcome: RowOutcome, nowMs: number): Promise<number> {
     return this.db.transaction(() => {
       const row = this.statements.getRow.get(datasetId, index);
       if (row === undefined) throw new DatasetStoreError(`finishRow: data set '${datasetId}' has no row ${index}`);
@@ -244,12 +179,12 @@ export class DatasetStore {
   }
 
   /** Mark a RUNNING data set CANCELLED (a finished one stays as it is). Returns whether it changed. */
-  cancelDataset(datasetId: string): boolean {
+  async cancelDataset(datasetId: string): Promise<boolean> {
     return this.statements.cancel.run(datasetId).changes > 0;
   }
 
   /** Count a data set's rows by state and outcome. */
-  counts(datasetId: string): RowCounts {
+  async counts(datasetId: string): Promise<RowCounts> {
     const c = this.statements.counts.get(missStatuses[0], missStatuses[1], missStatuses[2], datasetId)!;
     return {
       rows: c.rows,

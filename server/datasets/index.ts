@@ -3,7 +3,10 @@ export { createDatasets, DatasetServiceImpl } from './dataset-service.js';
 export type { Datasets } from './dataset-service.js';
 export { DatasetRunner, datasetRunnerDefaults, jobLabel, makeDatasetRunnerOptions } from './dataset-runner.js';
 export type { DatasetRunnerOptions, LiveCounts } from './dataset-runner.js';
-export { DatasetStore, DatasetStoreError } from './dataset-store.js';
-export type { DatasetRecord, DatasetRowRecord, DatasetState, NewDataset, RowCounts, RowOutcome, RowState, RowTarget } from './dataset-store.js';
+export { DatasetStoreError } from './dataset-repository.js';
+export type {
+  DatasetRecord, DatasetRepository, DatasetRowRecord, DatasetState, NewDataset, RowCounts, RowOutcome, RowState, RowTarget,
+} from './dataset-repository.js';
+export { SqliteDatasetStore } from './dataset-store.js';
 export { sampleReachableTargets } from './reachable-targets.js';
 export type { ReachableTarget } from './reachable-targets.js';
