@@ -1,15 +1,17 @@
 // The data set runner: turns the stored rows of every active data set into jobs, a window at a time, and copies
-// each job's outcome back into its row when the job finishes. It works from the stores alone, so a server that
-// restarts picks up where it was: rows with a job are followed (the job hub resumes the job itself), rows caught
-// while their job was being created are matched to that job by its label, and the rest are submitted.
+// each job's outcome back into its row when the job finishes. It follows the hub's change feed rather than polling
+// the stores: a job's 'result' finishes its row and frees room for the next rows, a data set created or cancelled
+// wakes it. Its state is the stores', so a server that restarts picks up where it was: rows with a job are followed
+// (the job hub resumes the job itself), rows caught while their job was being created are matched to that job by its
+// label, and the rest are submitted.
 import { create, fromBinary } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { Logger } from 'pino';
-import type { ClientQuotas, JobQueries, JobSubmission, ModelCatalog } from '../service/hub-ports.js';
-import type { JobStore } from '../store/job-store.js';
+import type { ClientQuotas, JobChange, JobChanges, JobQueries, JobSubmission, ModelCatalog } from '../service/hub-ports.js';
+import type { JobRepository } from '../store/job-repository.js';
 import { JobSettingsSchema, JobSpecSchema, Status, TokenIdsSchema } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { Job, JobSettings, JobSpec } from '../../sdk/gen/recite/v1/recite_pb.js';
-import type { DatasetRecord, DatasetRowRecord, DatasetStore, RowOutcome } from './dataset-store.js';
+import type { DatasetRecord, DatasetRepository, DatasetRowRecord, RowOutcome } from './dataset-repository.js';
 
 /** Configure the runner. */
 export interface DatasetRunnerOptions {
@@ -17,14 +19,17 @@ export interface DatasetRunnerOptions {
   window: number;
   /** Share of the client's unfinished-jobs limit that its data sets leave to its other submissions (interactive jobs). */
   queueReserve: number;
-  /** Time between two passes over the active data sets, in ms. */
-  pollIntervalMs: number;
+  /**
+   * Wait before another pass when no job change will come to prompt one, in ms: after a submission the hub refused
+   * for now (queue full, server unavailable), a store fault, or a result announced before the job store had it.
+   */
+  retryWaitMs: number;
 }
 
 export const datasetRunnerDefaults: Readonly<DatasetRunnerOptions> = Object.freeze({
   window: 128, // jobs per data set
   queueReserve: 0.1, // of the client's unfinished-jobs limit
-  pollIntervalMs: 200, // ms
+  retryWaitMs: 500, // ms
 });
 
 /** Merge partial options over {@link datasetRunnerDefaults}. */
@@ -32,51 +37,77 @@ export function makeDatasetRunnerOptions(partial?: Partial<DatasetRunnerOptions>
   return { ...datasetRunnerDefaults, ...partial };
 }
 
-/** What the runner knows of a data set's submitted rows between passes. */
+/** What the runner asks of the job hub: submit, read and cancel jobs, the client's room, and the change feed. */
+export type DatasetRunnerHub = JobSubmission & JobQueries & ClientQuotas & JobChanges;
+
+/** What the runner knows of a data set between passes. */
 interface ActiveDataset {
   record: DatasetRecord;
-  /** Row index → job id, for rows whose job has not finished. */
-  inFlight: Map<number, string>;
-  queued: number;
-  running: number;
-  /** Current-restart iterations of the running jobs, from their latest progress. */
+  /** Row index → its unfinished job. */
+  inFlight: Map<number, FollowedJob>;
+  /** Current-restart iterations of the running jobs, as last read. */
   runningIterations: number;
+  /** A job started, progressed or ended since runningIterations was read. */
+  iterationsStale: boolean;
   cancelSent: boolean;
 }
 
-/** Where a data set's unfinished rows are, as the runner saw them on its last pass. */
+/** A submitted row's job, in the state its latest change put it. */
+interface FollowedJob {
+  jobId: string;
+  index: number;
+  dataset: ActiveDataset;
+  state: 'QUEUED' | 'RUNNING';
+}
+
+/** Where a data set's unfinished rows are, as the runner follows them. */
 export interface LiveCounts {
   queued: number;
   running: number;
   runningIterations: number;
 }
 
-// Codes that mean "not now": the row goes back to PENDING and is tried again on a later pass.
+// Codes that mean "not now": the row goes back to PENDING and is tried again after the retry wait.
 const retryable = new Set([Code.Unavailable, Code.ResourceExhausted]);
 
 /** Feed data set rows to the job hub and collect their outcomes; see the module comment. */
 export class DatasetRunner {
   private readonly active = new Map<string, ActiveDataset>();
+  /** Job id → the row it runs, for every submitted row not yet finished. */
+  private readonly followed = new Map<string, FollowedJob>();
+  /** Jobs whose result the feed announced and no pass has dealt with yet. */
+  private readonly results = new Set<string>();
+  /** Clients with an active data set as of the last pass; undefined before the first, when every result counts. */
+  private activeClients: Set<string> | undefined;
+  /** Clients whose data sets have rows waiting for room in the client's queue: any of their results frees some. */
+  private readonly waitingForRoom = new Set<string>();
   private readonly listeners = new Map<string, Set<() => void>>();
-  private timer: NodeJS.Timeout | undefined;
-  private passing = false;
+  private readonly unsubscribe: () => void;
+  private passing: 'idle' | 'scheduled' | 'running' = 'idle';
+  private passAgain = false;
+  private passDone: Promise<void> = Promise.resolve();
+  private retryTimer: NodeJS.Timeout | undefined;
+  private started = false;
   private stopped = false;
   readonly options: DatasetRunnerOptions;
 
-  constructor(private readonly store: DatasetStore, private readonly hub: JobSubmission & JobQueries & ClientQuotas, private readonly jobs: JobStore,
-    private readonly models: ModelCatalog, private readonly log: Logger, options?: Partial<DatasetRunnerOptions>) {
+  constructor(private readonly store: DatasetRepository, private readonly hub: DatasetRunnerHub,
+    private readonly jobs: JobRepository, models: Pick<ModelCatalog, 'ready'>, private readonly log: Logger,
+    options?: Partial<DatasetRunnerOptions>) {
     this.options = makeDatasetRunnerOptions(options);
-    // The first pass runs on a timer after the models are ready: by then the hub has taken its list of jobs to
-    // resume (in the same microtask run), so rows submitted here are never resumed a second time.
-    void this.models.ready().then(() => this.schedule());
+    // Subscribed before the first pass reads anything, so no result falls between that read and the feed.
+    this.unsubscribe = hub.onJobChange((change) => this.onJobChange(change));
+    // The first pass runs once the models are ready: by then the hub has taken its list of jobs to resume, so rows
+    // submitted here are never resumed a second time. It resumes every active data set.
+    void models.ready().then(() => {
+      this.started = true;
+      this.requestPass();
+    }, (error: unknown) => this.log.error({ err: error }, 'data sets not started: the models did not load'));
   }
 
-  /** Wake the runner now (a data set was submitted or cancelled). */
+  /** Run a pass now (a data set was submitted or cancelled). */
   wake(): void {
-    if (this.stopped) return;
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.pass(), 0);
-    this.timer.unref();
+    this.requestPass();
   }
 
   /** Call `listener` after every pass that changed data set `datasetId`; returns the function that removes it. */
@@ -91,9 +122,26 @@ export class DatasetRunner {
   }
 
   /** Return where a data set's unfinished rows are (zeros for a data set the runner is not following). */
-  liveCounts(datasetId: string): LiveCounts {
-    const a = this.active.get(datasetId);
-    return a ? { queued: a.queued, running: a.running, runningIterations: a.runningIterations } : { queued: 0, running: 0, runningIterations: 0 };
+  async liveCounts(datasetId: string): Promise<LiveCounts> {
+    const dataset = this.active.get(datasetId);
+    if (!dataset) return { queued: 0, running: 0, runningIterations: 0 };
+    const running = [...dataset.inFlight.values()].filter((job) => job.state === 'RUNNING');
+    if (running.length === 0) {
+      dataset.runningIterations = 0;
+    } else if (dataset.iterationsStale) {
+      // Read when asked (a watcher's message), not on every progress change: those come many times a second per job.
+      dataset.iterationsStale = false;
+      let iterations = 0;
+      for (const job of running) {
+        try {
+          iterations += (await this.hub.getJob(dataset.record.clientId, job.jobId)).lastProgress?.iteration ?? 0;
+        } catch {
+          // Gone or finished since: its iterations are counted with its row, or not at all.
+        }
+      }
+      dataset.runningIterations = iterations;
+    }
+    return { queued: dataset.inFlight.size - running.length, running: running.length, runningIterations: dataset.runningIterations };
   }
 
   /** Report whether the runner has stopped (the server is closing). */
@@ -101,75 +149,155 @@ export class DatasetRunner {
     return this.stopped;
   }
 
-  /** Stop: no more passes; a pass under way stops at its next step. The stores are closed by their owner. */
-  close(): void {
+  /**
+   * Stop: no more passes, and off the feed; a pass under way stops at its next step, and the promise resolves once
+   * it has, so the store's owner may close it then.
+   */
+  async close(): Promise<void> {
     this.stopped = true;
-    clearTimeout(this.timer);
+    clearTimeout(this.retryTimer);
+    this.unsubscribe();
     for (const set of this.listeners.values()) for (const listener of set) listener();
+    await this.passDone;
   }
 
-  private schedule(): void {
+  private onJobChange(change: JobChange): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => void this.pass(), this.options.pollIntervalMs);
-    this.timer.unref();
-  }
-
-  /** One pass over every active data set: collect finished jobs, cancel or submit rows, tell the watchers. */
-  private async pass(): Promise<void> {
-    if (this.passing || this.stopped) return;
-    this.passing = true;
-    try {
-      const records = this.store.activeDatasets();
-      const seen = new Set(records.map((r) => r.id));
-      for (const id of this.active.keys()) if (!seen.has(id)) this.active.delete(id);
-      for (const record of records) {
-        if (this.stopped) return;
-        // One data set's trouble (a store error, say) must not hold up the others: log it and try again next pass.
-        try {
-          let dataset = this.active.get(record.id);
-          if (!dataset) {
-            dataset = this.load(record);
-            this.active.set(record.id, dataset);
-          }
-          dataset.record = record;
-          const changed = await this.advance(dataset);
-          if (changed) this.notify(record.id);
-        } catch (error: unknown) {
-          if (!this.stopped) this.log.error({ err: error, dataset: record.name }, 'data set pass failed');
-        }
-      }
-    } catch (error: unknown) {
-      if (!this.stopped) this.log.error({ err: error }, 'data set pass failed');
-    } finally {
-      this.passing = false;
-      this.schedule();
+    const job = this.followed.get(change.jobId);
+    if (change.kind === 'result') {
+      // One of ours, perhaps submitted a moment ago and not followed yet, or a job whose end frees queue room.
+      if (!job && this.activeClients !== undefined && !this.activeClients.has(change.clientId)) return;
+      this.results.add(change.jobId);
+      if (job) job.dataset.iterationsStale = true;
+      if (job || this.passing !== 'idle' || this.waitingForRoom.has(change.clientId)) this.requestPass();
+    } else if (job && change.kind === 'started') {
+      job.state = 'RUNNING';
+      job.dataset.iterationsStale = true;
+      this.notify(job.dataset.record.id);
+    } else if (job && change.kind === 'queued') {
+      job.state = 'QUEUED';
+    } else if (job && change.kind === 'progress') {
+      job.dataset.iterationsStale = true;
     }
   }
 
-  /** Start following a data set: its submitted rows, and the rows caught while their job was being created. */
-  private load(record: DatasetRecord): ActiveDataset {
-    const dataset: ActiveDataset = { record, inFlight: new Map(), queued: 0, running: 0, runningIterations: 0, cancelSent: false };
-    for (const row of this.store.rowsInState(record.id, 'SUBMITTED')) dataset.inFlight.set(row.index, row.jobId!);
-    for (const row of this.store.rowsInState(record.id, 'SUBMITTING')) {
-      const jobId = this.findJob(record, row);
+  /** Run a pass soon; passes run one at a time, and a request during one runs one more after it. */
+  private requestPass(): void {
+    if (this.stopped || !this.started) return;
+    if (this.passing !== 'idle') {
+      this.passAgain = true;
+      return;
+    }
+    this.passing = 'scheduled';
+    // Deferred past the caller: the hub tells of a result as it records it and writes it in its next flush, which it
+    // queued (also with setImmediate) before telling.
+    this.passDone = new Promise((resolve) => setImmediate(() => void this.runPasses().finally(resolve)));
+  }
+
+  private async runPasses(): Promise<void> {
+    this.passing = 'running';
+    try {
+      do {
+        this.passAgain = false;
+        await this.pass();
+      } while (this.passAgain && !this.stopped);
+    } finally {
+      this.passing = 'idle';
+    }
+  }
+
+  /**
+   * Pass again after the retry wait: only for what no job change will report (a refused submission, a store fault,
+   * a result not yet stored). Any pass clears it first, so it never repeats without a new cause.
+   */
+  private retryLater(): void {
+    if (this.stopped || this.retryTimer !== undefined) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.requestPass();
+    }, this.options.retryWaitMs);
+    this.retryTimer.unref();
+  }
+
+  /** One pass over every active data set: collect announced results, cancel or submit rows, tell the watchers. */
+  private async pass(): Promise<void> {
+    if (this.stopped || !this.store.open) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    // Results announced from here on wait for the next pass (the feed asks for one), not to be pruned below unseen.
+    const due = new Set(this.results);
+    let records: DatasetRecord[];
+    try {
+      records = await this.store.activeDatasets();
+    } catch (error: unknown) {
+      if (!this.stopped) this.log.error({ err: error }, 'data set pass failed: the active data sets could not be listed');
+      this.retryLater();
+      return;
+    }
+    this.activeClients = new Set(records.map((r) => r.clientId));
+    this.waitingForRoom.clear();
+    const seen = new Set(records.map((r) => r.id));
+    for (const [id, dataset] of this.active) {
+      if (seen.has(id)) continue;
+      for (const job of dataset.inFlight.values()) this.followed.delete(job.jobId);
+      this.active.delete(id);
+    }
+    for (const record of records) {
+      if (this.stopped) return;
+      // One data set's trouble (a store fault, say) must not hold up the others: log it and try again later.
+      try {
+        let dataset = this.active.get(record.id);
+        if (!dataset) {
+          dataset = await this.load(record, due);
+          this.active.set(record.id, dataset);
+        }
+        dataset.record = record;
+        if (await this.advance(dataset, due)) this.notify(record.id);
+      } catch (error: unknown) {
+        if (this.stopped) return;
+        this.log.error({ err: error, dataset: record.name }, 'data set pass failed');
+        this.retryLater();
+      }
+    }
+    // A result still followed is one not yet collected (not stored yet, or its data set failed): keep it.
+    for (const jobId of due) if (!this.followed.has(jobId)) this.results.delete(jobId);
+  }
+
+  /**
+   * Start following a data set: its submitted rows, and the rows caught while their job was being created. Jobs
+   * that finished while no one followed them go into `due`, to be collected like an announced result.
+   */
+  private async load(record: DatasetRecord, due: Set<string>): Promise<ActiveDataset> {
+    const dataset: ActiveDataset = { record, inFlight: new Map(), runningIterations: 0, iterationsStale: true, cancelSent: false };
+    for (const row of await this.store.rowsInState(record.id, 'SUBMITTED')) this.follow(dataset, row.index, row.jobId!);
+    for (const row of await this.store.rowsInState(record.id, 'SUBMITTING')) {
+      const jobId = await this.findJob(record, row);
       if (jobId) {
-        this.store.markSubmitted(record.id, row.index, jobId);
-        dataset.inFlight.set(row.index, jobId);
+        await this.store.markSubmitted(record.id, row.index, jobId);
+        this.follow(dataset, row.index, jobId);
       } else {
-        this.store.markPending(record.id, row.index);
+        await this.store.markPending(record.id, row.index);
       }
       this.log.info({ dataset: record.name, row: row.rowId, jobId }, 'data set row recovered after a restart');
+    }
+    for (const job of dataset.inFlight.values()) {
+      const stored = await this.jobs.getJob(job.jobId);
+      if (stored?.state === 'RUNNING') job.state = 'RUNNING';
+      else if (stored === undefined || stored.state === 'FINISHED') {
+        this.results.add(job.jobId);
+        due.add(job.jobId);
+      }
     }
     return dataset;
   }
 
   /** Find the job created for a row whose creation a crash interrupted: the client's job with the row's label. */
-  private findJob(record: DatasetRecord, row: DatasetRowRecord): string | undefined {
+  private async findJob(record: DatasetRecord, row: DatasetRowRecord): Promise<string | undefined> {
     const label = jobLabel(record, row);
     const since = (row.submittingAtMs ?? 0) - 1000; // ms of slack for clock steps
     let before = '';
     for (;;) {
-      const page = this.hub.listJobs(record.clientId, 100, before);
+      const page = await this.hub.listJobs(record.clientId, 100, before);
       for (const job of page) {
         if (job.label === label) return job.jobId;
       }
@@ -179,101 +307,116 @@ export class DatasetRunner {
     }
   }
 
-  private async advance(dataset: ActiveDataset): Promise<boolean> {
-    let changed = this.collect(dataset);
-    if (dataset.record.state === 'CANCELLED') return this.drainCancelled(dataset) || changed;
+  private async advance(dataset: ActiveDataset, due: ReadonlySet<string>): Promise<boolean> {
+    let changed = await this.collect(dataset, due);
+    if (dataset.record.state === 'CANCELLED') return (await this.drainCancelled(dataset)) || changed;
     // The data set's client's own job limit, less a reserve for the jobs it submits by hand meanwhile.
-    const clientId = dataset.record.clientId;
-    const queueRoom = Math.floor(this.hub.limitsOf(clientId).maxJobs * (1 - this.options.queueReserve)) -
-      this.hub.clientUse(clientId).jobs;
+    const { record } = dataset;
+    const queueRoom = Math.floor(this.hub.limitsOf(record.clientId).maxJobs * (1 - this.options.queueReserve)) -
+      (await this.hub.clientUse(record.clientId)).jobs;
     const room = Math.min(this.options.window - dataset.inFlight.size, queueRoom);
+    const unsubmitted = record.rowCount - record.finishedRows - dataset.inFlight.size;
+    if (queueRoom <= 0 && unsubmitted > 0) this.waitingForRoom.add(record.clientId);
     if (room <= 0) return changed;
-    const settings = fromBinary(JobSettingsSchema, dataset.record.settings);
-    for (const row of this.store.rowsInState(dataset.record.id, 'PENDING', room)) {
+    const settings = fromBinary(JobSettingsSchema, record.settings);
+    for (const row of await this.store.rowsInState(record.id, 'PENDING', room)) {
       if (this.stopped) return changed;
-      const outcome = await this.submit(dataset, row, jobSpec(dataset.record, row, settings));
-      if (outcome === 'retry') break;
+      const outcome = await this.submit(dataset, row, jobSpec(record, row, settings));
+      if (outcome === 'retry') {
+        this.retryLater();
+        break;
+      }
       changed = true;
     }
     return changed;
   }
 
-  /** Copy the outcome of every finished job into its row; count the others by state. */
-  private collect(dataset: ActiveDataset): boolean {
+  /** Copy the outcome of every due job into its row. */
+  private async collect(dataset: ActiveDataset, due: ReadonlySet<string>): Promise<boolean> {
     let changed = false;
-    let queued = 0;
-    let running = 0;
-    let runningIterations = 0;
-    const { record } = dataset;
-    for (const [index, jobId] of dataset.inFlight) {
-      const job = this.jobs.getJob(jobId);
-      if (job === undefined) {
-        this.finish(dataset, index, failedOutcome(`its job ${jobId} no longer exists`));
-        changed = true;
-      } else if (job.state === 'FINISHED') {
-        let outcome: RowOutcome;
+    const { clientId } = dataset.record;
+    for (const { jobId, index } of [...dataset.inFlight.values()].filter((job) => due.has(job.jobId))) {
+      if (this.stopped) return changed;
+      const stored = await this.jobs.getJob(jobId);
+      let outcome: RowOutcome;
+      if (stored === undefined) {
+        outcome = failedOutcome(`its job ${jobId} no longer exists`);
+      } else if (stored.state !== 'FINISHED') {
+        // Announced but not written yet: no later change will come for it, so look again after the retry wait.
+        this.retryLater();
+        continue;
+      } else {
         try {
-          outcome = outcomeOf(this.hub.getJob(record.clientId, jobId), job.status);
+          outcome = outcomeOf(await this.hub.getJob(clientId, jobId), stored.status);
         } catch (error: unknown) {
           // A job whose record cannot be read back (settings this build refuses, say) still ends its row.
           outcome = { ...failedOutcome(`its job ${jobId} could not be read: ${error instanceof Error ? error.message : String(error)}`),
-            status: job.status ?? 'FAILED' };
+            status: stored.status ?? 'FAILED' };
         }
-        this.finish(dataset, index, outcome);
-        changed = true;
-      } else if (job.state === 'RUNNING') {
-        running++;
-        runningIterations += this.hub.getJob(record.clientId, jobId).lastProgress?.iteration ?? 0;
-      } else {
-        queued++;
       }
+      await this.finish(dataset, index, outcome);
+      changed = true;
     }
-    if (running > 0 || runningIterations !== dataset.runningIterations) changed = true;
-    Object.assign(dataset, { queued, running, runningIterations });
     return changed;
   }
 
   /** Finish the rows of a cancelled data set that have no job, and cancel the jobs of the others (once). */
-  private drainCancelled(dataset: ActiveDataset): boolean {
+  private async drainCancelled(dataset: ActiveDataset): Promise<boolean> {
     let changed = false;
     for (const state of ['PENDING', 'SUBMITTING'] as const) {
-      for (const row of this.store.rowsInState(dataset.record.id, state)) {
-        this.finish(dataset, row.index, { ...failedOutcome('the data set was cancelled'), status: 'CANCELLED' });
+      for (const row of await this.store.rowsInState(dataset.record.id, state)) {
+        await this.finish(dataset, row.index, { ...failedOutcome('the data set was cancelled'), status: 'CANCELLED' });
         changed = true;
       }
     }
     if (!dataset.cancelSent) {
       dataset.cancelSent = true;
-      for (const jobId of dataset.inFlight.values()) this.hub.cancel(dataset.record.clientId, jobId);
+      for (const { jobId } of [...dataset.inFlight.values()]) {
+        try {
+          await this.hub.cancel(dataset.record.clientId, jobId);
+        } catch (error: unknown) {
+          // Its result still comes through the feed (a job that ended meanwhile has one already).
+          this.log.warn({ dataset: dataset.record.name, jobId, err: error }, 'data set job not cancelled');
+        }
+      }
     }
     return changed;
   }
 
   private async submit(dataset: ActiveDataset, row: DatasetRowRecord, spec: JobSpec): Promise<'submitted' | 'refused' | 'retry'> {
     const { record } = dataset;
-    this.store.markSubmitting(record.id, row.index, Date.now());
+    await this.store.markSubmitting(record.id, row.index, Date.now());
     try {
       const { jobId } = await this.hub.submit(record.clientId, spec);
-      if (this.stopped) return 'retry'; // the store may be closed; the row is found by its label after a restart
-      this.store.markSubmitted(record.id, row.index, jobId);
-      dataset.inFlight.set(row.index, jobId);
+      if (this.stopped) return 'retry'; // the store may be closing; the row is found by its label after a restart
+      await this.store.markSubmitted(record.id, row.index, jobId);
+      this.follow(dataset, row.index, jobId);
       return 'submitted';
     } catch (error: unknown) {
       if (this.stopped) return 'retry';
       const e = ConnectError.from(error);
       if (retryable.has(e.code)) {
-        this.store.markPending(record.id, row.index);
+        await this.store.markPending(record.id, row.index);
         return 'retry';
       }
       this.log.info({ dataset: record.name, row: row.rowId, error: e.rawMessage }, 'data set row refused');
-      this.finish(dataset, row.index, failedOutcome(e.rawMessage));
+      await this.finish(dataset, row.index, failedOutcome(e.rawMessage));
       return 'refused';
     }
   }
 
-  private finish(dataset: ActiveDataset, index: number, outcome: RowOutcome): void {
-    this.store.finishRow(dataset.record.id, index, outcome, Date.now());
+  private follow(dataset: ActiveDataset, index: number, jobId: string): void {
+    const job: FollowedJob = { jobId, index, dataset, state: 'QUEUED' };
+    dataset.inFlight.set(index, job);
+    this.followed.set(jobId, job);
+  }
+
+  private async finish(dataset: ActiveDataset, index: number, outcome: RowOutcome): Promise<void> {
+    await this.store.finishRow(dataset.record.id, index, outcome, Date.now());
+    const job = dataset.inFlight.get(index);
+    if (job) this.followed.delete(job.jobId);
     dataset.inFlight.delete(index);
+    dataset.iterationsStale = true;
   }
 
   private notify(datasetId: string): void {

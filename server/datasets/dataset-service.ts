@@ -8,10 +8,10 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import type { Logger } from 'pino';
 import { makeInversionSettings } from '../engine/settings.js';
 import { clientOf } from '../service/auth.js';
-import type { ClientQuotas, JobQueries, JobSubmission, ModelCatalog, SettingsLimits } from '../service/hub-ports.js';
+import type { ModelCatalog, SettingsLimits } from '../service/hub-ports.js';
 import { settingsFromProto } from '../service/proto-convert.js';
 import { toConnectError, validateRequest } from '../service/validation.js';
-import type { JobStore } from '../store/job-store.js';
+import type { JobRepository } from '../store/job-repository.js';
 import {
   CancelDatasetRequestSchema, DatasetCountsSchema, DatasetRowSchema, DatasetSchema, DatasetService, DatasetState,
   GetDatasetRequestSchema, ListDatasetsRequestSchema, SampleReachableTargetsRequestSchema, SubmitDatasetRequestSchema,
@@ -23,10 +23,10 @@ import type {
 } from '../../sdk/gen/recite/v1/dataset_pb.js';
 import { JobSettingsSchema, JobState, Status } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { JobSettings } from '../../sdk/gen/recite/v1/recite_pb.js';
-import type { DatasetRunnerOptions } from './dataset-runner.js';
+import type { DatasetRecord, DatasetRepository, DatasetRowRecord, RowTarget } from './dataset-repository.js';
+import { DatasetStoreError } from './dataset-repository.js';
+import type { DatasetRunnerHub, DatasetRunnerOptions } from './dataset-runner.js';
 import { DatasetRunner } from './dataset-runner.js';
-import type { DatasetRecord, DatasetRowRecord, RowTarget } from './dataset-store.js';
-import { DatasetStore, DatasetStoreError } from './dataset-store.js';
 import { sampleReachableTargets } from './reachable-targets.js';
 
 const watchPageSize = 64; // finished rows per WatchDataset message: results carry embeddings
@@ -37,10 +37,10 @@ const maxDecodeSteps = 100_000; // count × tokens of one SampleReachableTargets
 const datasetStates = { RUNNING: DatasetState.RUNNING, FINISHED: DatasetState.FINISHED, CANCELLED: DatasetState.CANCELLED } as const;
 
 /** What the data sets ask of the job hub. */
-export type DatasetHub = JobSubmission & JobQueries & ClientQuotas & SettingsLimits;
+export type DatasetHub = DatasetRunnerHub & SettingsLimits;
 
 export class DatasetServiceImpl implements ServiceImpl<typeof DatasetService> {
-  constructor(private readonly store: DatasetStore, private readonly runner: DatasetRunner, private readonly hub: DatasetHub,
+  constructor(private readonly store: DatasetRepository, private readonly runner: DatasetRunner, private readonly hub: DatasetHub,
     private readonly models: ModelCatalog) {}
 
   async submitDataset(req: SubmitDatasetRequest, ctx: HandlerContext) {
@@ -56,10 +56,10 @@ export class DatasetServiceImpl implements ServiceImpl<typeof DatasetService> {
     }
     const contentHash = hashContent(model, settings, req.rows);
     const name = req.name || contentHash;
-    const existing = this.store.getDataset(clientId, name);
-    if (existing) return { dataset: this.sameContent(existing, contentHash), created: false };
+    const existing = await this.store.getDataset(clientId, name);
+    if (existing) return { dataset: await this.sameContent(existing, contentHash), created: false };
     try {
-      this.store.createDataset({
+      await this.store.createDataset({
         id: randomUUID(),
         clientId,
         name,
@@ -71,26 +71,26 @@ export class DatasetServiceImpl implements ServiceImpl<typeof DatasetService> {
       });
     } catch (error: unknown) {
       // Two submissions of one name at once: the second finds the first's.
-      const raced = error instanceof DatasetStoreError ? this.store.getDataset(clientId, name) : undefined;
+      const raced = error instanceof DatasetStoreError ? await this.store.getDataset(clientId, name) : undefined;
       if (!raced) throw error;
-      return { dataset: this.sameContent(raced, contentHash), created: false };
+      return { dataset: await this.sameContent(raced, contentHash), created: false };
     }
     this.runner.wake();
-    return { dataset: this.toDataset(this.store.getDataset(clientId, name)!), created: true };
+    return { dataset: await this.toDataset((await this.store.getDataset(clientId, name))!), created: true };
   }
 
   async getDataset(req: GetDatasetRequest, ctx: HandlerContext) {
     validateRequest(GetDatasetRequestSchema, req);
     const clientId = clientOf(ctx);
-    const record = this.owned(clientId, req.name);
-    const rows = req.includeRows ? this.store.rows(record.id, req.fromIndex, req.pageSize || defaultRowPage) : [];
-    return { dataset: this.toDataset(record), rows: rows.map((row) => this.toRow(record, row)) };
+    const record = await this.owned(clientId, req.name);
+    const rows = req.includeRows ? await this.store.rows(record.id, req.fromIndex, req.pageSize || defaultRowPage) : [];
+    return { dataset: await this.toDataset(record), rows: await Promise.all(rows.map((row) => this.toRow(record, row))) };
   }
 
   async *watchDataset(req: WatchDatasetRequest, ctx: HandlerContext) {
     validateRequest(WatchDatasetRequestSchema, req);
     const clientId = clientOf(ctx);
-    const { id } = this.owned(clientId, req.name);
+    const { id } = await this.owned(clientId, req.name);
     let wake: () => void = () => {};
     const off = this.runner.onChange(id, () => wake());
     const onAbort = () => wake();
@@ -103,14 +103,14 @@ export class DatasetServiceImpl implements ServiceImpl<typeof DatasetService> {
           throw new ConnectError(`the server is shutting down; watch data set "${req.name}" again after finish order ${cursor}`,
             Code.Unavailable);
         }
-        const record = this.store.getDatasetById(id)!;
-        const finished = this.store.finishedRows(id, cursor, watchPageSize);
+        const record = (await this.store.getDatasetById(id))!;
+        const finished = await this.store.finishedRows(id, cursor, watchPageSize);
         if (finished.length > 0 || Date.now() - lastSent >= heartbeatMs) {
-          const rows = finished.map((row) => ({
-            row: this.toRow(record, row),
-            ...(req.includeResults && row.jobId ? { job: this.hub.getJob(clientId, row.jobId) } : {}),
-          }));
-          yield { dataset: this.toDataset(record), rows };
+          const rows = await Promise.all(finished.map(async (row) => ({
+            row: await this.toRow(record, row),
+            ...(req.includeResults && row.jobId ? { job: await this.hub.getJob(clientId, row.jobId) } : {}),
+          })));
+          yield { dataset: await this.toDataset(record), rows };
           lastSent = Date.now();
           cursor = finished.at(-1)?.finishOrder ?? cursor;
         }
@@ -136,21 +136,21 @@ export class DatasetServiceImpl implements ServiceImpl<typeof DatasetService> {
     const clientId = clientOf(ctx);
     let records: DatasetRecord[];
     try {
-      records = this.store.listDatasets(clientId, req.pageSize || 50, req.beforeName || undefined);
+      records = await this.store.listDatasets(clientId, req.pageSize || 50, req.beforeName || undefined);
     } catch (error: unknown) {
       if (error instanceof DatasetStoreError) {
         throw new ConnectError(`before_name: no data set "${req.beforeName}" for this client`, Code.NotFound);
       }
       throw error;
     }
-    return { datasets: records.map((r) => this.toDataset(r)) };
+    return { datasets: await Promise.all(records.map((r) => this.toDataset(r))) };
   }
 
   async cancelDataset(req: CancelDatasetRequest, ctx: HandlerContext) {
     validateRequest(CancelDatasetRequestSchema, req);
-    const record = this.owned(clientOf(ctx), req.name);
-    if (this.store.cancelDataset(record.id)) this.runner.wake();
-    return { dataset: this.toDataset(this.store.getDatasetById(record.id)!) };
+    const record = await this.owned(clientOf(ctx), req.name);
+    if (await this.store.cancelDataset(record.id)) this.runner.wake();
+    return { dataset: await this.toDataset((await this.store.getDatasetById(record.id))!) };
   }
 
   async sampleReachableTargets(req: SampleReachableTargetsRequest, ctx: HandlerContext) {
@@ -189,7 +189,7 @@ export class DatasetServiceImpl implements ServiceImpl<typeof DatasetService> {
     }
   }
 
-  private sameContent(record: DatasetRecord, contentHash: string): Dataset {
+  private async sameContent(record: DatasetRecord, contentHash: string): Promise<Dataset> {
     if (record.contentHash !== contentHash) {
       throw new ConnectError(`name: data set "${record.name}" exists with other content (${record.contentHash}); this ` +
         `request's is ${contentHash}: choose another name, or leave it empty to name the data set by its content`,
@@ -198,16 +198,16 @@ export class DatasetServiceImpl implements ServiceImpl<typeof DatasetService> {
     return this.toDataset(record);
   }
 
-  private owned(clientId: string, name: string): DatasetRecord {
-    const record = this.store.getDataset(clientId, name);
+  private async owned(clientId: string, name: string): Promise<DatasetRecord> {
+    const record = await this.store.getDataset(clientId, name);
     // Another client's data set is reported as missing, as for jobs.
     if (!record) throw new ConnectError(`name: no data set "${name}" for this client`, Code.NotFound);
     return record;
   }
 
-  private toDataset(record: DatasetRecord): Dataset {
-    const counts = this.store.counts(record.id);
-    const live = this.runner.liveCounts(record.id);
+  private async toDataset(record: DatasetRecord): Promise<Dataset> {
+    const counts = await this.store.counts(record.id);
+    const live = await this.runner.liveCounts(record.id);
     const running = Math.min(live.running, counts.submitted);
     return create(DatasetSchema, {
       name: record.name,
@@ -231,10 +231,10 @@ export class DatasetServiceImpl implements ServiceImpl<typeof DatasetService> {
     });
   }
 
-  private toRow(record: DatasetRecord, row: DatasetRowRecord): DatasetRow {
+  private async toRow(record: DatasetRecord, row: DatasetRowRecord): Promise<DatasetRow> {
     let state = JobState.UNSPECIFIED;
     if (row.state === 'FINISHED') state = JobState.FINISHED;
-    else if (row.state === 'SUBMITTED' && row.jobId) state = this.hub.getJob(record.clientId, row.jobId).state;
+    else if (row.state === 'SUBMITTED' && row.jobId) state = (await this.hub.getJob(record.clientId, row.jobId)).state;
     const outcome = row.outcome;
     return create(DatasetRowSchema, {
       index: row.index,
@@ -252,26 +252,26 @@ export class DatasetServiceImpl implements ServiceImpl<typeof DatasetService> {
   }
 }
 
-/** The data set room as a server wires it: the store on the job store's file, the runner and the handlers. */
+/** The data set room as a server wires it: the store beside the job store's, the runner and the handlers. */
 export interface Datasets {
   readonly service: DatasetServiceImpl;
   readonly runner: DatasetRunner;
-  /** Stop the runner and close the store (before the job store closes). */
-  close(): void;
+  /** Stop the runner, then close the store (before the job store closes). */
+  close(): Promise<void>;
 }
 
-/** Open the data set store on `dbPath` (the job store's file) and start the runner. */
-export function createDatasets(deps: { dbPath: string; hub: DatasetHub; jobs: JobStore; models: ModelCatalog; log: Logger;
-  runner?: Partial<DatasetRunnerOptions> }): Datasets {
-  const store = DatasetStore.open(deps.dbPath);
+/** Start the runner and the handlers on an open data set store, which the data sets own and close from here on. */
+export function createDatasets(deps: { store: DatasetRepository; hub: DatasetHub; jobs: JobRepository; models: ModelCatalog;
+  log: Logger; runner?: Partial<DatasetRunnerOptions> }): Datasets {
+  const { store } = deps;
   const runner = new DatasetRunner(store, deps.hub, deps.jobs, deps.models, deps.log, deps.runner);
   const service = new DatasetServiceImpl(store, runner, deps.hub, deps.models);
   return {
     service,
     runner,
-    close() {
-      runner.close();
-      store.close();
+    async close() {
+      await runner.close();
+      await store.close();
     },
   };
 }
