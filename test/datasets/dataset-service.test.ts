@@ -8,7 +8,7 @@ import type { Client } from '@connectrpc/connect';
 import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DatasetStore } from '../../server/datasets/dataset-store.js';
+import { SqliteDatasetStore } from '../../server/datasets/dataset-store.js';
 import { DatasetService, DatasetState } from '../../sdk/gen/recite/v1/dataset_pb.js';
 import type { Dataset, DatasetRow, SubmitDatasetRequest } from '../../sdk/gen/recite/v1/dataset_pb.js';
 import { JobSettingsSchema, JobState, ReciteService, Status } from '../../sdk/gen/recite/v1/recite_pb.js';
@@ -175,12 +175,12 @@ describe('DatasetService', () => {
     await first.server.close();
     servers.splice(0);
     // The data set, as the crash left it: row 0 SUBMITTING since before the job was made, the others PENDING.
-    const store = DatasetStore.open(first.server.dbPath);
-    store.createDataset({ id: 'crashed-id', clientId: 'alice', name: 'crashed', contentHash: 'sha256:test', model: 'tiny',
+    const store = SqliteDatasetStore.open(first.server.dbPath);
+    await store.createDataset({ id: 'crashed-id', clientId: 'alice', name: 'crashed', contentHash: 'sha256:test', model: 'tiny',
       settings: toBinary(JobSettingsSchema, create(JobSettingsSchema, flat as MessageInitShape<typeof JobSettingsSchema>)),
       createdAtMs: Date.now() - 5000, rows: targets.slice(0, 3).map((ids, i) => ({ rowId: `r${i}`, target: { ids } })) });
-    store.markSubmitting('crashed-id', 0, Date.now() - 2000);
-    store.close();
+    await store.markSubmitting('crashed-id', 0, Date.now() - 2000);
+    await store.close();
 
     const second = await start(first.server.dir);
     const { rows } = await follow(second.datasets, 'crashed');
