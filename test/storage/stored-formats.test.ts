@@ -31,7 +31,7 @@ const headers = { authorization: `Bearer ${token}` };
 describe.each(fixtures)('$what under today\'s server', ({ file }) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'recite-stored-'));
   fs.copyFileSync(path.join(here, '..', 'fixtures', 'db', file), path.join(dir, 'recite.db'));
-  const server = await createReciteServer({
+  const opening = createReciteServer({
     models: [{ name: 'tiny', dir: resolveModelDir('tiny') }],
     db: path.join(dir, 'recite.db'),
     tokens: new TokenTable(new Map([[token, 'alice']])),
@@ -40,9 +40,12 @@ describe.each(fixtures)('$what under today\'s server', ({ file }) => {
     logger: pino({ level: 'silent' }),
   });
   let ready: Promise<Client<typeof ReciteService>> | undefined;
-  const connect = () => (ready ??= server.listen(0).then(() => createClient(ReciteService, createGrpcTransport({ baseUrl: server.url }))));
+  const connect = () => (ready ??= opening.then(async (server) => {
+    await server.listen(0);
+    return createClient(ReciteService, createGrpcTransport({ baseUrl: server.url }));
+  }));
   afterAll(async () => {
-    await server.close();
+    await (await opening).close();
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
