@@ -5,6 +5,8 @@
 // and plain HTTP pages. A cleartext port cannot negotiate HTTP/2 by ALPN, so each connection's first bytes decide:
 // the HTTP/2 preface goes to the HTTP/2 server, anything else to the HTTP/1.1 server (browsers, WebSockets). With
 // TLS, ALPN decides ("h2" or "http/1.1") on the same port.
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
@@ -22,7 +24,7 @@ import { sessionThreads } from './model/devices.js';
 import type { Dashboard, DashboardOptions } from './dashboard/dashboard.js';
 import { createDashboard } from './dashboard/dashboard.js';
 import type { JobRepository } from './store/job-repository.js';
-import { openJobStore } from './store/open-job-store.js';
+import { isPostgresUrl, openJobStore } from './store/open-job-store.js';
 import { openDatasetStore } from './datasets/open-dataset-store.js';
 import { createDatasets } from './datasets/index.js';
 import { DatasetService } from '../sdk/gen/recite/v1/dataset_pb.js';
@@ -59,6 +61,17 @@ export interface ReciteServerOptions {
    * (`postgres://…`: several servers may share it).
    */
   db: string;
+  /**
+   * What this server does: 'all' accepts, serves and runs jobs; 'worker' runs jobs and serves the API but no
+   * dashboard or data set runner; 'api' accepts and serves jobs but runs none (they wait for a worker's claim).
+   */
+  role: ServerRole;
+  /** This server's name among those sharing the database (lease owner, metrics); unique per process by default. */
+  serverId: string;
+  /** How long a job's lease holds without renewal, in ms: a dead server's jobs move to another after this. */
+  leaseMs: number;
+  /** Jobs this server runs at once at most, on a shared database (with a SQLite file it runs all of them). */
+  maxHeldJobs: number;
   tokens: TokenTable;
   /** Iterations between checkpoints of a running job. */
   checkpointEvery: number;
@@ -84,7 +97,15 @@ export interface ReciteServerOptions {
   loadModel?: ConstructorParameters<typeof ModelRegistry>[1]['load'];
 }
 
+/** What a server does; see ReciteServerOptions.role. */
+export type ServerRole = 'all' | 'api' | 'worker';
+export const serverRoles: readonly ServerRole[] = ['all', 'api', 'worker'];
+
 export const reciteServerDefaults = Object.freeze({
+  role: 'all' as ServerRole,
+  leaseMs: jobHubDefaults.leaseMs,
+  maxHeldJobs: 128, // jobs: two full batches of the default maxBatch, so a worker's next batch is ready
+
   device: 'auto' as DeviceRequest,
   maxBatch: 64,
   maxQueue: 1000,
@@ -117,6 +138,7 @@ export interface ReciteServer {
 export async function createReciteServer(partial: Partial<ReciteServerOptions> & Pick<ReciteServerOptions, 'models' | 'db' | 'tokens'>): Promise<ReciteServer> {
   const options: ReciteServerOptions = {
     ...reciteServerDefaults,
+    serverId: `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
     logger: pino({ name: 'recite' }, pino.destination(2)),
     ...partial,
   };
@@ -142,6 +164,11 @@ export async function createReciteServer(partial: Partial<ReciteServerOptions> &
     subscriberBuffer: options.subscriberBuffer,
     limits: options.limits,
     onJobFinished: (model, status) => metrics.jobsFinished.inc({ model, status }),
+    serverId: options.serverId,
+    runsJobs: options.role !== 'api',
+    exclusiveStore: !isPostgresUrl(options.db),
+    leaseMs: options.leaseMs,
+    maxHeldJobs: isPostgresUrl(options.db) ? options.maxHeldJobs : Number.POSITIVE_INFINITY,
   }, log);
   hubRef = hub;
   const dashboard = options.dashboard === false ? undefined
@@ -242,7 +269,7 @@ export async function createReciteServer(partial: Partial<ReciteServerOptions> &
       if (m.state === 'READY') log.info({ model: m.name, provider: m.model.provider, precision: m.precision, threads: sessionThreads(), skippedProviders: m.model.fallbacks, dir: m.dir }, 'model ready');
       else if (m.state === 'FAILED') log.error({ model: m.name, error: m.error }, 'model failed to load');
     }
-    const resumed = await hub.resumeUnfinished();
+    const resumed = await hub.start();
     if (resumed > 0) log.info({ resumed }, 'unfinished jobs resumed');
   }).catch((error: unknown) => {
     // Jobs that did not resume stay unfinished in the store; the server serves the rest.
@@ -261,7 +288,7 @@ export async function createReciteServer(partial: Partial<ReciteServerOptions> &
       });
       const address = tcp.address() as AddressInfo;
       url = `${options.tls ? 'https' : 'http'}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
-      log.info({ url }, 'listening');
+      log.info({ url, server: options.serverId, role: options.role, db: store.location }, 'listening');
       return address;
     },
     async close() {

@@ -43,6 +43,11 @@ export class JobFeed {
     for (const subscriber of this.subscribers.get(jobId) ?? []) subscriber.push(event);
   }
 
+  /** End `jobId`'s live readers (the job moved to another server: they follow it in the store). */
+  closeJob(jobId: string): void {
+    for (const subscriber of this.subscribers.get(jobId) ?? []) subscriber.close();
+  }
+
   /** End every live reader (shutdown: their jobs resume after the restart, and the readers watch again). */
   closeAll(): void {
     for (const readers of this.subscribers.values()) for (const subscriber of readers) subscriber.close();

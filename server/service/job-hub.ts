@@ -1,7 +1,13 @@
 // The job hub: every job goes request → admission → store → engine → events → job log + job feed. The hub admits
-// jobs (a client's quotas), owns them (another client's job is reported missing), numbers each job's events (1, 2,
-// 3, … without gaps), and after a restart resumes unfinished jobs from their last checkpoint so a job's history
-// stays one contiguous sequence. Writing is the job log's (job-log.ts), fan-out the job feed's (job-feed.ts).
+// jobs (a client's quotas, counted in the store over every server sharing it), owns them (another client's job is
+// reported missing), runs the jobs this server holds a lease on and numbers their events (1, 2, 3, … without gaps).
+// Claiming is the scheduler's (job-scheduler.ts), writing the job log's (job-log.ts), fan-out the feed's (job-feed.ts).
+//
+// A job that moves (after a restart, or to another server when its holder died) continues from its last checkpoint
+// and recomputes the iterations after it without showing them again: events the store already holds are not
+// re-emitted, and the history goes on from its last stored event. The engine is deterministic for a given
+// checkpoint (a run's values do not depend on the jobs batched with it), so the recomputed iterations are the ones
+// already stored, and the history reads as one uninterrupted run.
 import { randomUUID } from 'node:crypto';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
@@ -12,7 +18,9 @@ import type { InversionHandle } from '../engine/inversion-engine.js';
 import type { RunSnapshot } from '../engine/inversion-run.js';
 import type { InversionLimits } from '../engine/settings.js';
 import { inversionLimits, makeInversionSettings, storedInversionSettings } from '../engine/settings.js';
-import type { CheckpointRecord, JobRecord, JobRepository } from '../store/job-repository.js';
+import type {
+  CheckpointRecord, ClaimedJob, EventRecord, JobRecord, JobRepository, StoreNotice,
+} from '../store/job-repository.js';
 import { isStoreFault } from '../store/job-repository.js';
 import { JobEventSchema, JobSchema, JobSpecSchema, JobState, ProgressSchema, ResultSchema, Status } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { Job, JobEvent, JobSpec } from '../../sdk/gen/recite/v1/recite_pb.js';
@@ -30,6 +38,7 @@ import type {
 import { JobFeed } from './job-feed.js';
 import { JobLog } from './job-log.js';
 import type { StoreFault } from './job-log.js';
+import { JobScheduler } from './job-scheduler.js';
 import { tokenIdProblem } from '../util/numbers.js';
 
 export interface JobHubOptions {
@@ -51,6 +60,18 @@ export interface JobHubOptions {
   onJobFinished?: (model: string, status: string) => void;
   /** Wait between two attempts to write to a store that failed (disk full, I/O error), in ms. */
   storeRetryMs: number;
+  /** This server's name as a lease owner: unique among the servers sharing the store. */
+  serverId: string;
+  /** Whether this server runs jobs ('worker', 'all') or only accepts and serves them ('api'). */
+  runsJobs: boolean;
+  /** See JobSchedulerOptions.exclusive: true for a SQLite file. */
+  exclusiveStore: boolean;
+  /** How long a lease holds a job without renewal, in ms. */
+  leaseMs: number;
+  /** Wait between two claims when nothing wakes the scheduler, in ms. */
+  claimEveryMs: number;
+  /** Jobs this server runs at once at most (claimed or submitted here); more wait in the store for any server. */
+  maxHeldJobs: number;
 }
 
 export const jobHubDefaults: Readonly<JobHubOptions> = Object.freeze({
@@ -60,7 +81,16 @@ export const jobHubDefaults: Readonly<JobHubOptions> = Object.freeze({
   subscriberBuffer: 256,
   limits: inversionLimits,
   storeRetryMs: 1000, // ms
+  serverId: 'recite',
+  runsJobs: true,
+  exclusiveStore: true,
+  leaseMs: 10_000, // ms: a dead server's jobs move after at most this long
+  claimEveryMs: 1000, // ms
+  maxHeldJobs: Number.POSITIVE_INFINITY,
 });
+
+// Jobs one claim asks for at most (a store's claim is one statement: keep it bounded).
+const maxClaim = 1000;
 
 export type { StoreFault } from './job-log.js';
 
@@ -70,13 +100,25 @@ interface LiveJob {
   /** Bytes its restarts hold while they run (jobBytes): counted against its client's queued-cost limit. */
   cost: number;
   handle?: InversionHandle;
+  /** Its lease's epoch: every write for it is fenced by it. */
+  epoch: number;
   nextSequence: number;
   iterationsSinceCheckpoint: number;
   /** Restart → iteration it resumed from (for the started event after a server restart). */
   resumedFrom: Map<number, number>;
-  suppressQueued: boolean;
+  /** What the store held when it started here: events it emits again are not shown twice. */
+  stored: StoredProgress;
   /** For a resumed job: the checkpoint sequence it resumed from (its resume mark once it starts running). */
   resumedAtCheckpoint?: number;
+}
+
+/** What a job's stored history already holds, per restart. */
+interface StoredProgress {
+  queued: boolean;
+  started: Set<number>;
+  /** Restart → the last iteration with a stored progress event. */
+  progressThrough: Map<number, number>;
+  restartResults: Set<number>;
 }
 
 const eventKinds = { queued: 'queued', started: 'started', progress: 'progress', restartResult: 'restart_result', result: 'result' } as const;
@@ -87,12 +129,12 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
   private readonly live = new Map<string, LiveJob>();
   private readonly jobLog: JobLog;
   private readonly feed: JobFeed;
+  private readonly scheduler: JobScheduler | undefined;
+  // Job id → wakers of the readers tailing its stored history (jobs this server does not run).
+  private readonly tails = new Map<string, Set<() => void>>();
+  private unlisten: (() => Promise<void>) | undefined;
   private accepting = true;
   private closed = false;
-  // Jobs left unresumed because the store failed while resuming them: retried once it writes again.
-  private resumeLater: JobRecord[] = [];
-  // The unfinished jobs could not even be listed: list and resume them once the store works again.
-  private resumeAllLater = false;
   readonly options: JobHubOptions;
 
   constructor(private readonly store: JobRepository, private readonly registry: ModelRegistry, options: Partial<JobHubOptions>,
@@ -100,7 +142,7 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
     this.options = { ...jobHubDefaults, ...options };
     this.feed = new JobFeed(this.options.subscriberBuffer,
       (error, change) => this.log.error({ err: error, jobId: change.jobId }, 'job change listener failed'));
-    this.jobLog = new JobLog(store, { storeRetryMs: this.options.storeRetryMs }, {
+    this.jobLog = new JobLog(store, { storeRetryMs: this.options.storeRetryMs, serverId: this.options.serverId }, {
       dueCheckpoints: () => this.dueCheckpoints(),
       checkpointsLost: (jobIds) => {
         for (const jobId of jobIds) {
@@ -108,7 +150,24 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
           if (live) live.iterationsSinceCheckpoint = this.options.checkpointEvery;
         }
       },
-    }, log, () => this.storeRecovered());
+      leasesLost: (jobIds) => this.leasesLost(jobIds),
+      storeRecovered: () => this.scheduler?.wake(),
+    }, log);
+    if (this.options.runsJobs) {
+      this.scheduler = new JobScheduler(store, {
+        serverId: this.options.serverId, leaseMs: this.options.leaseMs, claimEveryMs: this.options.claimEveryMs,
+        exclusive: this.options.exclusiveStore,
+      }, {
+        readyModels: () => this.registry.list().filter((m) => m.state === 'READY').map((m) => m.name),
+        room: () => Math.min(maxClaim, this.options.maxHeldJobs - this.live.size),
+        start: (claimed) => this.startClaimed(claimed),
+        leases: () => this.jobLog.heldLeases(),
+        leasesLost: (jobIds) => {
+          this.jobLog.drop(jobIds);
+          this.leasesLost(jobIds);
+        },
+      }, log);
+    }
   }
 
   /** The store's fault while it cannot be written (the server is then not ready), or undefined. */
@@ -134,10 +193,10 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
 
   /** What a client's unfinished jobs hold: their count and their cost in bytes (jobBytes). */
   async clientUse(clientId: string): Promise<{ jobs: number; bytes: number }> {
-    return this.useOf(clientId);
+    return this.store.clientUse(clientId);
   }
 
-  /** Every client with unfinished jobs, and what they hold (metrics). */
+  /** Every client with jobs running on this server, and what they hold (metrics). */
   useByClient(): Map<string, { jobs: number; bytes: number }> {
     const out = new Map<string, { jobs: number; bytes: number }>();
     for (const live of this.live.values()) {
@@ -174,39 +233,45 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
       lastSequence: 0,
       summary: null,
     };
-    // Quotas are checked and the job counted in one synchronous step, so two submissions racing through the
-    // store's await cannot both take the last place.
-    const use = this.useOf(clientId);
-    if (use.jobs >= limits.maxJobs) {
-      throw new ConnectError(`queue is full for client "${clientId}": ${use.jobs} jobs are queued or running; the ` +
-        `limit is ${limits.maxJobs}`, Code.ResourceExhausted);
-    }
-    if (use.bytes + cost > limits.maxQueuedBytes) {
-      throw new ConnectError(`queued cost over the limit for client "${clientId}": its unfinished jobs hold ` +
-        `${formatBytes(use.bytes)} and this job would add ${formatBytes(cost)} (${settings.restarts} restarts); the ` +
-        `limit is ${formatBytes(limits.maxQueuedBytes)}`, Code.ResourceExhausted);
-    }
-    const live = this.addLive(record, 1, new Map(), false, cost);
+    // Run it here if this server runs jobs and has room; otherwise it waits in the store for any server's claim.
+    const owner = this.options.runsJobs && this.live.size < this.options.maxHeldJobs ? this.options.serverId : null;
     const { lastSequence: _l, summary: _s, ...insertable } = record;
+    let admitted;
     try {
-      await this.store.insertJob(insertable);
+      admitted = await this.store.admitJob(insertable, {
+        owner, leaseMs: this.options.leaseMs, costBytes: cost, maxJobs: limits.maxJobs,
+        maxQueuedBytes: limits.maxQueuedBytes,
+      });
     } catch (error: unknown) {
-      this.live.delete(record.id);
       if (!isStoreFault(error)) throw error;
       this.jobLog.failed(error, 'insert a job');
       throw storeUnavailable(this.jobLog.fault!);
     }
+    if (!admitted.admitted) {
+      const { use } = admitted;
+      if (admitted.reason === 'jobs') {
+        throw new ConnectError(`queue is full for client "${clientId}": ${use.jobs} jobs are queued or running; the ` +
+          `limit is ${limits.maxJobs}`, Code.ResourceExhausted);
+      }
+      throw new ConnectError(`queued cost over the limit for client "${clientId}": its unfinished jobs hold ` +
+        `${formatBytes(use.bytes)} and this job would add ${formatBytes(cost)} (${settings.restarts} restarts); the ` +
+        `limit is ${formatBytes(limits.maxQueuedBytes)}`, Code.ResourceExhausted);
+    }
+    if (owner === null) {
+      this.log.info({ jobId: record.id, clientId, model: entry.name, tokens: targetIds.length }, 'job queued for any server');
+      return { jobId: record.id, queuePosition: 0 };
+    }
+    const live = this.addLive(record, admitted.epoch, emptyStoredProgress(), new Map(), cost);
     const queuePosition = entry.engine.queued;
     try {
       live.handle = await entry.engine.submit({ targetIds, settings, client: clientId,
         onEvent: (event) => this.onEvent(live, event) });
     } catch (error: unknown) {
-      this.live.delete(record.id);
+      this.forget(record.id);
       await this.store.deleteJob(record.id);
       throw toConnectError(error);
     }
     this.log.info({ jobId: record.id, clientId, model: entry.name, tokens: targetIds.length }, 'job submitted');
-    this.feed.announce({ clientId, jobId: record.id, kind: 'created' });
     return { jobId: record.id, queuePosition };
   }
 
@@ -215,24 +280,21 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
    * A slow reader gets coalesced progress (see EventSubscriber); the result always arrives.
    */
   async *watch(clientId: string, jobId: string, afterSequence: number, signal: AbortSignal): AsyncGenerator<JobEvent> {
-    let record = await this.ownedJob(clientId, jobId);
-    let live = this.live.get(jobId);
-    if (!live && record.state !== 'FINISHED') {
-      // It may have just finished, its result still waiting in the job log: write that, then look again.
-      await this.jobLog.flush();
-      record = await this.ownedJob(clientId, jobId);
-      live = this.live.get(jobId);
+    await this.ownedJob(clientId, jobId);
+    const live = this.live.get(jobId);
+    // A job this server does not run (queued for a claim, running on another server, or finished): its history is
+    // the store's, followed through the store's notices.
+    if (!live) {
+      yield* this.tailStored(jobId, afterSequence, signal);
+      return;
     }
-    // Unfinished but not live: stored before a restart and not resumed yet. Its events after the last checkpoint
-    // are about to be replaced, so replaying them now would hand out a history that will not exist.
-    if (!live && record.state !== 'FINISHED') throw notResumedYet(jobId);
     // In one synchronous step: the reader joins the feed, and the events emitted before it joined are noted as
     // through `emittedThrough`; those the log has not written yet are copied now, the rest are in the store.
-    const subscriber = live ? this.feed.subscribe(jobId) : undefined;
-    const emittedThrough = live ? live.nextSequence - 1 : Infinity;
-    const unstored = live ? this.jobLog.unstored(jobId, emittedThrough) : [];
+    const subscriber = this.feed.subscribe(jobId);
+    const emittedThrough = live.nextSequence - 1;
+    const unstored = this.jobLog.unstored(jobId, emittedThrough);
     const storedThrough = unstored.length > 0 ? unstored[0]!.sequence - 1 : emittedThrough;
-    const onAbort = () => subscriber?.close();
+    const onAbort = () => subscriber.close();
     signal.addEventListener('abort', onAbort);
     try {
       let last = afterSequence;
@@ -256,21 +318,76 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
         yield event;
         if (event.kind.case === 'result') return;
       }
-      if (!subscriber) return; // a finished job: its history is complete
       for await (const event of subscriber) {
         if (event.sequence <= last) continue;
         last = event.sequence;
         yield event;
         if (event.kind.case === 'result') return;
       }
-      // The subscriber closed without the result: the server is shutting down (the job resumes after a restart).
-      if (!signal.aborted) {
-        throw new ConnectError(`the server is shutting down; watch job "${jobId}" again after sequence ${last}`,
-          Code.Unavailable);
+      // The subscriber closed without the result: the server is shutting down, or the job moved to another server
+      // (it continues there): either way its history goes on, in the store.
+      if (signal.aborted) return;
+      if (!this.closed) {
+        yield* this.tailStored(jobId, last, signal);
+        return;
       }
+      throw new ConnectError(`the server is shutting down; watch job "${jobId}" again after sequence ${last}`,
+        Code.Unavailable);
     } finally {
       signal.removeEventListener('abort', onAbort);
-      if (subscriber) this.feed.unsubscribe(jobId, subscriber);
+      this.feed.unsubscribe(jobId, subscriber);
+    }
+  }
+
+  /**
+   * Stream a job's stored events after `afterSequence`, then each new one as the store announces it, until the
+   * result. Reads at the reader's pace, so a slow reader holds no memory here.
+   */
+  private async *tailStored(jobId: string, afterSequence: number, signal: AbortSignal): AsyncGenerator<JobEvent> {
+    let wake: (() => void) | undefined;
+    let woken = false;
+    const waker = () => {
+      woken = true;
+      wake?.();
+    };
+    // Joined before the first read: a notice that arrives between a read and the wait is not missed.
+    let wakers = this.tails.get(jobId);
+    if (!wakers) this.tails.set(jobId, wakers = new Set());
+    wakers.add(waker);
+    signal.addEventListener('abort', waker);
+    try {
+      let last = afterSequence;
+      const pageSize = 500;
+      for (;;) {
+        woken = false;
+        const page = await this.store.events(jobId, last, pageSize);
+        for (const stored of page) {
+          const event = decodeEvent(stored.payload);
+          last = event.sequence;
+          yield event;
+          if (event.kind.case === 'result' || signal.aborted) return;
+        }
+        if (page.length === pageSize || woken) continue;
+        if (signal.aborted) return;
+        if (this.closed) {
+          throw new ConnectError(`the server is shutting down; watch job "${jobId}" again after sequence ${last}`,
+            Code.Unavailable);
+        }
+        if (!await this.store.getJob(jobId)) {
+          throw new ConnectError(`job_id: job "${jobId}" was deleted`, Code.NotFound);
+        }
+        // A notice normally wakes the reader; the timeout only bounds the wait should one be lost.
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          if (woken) resolve();
+          setTimeout(resolve, tailRecheckMs).unref();
+        });
+        wake = undefined;
+      }
+    } finally {
+      signal.removeEventListener('abort', waker);
+      wakers.delete(waker);
+      if (wakers.size === 0) this.tails.delete(jobId);
     }
   }
 
@@ -317,93 +434,41 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
   /** Ask a job to stop (an admin: any client's job); returns its state now. */
   async cancel(clientId: string, jobId: string, admin = false): Promise<JobState> {
     const record = await this.ownedJob(clientId, jobId, admin);
-    const live = this.live.get(jobId);
-    if (!live) {
-      if (record.state === 'FINISHED') return JobState.FINISHED;
-      // Not resumed yet after a restart: the stored flag makes the resume stop it.
-      try {
-        await this.store.requestCancel(jobId);
-      } catch (error: unknown) {
-        if (!isStoreFault(error)) throw error;
-        this.jobLog.failed(error, 'record a cancel');
-        throw storeUnavailable(this.jobLog.fault!);
-      }
-      this.log.info({ jobId, clientId }, 'job cancel requested before its resume');
-      return record.state === 'RUNNING' ? JobState.RUNNING : JobState.QUEUED;
-    }
-    // The live job stops at once; the flag only matters to a resume, and its result is stored later.
-    live.handle?.cancel();
+    if (record.state === 'FINISHED') return JobState.FINISHED;
+    // The job stops at once if it runs here; the stored flag stops it on whichever server runs it (that server
+    // hears the store's notice) and on any server that claims it later.
+    this.live.get(jobId)?.handle?.cancel();
     try {
       await this.store.requestCancel(jobId);
     } catch (error: unknown) {
       if (!isStoreFault(error)) throw error;
       this.jobLog.failed(error, 'record a cancel');
+      if (!this.live.has(jobId)) throw storeUnavailable(this.jobLog.fault!);
     }
     this.log.info({ jobId, clientId }, 'job cancel requested');
-    return live.record.state === 'RUNNING' ? JobState.RUNNING : JobState.QUEUED;
+    return record.state === 'RUNNING' ? JobState.RUNNING : JobState.QUEUED;
   }
 
   /**
-   * Resume every job the store holds as unfinished (after a crash or a restart): from its latest checkpoint, with
-   * the events stored after that checkpoint removed, so the history continues without gap or duplicate.
+   * Start serving: hear the store's notices (jobs created, grown, cancelled on any server), then, on a server that
+   * runs jobs, claim the unfinished jobs nobody holds (after a restart: this server's own, from their last
+   * checkpoint) and keep claiming. Resolves with the number of jobs the first claim started.
    */
-  async resumeUnfinished(): Promise<number> {
+  async start(): Promise<number> {
+    this.unlisten = await this.store.listen((notice) => this.onNotice(notice));
+    if (!this.scheduler) return 0;
     await this.registry.ready();
-    let records: JobRecord[];
-    try {
-      records = await this.store.unfinishedJobs();
-    } catch (error: unknown) {
-      if (!isStoreFault(error)) throw error;
-      this.jobLog.failed(error, 'list unfinished jobs');
-      this.resumeAllLater = true;
-      return 0;
-    }
-    return this.resumeRecords(records);
-  }
-
-  // Resume each job. A store fault is transient: the job stays unfinished and is tried again once the store
-  // writes; any other failure is the job's own, and ends it FAILED with the reason.
-  private async resumeRecords(records: JobRecord[]): Promise<number> {
-    let resumed = 0;
-    for (const [i, record] of records.entries()) {
-      if (this.closed) break;
-      // Submitted after the listing was taken (the model became ready first): it runs already.
-      if (this.live.has(record.id)) continue;
-      if (this.jobLog.fault) {
-        this.resumeLater.push(...records.slice(i));
-        break;
-      }
-      try {
-        if (await this.resume(record)) resumed++;
-      } catch (error: unknown) {
-        this.live.delete(record.id);
-        if (isStoreFault(error)) {
-          this.jobLog.failed(error, 'resume a job');
-          this.resumeLater.push(...records.slice(i));
-          break;
-        }
-        const reason = error instanceof Error ? error.message : String(error);
-        this.log.error({ jobId: record.id, err: error }, 'job could not be resumed');
-        try {
-          await this.failStored(record, `the job could not be resumed: ${reason}`);
-        } catch (storeError: unknown) {
-          if (!isStoreFault(storeError)) throw storeError;
-          this.jobLog.failed(storeError, 'fail a job');
-          this.resumeLater.push(...records.slice(i));
-          break;
-        }
-      }
-    }
-    return resumed;
+    return this.scheduler.start();
   }
 
   /**
-   * Stop accepting jobs and checkpoint every running one, so a restart resumes them. Queued jobs need no checkpoint:
-   * they start afresh from their seed. The engines are stopped by the model registry's close, which skips the
-   * result summaries of the jobs it stops (they resume after the restart).
+   * Stop accepting jobs and checkpoint every running one, then give up their leases, so a restart (or another
+   * server) resumes them at once. Queued jobs need no checkpoint: they start afresh from their seed. The engines are
+   * stopped by the model registry's close, which skips the result summaries of the jobs it stops.
    */
   async shutdown(): Promise<void> {
     this.accepting = false;
+    this.scheduler?.stop();
     let checkpointed = 0;
     try {
       await this.jobLog.close(() => {
@@ -413,70 +478,122 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
         // A clean stop: no resume failed, whatever ran from a checkpoint since the start.
         return { checkpoints, clearResumeMarks: true };
       });
+      await this.store.releaseLeases(this.options.serverId, [...this.live.keys()]);
     } catch (error: unknown) {
-      // The jobs resume from their last stored checkpoint instead.
+      // The jobs resume from their last stored checkpoint instead, once their leases run out.
       checkpointed = 0;
       this.log.error({ err: error }, 'jobs could not be checkpointed for shutdown');
     }
     // From here on the store is left as it is: the engines stop, and their last events are not written.
     this.closed = true;
     this.feed.closeAll();
+    for (const wakers of this.tails.values()) for (const wake of wakers) wake();
+    await this.unlisten?.();
     this.log.info({ jobs: this.live.size, checkpointed }, 'jobs checkpointed for shutdown');
   }
 
-  /** Resume one job; false when it was quarantined instead. */
-  private async resume(record: JobRecord): Promise<boolean> {
+  /** Jobs claimed since the start, and the time the last claim took, in ms (metrics). */
+  get claims(): { claimed: number; lastClaimMs: number } {
+    return { claimed: this.scheduler?.claimed ?? 0, lastClaimMs: this.scheduler?.lastClaimMs ?? 0 };
+  }
+
+  /**
+   * Start a job this server has just claimed: from its last checkpoint if it has one, with what its stored history
+   * already holds noted so that it is not shown again. A job that cannot start here ends FAILED with the reason;
+   * a store fault leaves it to the next claim (its lease runs out).
+   */
+  private async startClaimed({ record, epoch }: ClaimedJob): Promise<void> {
+    if (this.closed || this.live.has(record.id)) return;
+    try {
+      await this.resume(record, epoch);
+    } catch (error: unknown) {
+      this.forget(record.id);
+      if (isStoreFault(error)) {
+        this.jobLog.failed(error, 'resume a job');
+        return;
+      }
+      const reason = error instanceof Error ? error.message : String(error);
+      this.log.error({ jobId: record.id, err: error }, 'job could not be resumed');
+      try {
+        await this.failStored(record, epoch, `the job could not be resumed: ${reason}`);
+      } catch (storeError: unknown) {
+        this.log.error({ jobId: record.id, err: storeError }, 'job could not be marked FAILED');
+      }
+    }
+  }
+
+  private async resume(record: JobRecord, epoch: number): Promise<void> {
     const checkpoint = await this.store.latestCheckpoint(record.id);
     const keep = checkpoint?.sequence ?? 0;
-    // It ran from this same checkpoint after the last restart, and the server stopped before a new one or a clean
-    // shutdown: whatever stops the server may be this job. Resuming it again could loop forever.
-    if (await this.store.resumeMark(record.id) === keep) {
+    // It ran from this same checkpoint after the last restart, and its server stopped before a new one or a clean
+    // shutdown: whatever stops servers may be this job. Resuming it again could loop forever.
+    if (record.lastSequence > 0 && await this.store.resumeMark(record.id) === keep) {
       const reason = `quarantined: the server stopped while this job was running from its checkpoint at event ${keep} ` +
         'after a restart, and again with no newer checkpoint; it is not resumed again';
       this.log.error({ jobId: record.id, clientId: record.clientId, checkpoint: keep }, 'job quarantined');
-      await this.failStored(record, reason);
-      return false;
+      await this.failStored(record, epoch, reason);
+      return;
     }
     const entry = this.registry.require(record.model);
     const spec = fromBinary(JobSpecSchema, record.spec);
     const settings = this.storedSettings(spec);
-    await this.store.truncateEventsAfter(record.id, keep);
     const snapshots: Map<number, RunSnapshot> = checkpoint ? decodeSnapshots(checkpoint.payload) : new Map();
     const completed = new Map<number, RunResult>();
-    for (const stored of await this.store.events(record.id, 0)) {
-      const event = decodeEvent(stored.payload);
-      if (event.kind.case === 'restartResult') completed.set(event.kind.value.restart, restartResultFromProto(event.kind.value));
-    }
+    const stored = emptyStoredProgress();
+    for (const event of await this.store.events(record.id, 0)) noteStored(stored, event, completed);
     const resumedFrom = new Map([...snapshots].map(([restart, s]) => [restart, s.iteration]));
     const cost = jobBytes(settings, record.targetIds.length, entry.model.checkpoint.config);
-    const live = this.addLive({ ...record, lastSequence: keep }, keep + 1, resumedFrom, keep > 0, cost);
-    live.resumedAtCheckpoint = keep;
+    const live = this.addLive(record, epoch, stored, resumedFrom, cost);
+    if (record.lastSequence > 0) live.resumedAtCheckpoint = keep;
     live.handle = await entry.engine.submit({
       targetIds: record.targetIds, settings, resumeFrom: snapshots, completed, client: record.clientId,
       onEvent: (event) => this.onEvent(live, event),
     });
     // Read the flag now: a cancel may have arrived while the engine was setting the job up.
-    if ((await this.store.getJob(record.id))?.cancelRequested) live.handle.cancel();
-    this.log.info({ jobId: record.id, fromSequence: keep, restarts: [...resumedFrom] }, 'job resumed');
-    return true;
+    if (record.cancelRequested || (await this.store.getJob(record.id))?.cancelRequested) live.handle.cancel();
+    if (record.lastSequence > 0) {
+      this.log.info({ jobId: record.id, epoch, fromSequence: record.lastSequence, checkpoint: keep,
+        restarts: [...resumedFrom] }, 'job resumed');
+    }
   }
 
-  private addLive(record: JobRecord, nextSequence: number, resumedFrom: Map<number, number>, suppressQueued: boolean,
+  private addLive(record: JobRecord, epoch: number, stored: StoredProgress, resumedFrom: Map<number, number>,
     cost: number): LiveJob {
-    const live: LiveJob = { record, cost, nextSequence, iterationsSinceCheckpoint: 0, resumedFrom, suppressQueued };
+    const live: LiveJob = {
+      record, cost, epoch, nextSequence: record.lastSequence + 1, iterationsSinceCheckpoint: 0, resumedFrom, stored,
+    };
     this.live.set(record.id, live);
+    this.jobLog.hold(record.id, epoch);
     return live;
   }
 
-  private useOf(clientId: string): { jobs: number; bytes: number } {
-    let jobs = 0;
-    let bytes = 0;
-    for (const live of this.live.values()) {
-      if (live.record.clientId !== clientId) continue;
-      jobs++;
-      bytes += live.cost;
+  /** Stop tracking a job here, without writing anything more for it. */
+  private forget(jobId: string): void {
+    this.live.delete(jobId);
+  }
+
+  // Another server holds these jobs now: stop them here without a word to the store (their writes would be refused),
+  // and hand their live readers over to the store, where the new holder's events appear.
+  private leasesLost(jobIds: readonly string[]): void {
+    for (const jobId of jobIds) {
+      const live = this.live.get(jobId);
+      if (!live) continue;
+      this.live.delete(jobId);
+      live.handle?.cancel();
+      this.feed.closeJob(jobId);
+      this.log.warn({ jobId, epoch: live.epoch }, 'job lease lost: it runs on another server now');
     }
-    return { jobs, bytes };
+    this.scheduler?.wake();
+  }
+
+  // What every server sharing the store hears: wake the readers tailing that job, stop a job cancelled elsewhere,
+  // claim a job created elsewhere, and tell the change listeners (the job lists, the data sets).
+  private onNotice(notice: StoreNotice): void {
+    for (const wake of this.tails.get(notice.jobId) ?? []) wake();
+    if (notice.kind === 'cancel') this.live.get(notice.jobId)?.handle?.cancel();
+    if (notice.kind === 'created' && !this.live.has(notice.jobId)) this.scheduler?.wake();
+    if (notice.kind === 'result') this.scheduler?.wake(); // room was freed somewhere
+    if (notice.kind !== 'cancel') this.feed.announce({ clientId: notice.clientId, jobId: notice.jobId, kind: notice.kind });
   }
 
   // The boundary of one job's events: a failure to record one is logged with the job's id and, for the result,
@@ -497,9 +614,19 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
   }
 
   private recordEvent(live: LiveJob, event: InversionEvent): void {
-    if (this.closed || (event.type === 'queued' && live.suppressQueued)) return;
-    const now = Date.now();
+    // Closed, or no longer this server's job (its lease was lost): nothing it emits is written or shown.
+    if (this.closed || this.live.get(live.record.id) !== live) return;
     const jobId = live.record.id;
+    if (event.type === 'started' && live.resumedAtCheckpoint !== undefined) {
+      this.jobLog.setResumeMark(jobId, live.resumedAtCheckpoint);
+      live.resumedAtCheckpoint = undefined;
+    }
+    if (event.type === 'started' && live.record.state === 'QUEUED') {
+      live.record.state = 'RUNNING';
+      this.jobLog.setState({ jobId, state: 'RUNNING' });
+    }
+    if (alreadyStored(live.stored, event)) return;
+    const now = Date.now();
     const resumedFrom = event.type === 'started' ? live.resumedFrom.get(event.restart) ?? 0 : 0;
     const proto = eventToProto(event, live.nextSequence++, now, resumedFrom);
     const kind = proto.kind.case!;
@@ -514,14 +641,7 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
       iteration: event.type === 'progress' ? event.progress.iteration : null,
       payload,
     });
-    if (event.type === 'started' && live.resumedAtCheckpoint !== undefined) {
-      this.jobLog.setResumeMark(jobId, live.resumedAtCheckpoint);
-      live.resumedAtCheckpoint = undefined;
-    }
-    if (event.type === 'started' && live.record.state === 'QUEUED') {
-      live.record.state = 'RUNNING';
-      this.jobLog.setState({ jobId, state: 'RUNNING' });
-    } else if (event.type === 'progress') {
+    if (event.type === 'progress') {
       live.iterationsSinceCheckpoint++;
       if (proto.kind.case === 'progress') this.jobLog.setSummary(jobId, proto.kind.value);
     } else if (event.type === 'result') {
@@ -530,6 +650,7 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
       live.record.finishedAtMs = now;
       this.jobLog.setState({ jobId, state: 'FINISHED', status: event.result.status, finishedAtMs: now });
       this.live.delete(jobId);
+      this.scheduler?.wake(); // room for another job
       this.options.onJobFinished?.(live.record.model, event.result.status);
       this.log.info({ jobId, status: event.result.status, ms: Math.round(event.result.elapsedMs) }, 'job finished');
       const errors = event.result.restarts.flatMap((r) => (r.error ? [`restart ${r.restart}: ${r.error}`] : []));
@@ -538,20 +659,8 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
       }
     }
     // Live readers get the event as the store keeps it (float fields rounded to float32), so a replayed history
-    // and a live one are the same bytes.
+    // and a live one are the same bytes. Change listeners hear of it from the store's notice, once it is written.
     if (this.feed.hasReaders(jobId)) this.feed.publish(jobId, decodeEvent(payload));
-    this.feed.announce({ clientId: live.record.clientId, jobId, kind: eventKinds[kind] });
-  }
-
-  private storeRecovered(): void {
-    if (this.resumeLater.length === 0 && !this.resumeAllLater) return;
-    const records = this.resumeLater;
-    const all = this.resumeAllLater;
-    this.resumeLater = [];
-    this.resumeAllLater = false;
-    void (all ? this.resumeUnfinished() : this.resumeRecords(records)).then((resumed) => {
-      if (resumed > 0) this.log.info({ resumed }, 'unfinished jobs resumed');
-    }, (error: unknown) => this.log.error({ err: error }, 'resuming jobs failed'));
   }
 
   // Called by the job log as it cuts a batch: the snapshots describe the moment of its last event.
@@ -577,9 +686,9 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
   }
 
   // A job that cannot be resumed still ends its history with a result, so WatchJob and GetJob say why.
-  private async failStored(record: JobRecord, reason: string): Promise<void> {
+  private async failStored(record: JobRecord, epoch: number, reason: string): Promise<void> {
     const now = Date.now();
-    this.live.delete(record.id);
+    this.forget(record.id);
     const stored = await this.store.getJob(record.id) ?? record;
     const result = create(ResultSchema, {
       status: Status.FAILED,
@@ -591,12 +700,11 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
     const event = create(JobEventSchema, {
       sequence: stored.lastSequence + 1, time: timestampFromMs(now), kind: { case: 'result', value: result },
     });
-    // The sequence check makes this safe against a concurrent writer: one of the two is refused, not interleaved.
     await this.store.commit({
       events: [{ jobId: record.id, sequence: event.sequence, timeMs: now, kind: 'result', restart: null, iteration: null,
         payload: encodeEvent(event) }],
       states: [{ jobId: record.id, state: 'FINISHED', status: 'FAILED', finishedAtMs: now }],
-    });
+    }, { owner: this.options.serverId, leases: new Map([[record.id, epoch]]) });
     this.log.warn({ jobId: record.id, reason }, 'job marked FAILED');
   }
 
@@ -665,7 +773,35 @@ function storeUnavailable(fault: StoreFault): ConnectError {
     `${new Date(fault.sinceMs).toISOString()}; new jobs are refused until it can; retry later`, Code.Unavailable);
 }
 
-function notResumedYet(jobId: string): ConnectError {
-  return new ConnectError(`job_id: job "${jobId}" has not resumed yet after a server restart (its model may be ` +
-    'loading); retry shortly', Code.Unavailable);
+// How long a reader tailing the store waits for a notice before it reads again anyway, in ms.
+const tailRecheckMs = 2000;
+
+function emptyStoredProgress(): StoredProgress {
+  return { queued: false, started: new Set(), progressThrough: new Map(), restartResults: new Set() };
+}
+
+/** Note what one stored event holds; a restart's stored result also goes to `completed` (it is not run again). */
+function noteStored(stored: StoredProgress, record: EventRecord, completed: Map<number, RunResult>): void {
+  if (record.kind === 'queued') stored.queued = true;
+  else if (record.kind === 'started' && record.restart !== null) stored.started.add(record.restart);
+  else if (record.kind === 'progress' && record.restart !== null && record.iteration !== null) {
+    stored.progressThrough.set(record.restart, Math.max(stored.progressThrough.get(record.restart) ?? -1, record.iteration));
+  } else if (record.kind === 'restart_result') {
+    const event = decodeEvent(record.payload);
+    if (event.kind.case === 'restartResult') {
+      stored.restartResults.add(event.kind.value.restart);
+      completed.set(event.kind.value.restart, restartResultFromProto(event.kind.value));
+    }
+  }
+}
+
+/** Whether the store already holds this event of a job that started again (it is recomputed, not shown twice). */
+function alreadyStored(stored: StoredProgress, event: InversionEvent): boolean {
+  switch (event.type) {
+    case 'queued': return stored.queued;
+    case 'started': return stored.started.has(event.restart);
+    case 'progress': return event.progress.iteration <= (stored.progressThrough.get(event.progress.restart) ?? -1);
+    case 'restart_result': return stored.restartResults.has(event.result.restart);
+    case 'result': return false;
+  }
 }

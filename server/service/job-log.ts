@@ -2,15 +2,20 @@
 // state changes and resume marks gather in memory and go to the store in one transaction per flush, together with
 // the checkpoints then due, so a checkpoint and the history it covers always describe the same moment. One flush
 // runs at a time. When the store fails (disk full, a lost database) everything stays in memory, the log reports the
-// fault (the hub then refuses new jobs) and tries again every `storeRetryMs`; the jobs run on.
+// fault (the hub then refuses new jobs) and tries again every `storeRetryMs`; the jobs run on. Every batch is fenced
+// by the leases of the jobs it writes: when the store says a lease is lost (another server took the job over), that
+// job's writes are dropped, the hub is told, and the rest of the batch is written.
 import { toBinary } from '@bufbuild/protobuf';
 import type { Logger } from 'pino';
 import { ProgressSchema } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { Progress } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { CheckpointRecord, EventRecord, JobRepository, StateChange } from '../store/job-repository.js';
+import { LeaseLostError } from '../store/job-repository.js';
 
 /** Options of {@link JobLog}. */
 export interface JobLogOptions {
+  /** The lease owner this server writes as. */
+  serverId: string;
   /** Wait between two attempts to write to a store that failed, in ms. */
   storeRetryMs: number;
 }
@@ -23,12 +28,16 @@ export interface StoreFault {
   failures: number;
 }
 
-/** What the log asks of the jobs it writes for: their checkpoints, taken when a batch is cut. */
-export interface CheckpointSource {
+/** What the log asks of the jobs it writes for. */
+export interface JobLogClient {
   /** Take the checkpoints due now (the jobs' snapshots as of their last emitted event). */
   dueCheckpoints(): CheckpointRecord[];
   /** Say that these jobs' checkpoints were not written (the batch failed): take them again next time. */
   checkpointsLost(jobIds: readonly string[]): void;
+  /** Say that these jobs' leases are lost: their writes were dropped, and they must stop here. */
+  leasesLost(jobIds: readonly string[]): void;
+  /** Say that the store writes again after a fault. */
+  storeRecovered(): void;
 }
 
 export class JobLog {
@@ -38,6 +47,9 @@ export class JobLog {
   private summaries = new Map<string, Progress>();
   private states = new Map<string, StateChange>();
   private marks = new Map<string, number | null>();
+  // Job id → the epoch of this server's lease on it: every write for the job is fenced by it. Kept until the job's
+  // FINISHED state is written (its last write), or its lease is lost.
+  private readonly leases = new Map<string, number>();
   private flushing: Promise<void> | undefined;
   private flushAgain = false;
   private flushScheduled = false;
@@ -48,12 +60,33 @@ export class JobLog {
   storeWriteErrors = 0;
 
   constructor(private readonly store: JobRepository, private readonly options: JobLogOptions,
-    private readonly checkpoints: CheckpointSource, private readonly log: Logger,
-    private readonly onRecovered: () => void) {}
+    private readonly client: JobLogClient, private readonly log: Logger) {}
 
   /** The store's fault while it cannot be written, or undefined. */
   get fault(): StoreFault | undefined {
     return this.currentFault;
+  }
+
+  /** Write `jobId` from now on under this lease epoch. */
+  hold(jobId: string, epoch: number): void {
+    this.leases.set(jobId, epoch);
+  }
+
+  /** The leases this server writes under (the heartbeat renews them). */
+  heldLeases(): { jobId: string; epoch: number }[] {
+    return [...this.leases].map(([jobId, epoch]) => ({ jobId, epoch }));
+  }
+
+  /** Forget a job whose lease is lost: drop what it has waiting, and write nothing more for it. */
+  drop(jobIds: readonly string[]): void {
+    const lost = new Set(jobIds);
+    for (const jobId of jobIds) {
+      this.leases.delete(jobId);
+      this.summaries.delete(jobId);
+      this.states.delete(jobId);
+      this.marks.delete(jobId);
+    }
+    this.pendingEvents = this.pendingEvents.filter((e) => !lost.has(e.jobId));
   }
 
   /** Add an event to the next batch. */
@@ -107,7 +140,8 @@ export class JobLog {
     await this.flush();
     this.closed = true;
     clearTimeout(this.retryTimer);
-    await this.store.commit(final());
+    const { checkpoints, clearResumeMarks } = final();
+    await this.store.commit({ checkpoints, clearResumeMarks }, this.fence(checkpoints.map((c) => c.jobId)));
   }
 
   private scheduleFlush(): void {
@@ -138,28 +172,49 @@ export class JobLog {
     this.summaries = new Map();
     this.states = new Map();
     this.marks = new Map();
-    const checkpoints = this.checkpoints.dueCheckpoints();
+    const checkpoints = this.client.dueCheckpoints();
+    const batch = {
+      events,
+      summaries: [...summaries].map(([jobId, progress]) => ({ jobId, summary: toBinary(ProgressSchema, progress) })),
+      states: [...states.values()],
+      resumeMarks: [...marks].map(([jobId, sequence]) => ({ jobId, sequence })),
+      checkpoints,
+    };
     try {
-      await this.store.commit({
-        events,
-        summaries: [...summaries].map(([jobId, progress]) => ({ jobId, summary: toBinary(ProgressSchema, progress) })),
-        states: [...states.values()],
-        resumeMarks: [...marks].map(([jobId, sequence]) => ({ jobId, sequence })),
-        checkpoints,
-      });
+      await this.store.commit(batch, this.fence([...events.map((e) => e.jobId), ...summaries.keys(), ...states.keys(),
+        ...marks.keys()]));
     } catch (error: unknown) {
       // Rolled back as a whole: put it back before what arrived meanwhile, which is newer where both name a job.
       this.pendingEvents = events.concat(this.pendingEvents);
       this.summaries = underNewer(summaries, this.summaries);
       this.states = underNewer(states, this.states);
       this.marks = underNewer(marks, this.marks);
-      this.checkpoints.checkpointsLost(checkpoints.map((c) => c.jobId));
+      this.client.checkpointsLost(checkpoints.map((c) => c.jobId));
+      if (error instanceof LeaseLostError) {
+        // Another server runs these jobs now: drop their writes, stop them here, and write the rest at once.
+        this.log.warn({ jobIds: error.jobIds }, 'job leases lost: another server has taken these jobs over');
+        this.drop(error.jobIds);
+        this.client.leasesLost(error.jobIds);
+        this.flushAgain = true;
+        return;
+      }
       this.failed(error, 'write job events');
       return;
     } finally {
       this.inFlightEvents = [];
     }
+    // A job's last write is its FINISHED state: its lease is no longer needed.
+    for (const change of batch.states) if (change.state === 'FINISHED') this.leases.delete(change.jobId);
     if (this.currentFault) this.recovered();
+  }
+
+  private fence(jobIds: Iterable<string>): { owner: string; leases: Map<string, number> } {
+    const leases = new Map<string, number>();
+    for (const jobId of jobIds) {
+      const epoch = this.leases.get(jobId);
+      if (epoch !== undefined) leases.set(jobId, epoch);
+    }
+    return { owner: this.options.serverId, leases };
   }
 
   // Nothing waits to be written, but the store failed: see whether a small write goes through now.
@@ -196,7 +251,7 @@ export class JobLog {
     this.currentFault = undefined;
     clearTimeout(this.retryTimer);
     this.log.warn({ failures: fault.failures, ms: Date.now() - fault.sinceMs }, 'the job store writes again: accepting jobs');
-    this.onRecovered();
+    this.client.storeRecovered();
   }
 }
 

@@ -73,6 +73,7 @@ export async function createInMemoryService(hubOptions: Partial<JobHubOptions> =
     .service(Health, new HealthServiceImpl(models));
   const transport = createRouterTransport(routes, { router: { interceptors: [createAuthInterceptor(tokens)] } });
   await models.ready();
+  await hub.start();
   return {
     transport, hub, models, store,
     async close() {
