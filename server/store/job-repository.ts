@@ -251,12 +251,23 @@ export interface JobRepository {
 export function isStoreFault(error: unknown): boolean {
   if (error instanceof JobStoreError) return false;
   const code = (error as { code?: unknown } | null)?.code;
+  // node-postgres reports a lost or unobtainable connection with a plain Error that has no code: the pool's wait for a
+  // connection timing out, and the client's socket closing under it. Matched by their exact messages only.
+  if (code === undefined && error instanceof Error) return pgConnectionFaults.has(error.message);
   if (typeof code !== 'string') return false;
   // SQLite's own codes and the file system's under it; node's socket errors and PostgreSQL's SQLSTATE classes 08
   // (connection), 53 (insufficient resources), 57 (operator intervention: shutdown) and 58 (system error).
   return code.startsWith('SQLITE_') || ['ENOSPC', 'EIO', 'EROFS', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT']
     .includes(code) || /^(08|53|57|58)[0-9A-Z]{3}$/.test(code);
 }
+
+/** node-postgres's messages (pg, pg-pool) for connection faults that carry no code; see isStoreFault. */
+const pgConnectionFaults: ReadonlySet<string> = new Set([
+  'timeout exceeded when trying to connect',
+  'Connection terminated due to connection timeout',
+  'Connection terminated unexpectedly',
+  'Client has encountered a connection error and is not queryable',
+]);
 
 // Checks shared by the back ends: a refused value is reported the same way whichever store holds the job.
 

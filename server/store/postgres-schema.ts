@@ -100,6 +100,16 @@ export const migrations: readonly string[] = [
   `
   ALTER TABLE jobs ADD COLUMN resumed_from bigint;
   `,
+  // 4: leases (which server runs a job, until when, under which epoch: see job-repository.ts's Lease), the bytes a
+  // job holds (quotas counted in the store, across servers), and the epoch each event was written under.
+  `
+  ALTER TABLE jobs ADD COLUMN owner text;
+  ALTER TABLE jobs ADD COLUMN lease_epoch bigint NOT NULL DEFAULT 0 CHECK (lease_epoch >= 0);
+  ALTER TABLE jobs ADD COLUMN lease_expires_at bigint; -- epoch ms, by the database's clock
+  ALTER TABLE jobs ADD COLUMN cost_bytes bigint NOT NULL DEFAULT 0 CHECK (cost_bytes >= 0);
+  ALTER TABLE events ADD COLUMN lease_epoch bigint;
+  CREATE INDEX jobs_unfinished_by_client ON jobs (client_id) WHERE state <> 'FINISHED';
+  `,
 ];
 
 /** Report the schema version this build writes. */
