@@ -2,16 +2,16 @@
 // the same data stand for two servers: a claim takes only unleased jobs and raises their epoch, a write under an
 // old epoch lands nothing, quotas count every server's jobs, claims are shared out between clients, and every
 // instance hears of every change.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { EventRecord, JobRepository, NewJob, StoreNotice } from '../../server/store/job-repository.js';
 import { LeaseLostError } from '../../server/store/job-repository.js';
-import { SqliteJobStore } from '../../server/store/sqlite-job-store.js';
+import { PostgresJobStore } from '../../server/store/postgres-job-store.js';
+import type { BackendName } from '../helpers/store-backends.js';
+import { backendNames, createBackend } from '../helpers/store-backends.js';
 
 interface Backend {
-  name: string;
+  name: BackendName;
   /** Whether one instance hears another's notices (a shared database), or only its own (a SQLite file). */
   sharedNotices: boolean;
   /** Open `count` store instances on one fresh database (count servers). */
@@ -23,21 +23,23 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-const sqlite: Backend = {
-  name: 'sqlite',
-  sharedNotices: false,
-  async open(count) {
-    const dir = mkdtempSync(join(tmpdir(), 'recite-leases-'));
-    const stores = Array.from({ length: count }, () => SqliteJobStore.open(join(dir, 'jobs.db')));
-    cleanups.push(async () => {
-      for (const s of stores) await s.close();
-      rmSync(dir, { recursive: true, force: true });
-    });
-    return stores;
-  },
-};
+/** Open `count` stores of back end `name` on one fresh location, closed and removed after the test. */
+async function openStores(name: BackendName, count: number): Promise<JobRepository[]> {
+  const backend = await createBackend(name);
+  const stores: JobRepository[] = [];
+  cleanups.push(async () => {
+    for (const s of stores) await s.close();
+    await backend.cleanup();
+  });
+  for (let i = 0; i < count; i++) stores.push(await backend.openJobs());
+  return stores;
+}
 
-export const leaseBackends: Backend[] = [sqlite];
+export const leaseBackends: Backend[] = backendNames.map((name) => ({
+  name,
+  sharedNotices: name === 'postgres',
+  open: (count: number) => openStores(name, count),
+}));
 
 function newJob(id: string, clientId = 'alice', createdAtMs = 1_700_000_000_000): NewJob {
   return { id, clientId, model: 'tiny', label: '', spec: new Uint8Array([1]), targetIds: [1, 2], targetText: 'ab',
@@ -141,5 +143,103 @@ describe.each(leaseBackends)('leases on $name', (backend) => {
     expect(await a!.pruneFinishedHistories(5001)).toBe(3);
     expect((await a!.events('job-n')).map((e) => [e.sequence, e.kind])).toEqual([[4, 'result']]);
     expect((await a!.getJob('job-n'))!.lastSequence).toBe(4);
+  });
+});
+
+// What only a database shared by several servers shows: concurrent claims, the database's clock, notices between
+// instances, and a listener that outlives its connection. Two PostgresJobStore instances on one database are two
+// servers.
+describe('leases on postgres, between servers', () => {
+  async function servers(options: Parameters<typeof PostgresJobStore.open>[1] = {}) {
+    const backend = await createBackend('postgres');
+    const stores: PostgresJobStore[] = [];
+    cleanups.push(async () => {
+      for (const s of stores) await s.close();
+      await backend.cleanup();
+    });
+    for (let i = 0; i < 2; i++) stores.push(await PostgresJobStore.open(backend.location, options));
+    return { a: stores[0]!, b: stores[1]!, backend };
+  }
+
+  it('never lets two servers claiming at once take the same job, and together they take all', async () => {
+    const { a, b } = await servers();
+    const clients = ['alice', 'bob', 'carol'];
+    for (let round = 0; round < 5; round++) {
+      for (let i = 0; i < 20; i++) {
+        await a.admitJob(newJob(`r${round}-${i}`, clients[i % 3], 1000 * round + i), { ...admission, owner: null });
+      }
+      const [fromA, fromB] = await Promise.all([a.claimJobs('server-a', ['tiny'], 10, 60_000),
+        b.claimJobs('server-b', ['tiny'], 10, 60_000)]);
+      const ids = [...fromA, ...fromB].map((c) => c.record.id);
+      expect(new Set(ids).size).toBe(ids.length);
+      expect(ids.sort()).toEqual(Array.from({ length: 20 }, (_, i) => `r${round}-${i}`).sort());
+      expect([...fromA, ...fromB].every((c) => c.epoch === 1)).toBe(true);
+      expect(await a.claimJobs('server-a', ['tiny'], 10, 60_000)).toEqual([]);
+    }
+  });
+
+  it('times leases by the database\'s clock, not the server\'s', async () => {
+    const { a, b, backend } = await servers();
+    await a.admitJob(newJob('job-t'), { ...admission, owner: null });
+    // Server a's clock runs an hour fast: a lease it takes must still expire 300 ms from now by the database.
+    const realNow = Date.now.bind(Date);
+    const skewed = vi.spyOn(Date, 'now').mockImplementation(() => realNow() + 3_600_000);
+    try {
+      expect((await a.claimJobs('server-a', ['tiny'], 1, 300)).map((c) => c.epoch)).toEqual([1]);
+    } finally {
+      skewed.mockRestore();
+    }
+    const left = Number(await backend.scalar(
+      "SELECT lease_expires_at - (extract(epoch from clock_timestamp()) * 1000)::bigint FROM jobs WHERE id = 'job-t'"));
+    expect(left).toBeGreaterThan(0);
+    expect(left).toBeLessThanOrEqual(300);
+    expect(await b.claimJobs('server-b', ['tiny'], 1, 60_000)).toEqual([]);
+    await sleep(400);
+    expect((await b.claimJobs('server-b', ['tiny'], 1, 60_000)).map((c) => [c.record.id, c.epoch])).toEqual([['job-t', 2]]);
+    // Each event records the epoch it was written under.
+    await b.commit({ events: [event('job-t', 1)] }, { owner: 'server-b', leases: new Map([['job-t', 2]]) });
+    expect(await backend.scalar("SELECT lease_epoch FROM events WHERE job_id = 'job-t'")).toBe(2);
+  });
+
+  it('tells the other server of a change within a second, and only once it commits', async () => {
+    const { a, b } = await servers();
+    const heard: { notice: StoreNotice; at: number }[] = [];
+    const stop = await b.listen((notice) => heard.push({ notice, at: Date.now() }));
+    const sent = Date.now();
+    await a.admitJob(newJob('job-n'), { ...admission, owner: 'server-a' });
+    // A refused batch (a lost lease) announces nothing.
+    await expect(a.commit({ events: [event('job-n', 1)] }, { owner: 'server-a', leases: new Map([['job-n', 7]]) }))
+      .rejects.toBeInstanceOf(LeaseLostError);
+    while (heard.length < 1 && Date.now() < sent + 1000) await sleep(10);
+    await sleep(100);
+    await stop();
+    expect(heard.map((h) => h.notice)).toEqual([{ jobId: 'job-n', clientId: 'alice', kind: 'created', lastSequence: 0 }]);
+    expect(heard[0]!.at - sent).toBeLessThan(1000);
+  });
+
+  it('keeps listening after the listener\'s connection is killed', async () => {
+    const reconnected: (Error | undefined)[] = [];
+    const { a, b, backend } = await servers({ onListenerReconnect: (error) => reconnected.push(error) });
+    const heard: StoreNotice[] = [];
+    const stop = await b.listen((notice) => heard.push(notice));
+    const killer = new pg.Client({ connectionString: backend.location });
+    await killer.connect();
+    try {
+      const { rowCount } = await killer.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE application_name = 'recite-listener' AND datname = current_database()`);
+      expect(rowCount).toBe(1);
+    } finally {
+      await killer.end();
+    }
+    const deadline = Date.now() + 5000;
+    while (reconnected.length === 0 && Date.now() < deadline) await sleep(20);
+    expect(reconnected).toHaveLength(1);
+    await a.admitJob(newJob('job-after'), { ...admission, owner: null });
+    const heardBy = Date.now() + 1000;
+    while (heard.length === 0 && Date.now() < heardBy) await sleep(10);
+    await stop();
+    expect(heard).toEqual([{ jobId: 'job-after', clientId: 'alice', kind: 'created', lastSequence: 0 }]);
+    expect(Number(await backend.scalar(
+      "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'recite-listener'"))).toBe(0);
   });
 });
