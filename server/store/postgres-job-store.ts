@@ -275,7 +275,7 @@ export class PostgresJobStore implements JobRepository {
   async admitJob(job: NewJob, admission: Admission): Promise<AdmissionResult> {
     checkNewJob(job);
     requireInteger('admitJob', 'costBytes', admission.costBytes);
-    requireInteger('admitJob', 'leaseMs', admission.leaseMs);
+    if (admission.owner !== null) requireInteger('admitJob', 'leaseMs', admission.leaseMs);
     return inTransaction(this.pool, async (client): Promise<AdmissionResult> => {
       // Held until the transaction ends: a second admission for this client (on any server) waits here, then counts
       // this one's job, so two cannot both take the last place.
@@ -284,7 +284,8 @@ export class PostgresJobStore implements JobRepository {
       if (use.jobs >= admission.maxJobs) return { admitted: false, reason: 'jobs', use };
       if (use.bytes + admission.costBytes > admission.maxQueuedBytes) return { admitted: false, reason: 'bytes', use };
       const epoch = admission.owner === null ? 0 : 1;
-      await insertIn(client, job, { owner: admission.owner, epoch, leaseMs: admission.leaseMs, costBytes: admission.costBytes });
+      await insertIn(client, job, { owner: admission.owner, epoch, leaseMs: admission.owner === null ? 0 : admission.leaseMs,
+        costBytes: admission.costBytes });
       await notify(client, { jobId: job.id, clientId: job.clientId, kind: 'created', lastSequence: 0 });
       return { admitted: true, epoch };
     });
@@ -316,18 +317,26 @@ export class PostgresJobStore implements JobRepository {
   async renewLeases(owner: string, leases: readonly Lease[], leaseMs: number): Promise<string[]> {
     requireInteger('renewLeases', 'leaseMs', leaseMs);
     if (leases.length === 0) return [];
-    const { rows } = await this.pool.query<{ id: string }>(`UPDATE jobs SET lease_expires_at = ${databaseNowMs} + $1
-      FROM unnest($2::text[], $3::bigint[]) AS held (id, epoch)
-      WHERE jobs.id = held.id AND jobs.owner = $4 AND jobs.lease_epoch = held.epoch AND jobs.state <> 'FINISHED'
-      RETURNING jobs.id`, [leaseMs, leases.map((l) => l.jobId), leases.map((l) => l.epoch), owner]);
-    const renewed = new Set(rows.map((row) => row.id));
-    return leases.filter((lease) => !renewed.has(lease.jobId)).map((lease) => lease.jobId);
+    return inTransaction(this.pool, async (client) => {
+      // Rows locked in id order first, as commit locks them: an UPDATE over several rows takes them in no set order,
+      // and could deadlock with a commit of the same server.
+      await lockJobs(client, leases.map((lease) => lease.jobId));
+      const { rows } = await client.query<{ id: string }>(`UPDATE jobs SET lease_expires_at = ${databaseNowMs} + $1
+        FROM unnest($2::text[], $3::bigint[]) AS held (id, epoch)
+        WHERE jobs.id = held.id AND jobs.owner = $4 AND jobs.lease_epoch = held.epoch AND jobs.state <> 'FINISHED'
+        RETURNING jobs.id`, [leaseMs, leases.map((l) => l.jobId), leases.map((l) => l.epoch), owner]);
+      const renewed = new Set(rows.map((row) => row.id));
+      return leases.filter((lease) => !renewed.has(lease.jobId)).map((lease) => lease.jobId);
+    });
   }
 
   async releaseLeases(owner: string, jobIds: readonly string[]): Promise<void> {
     if (jobIds.length === 0) return;
-    await this.pool.query('UPDATE jobs SET owner = NULL, lease_expires_at = NULL WHERE id = ANY($1::text[]) AND owner = $2',
-      [[...jobIds], owner]);
+    await inTransaction(this.pool, async (client) => {
+      await lockJobs(client, jobIds); // in id order, as in renewLeases
+      await client.query('UPDATE jobs SET owner = NULL, lease_expires_at = NULL WHERE id = ANY($1::text[]) AND owner = $2',
+        [[...jobIds], owner]);
+    });
   }
 
   async listen(onNotice: (notice: StoreNotice) => void): Promise<() => Promise<void>> {

@@ -68,6 +68,12 @@ describe.each(leaseBackends)('leases on $name', (backend) => {
     expect(await a!.renewLeases('server-a', [{ jobId: 'job-0', epoch: 1 }, { jobId: 'job-1', epoch: 1 }], 60_000))
       .toEqual(['job-0', 'job-1']);
     expect(await b!.renewLeases('server-b', [{ jobId: 'job-0', epoch: 2 }], 60_000)).toEqual([]);
+    // A release by another server changes nothing; the owner's own frees the job for a claim at once.
+    await a!.releaseLeases('server-a', ['job-0', 'job-1']);
+    expect(await a!.claimJobs('server-a', ['tiny'], 10, 60_000)).toEqual([]);
+    await b!.releaseLeases('server-b', ['job-1', 'job-0']);
+    expect((await a!.claimJobs('server-a', ['tiny'], 10, 60_000)).map((c) => [c.record.id, c.epoch]))
+      .toEqual([['job-0', 3], ['job-1', 3]]);
   });
 
   it('refuses a write under a lost lease and lands nothing of its batch', async () => {
@@ -109,6 +115,8 @@ describe.each(leaseBackends)('leases on $name', (backend) => {
       (i % 2 ? a! : b!).admitJob(newJob(`c${i}`, 'carol'), { ...limits, owner: null })));
     expect(racing.filter((r) => r.admitted)).toHaveLength(2);
     expect(await a!.getJob('j4')).toBeUndefined();
+    // A duplicate id is refused as insertJob refuses it.
+    await expect(b!.admitJob(newJob('b1', 'bob'), { ...limits, owner: null })).rejects.toThrow("job 'b1' already exists");
   });
 
   it('shares a claim out between clients, the one holding fewest first', async () => {
