@@ -171,7 +171,8 @@ export async function createReciteServer(partial: Partial<ReciteServerOptions> &
     maxHeldJobs: isPostgresUrl(options.db) ? options.maxHeldJobs : Number.POSITIVE_INFINITY,
   }, log);
   hubRef = hub;
-  const dashboard = options.dashboard === false ? undefined
+  // A worker serves the API for the jobs it runs, but leaves the pages and the data sets to the front servers.
+  const dashboard = options.dashboard === false || options.role === 'worker' ? undefined
     : createDashboard({ hub, tokens: options.tokens, log }, options.dashboard === true ? {} : options.dashboard);
   const health = new HealthServiceImpl(models, () => hub.storeFault === undefined);
   const datasets = createDatasets({ store: datasetStore, hub, jobs: store, models, log });

@@ -4,6 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createSecureContext } from 'node:tls';
+import { InvalidArgumentError } from 'commander';
 import type { Command } from 'commander';
 import { defaultModelName, isBuiltinModel, resolveModelDir } from '../../server/model/builtin-models.js';
 import { describeProvider, deviceRequests, parseDeviceRequest } from '../../server/model/devices.js';
@@ -11,7 +12,8 @@ import { graphPrecisions, parseGraphPrecision } from '../../server/model/precisi
 import { formatBytes, parseBytes } from '../../server/engine/run-cost.js';
 import { TokenTable } from '../../server/service/auth.js';
 import type { ModelSource } from '../../server/service/model-registry.js';
-import { createReciteServer, reciteServerDefaults } from '../../server/app.js';
+import { createReciteServer, reciteServerDefaults, serverRoles } from '../../server/app.js';
+import type { ServerRole } from '../../server/app.js';
 import { connectionLimitsDefaults } from '../../server/service/connection-guard.js';
 import { parseCorsOrigin } from '../../server/service/cors.js';
 import { positiveInteger, readFlagFile } from '../options.js';
@@ -27,6 +29,10 @@ interface ServeOptions {
   maxQueued: string;
   memoryBudget: string;
   db: string;
+  role: string;
+  serverId?: string;
+  lease: string;
+  maxHeldJobs: string;
   tokensFile?: string;
   checkpointEvery: string;
   tlsCert?: string;
@@ -99,7 +105,17 @@ export function registerServeCommand(program: Command): void {
       '(its own max-queued= overrides it)', formatBytes(reciteServerDefaults.maxQueuedBytes).replace(' ', ''))
     .option('--memory-budget <size>', 'bytes the running restarts of one model may hold; restarts past it wait to ' +
       'start', formatBytes(reciteServerDefaults.memoryBudgetBytes).replace(' ', ''))
-    .option('--db <file>', 'SQLite file of jobs, events and checkpoints', defaultDbPath())
+    .option('--db <file|url>', 'where jobs, events, checkpoints and data sets are kept: a SQLite file (one server), or ' +
+      'a PostgreSQL URL postgres://USER:PASSWORD@HOST:PORT/DATABASE that several servers share (the schema is created ' +
+      'or migrated at start)', defaultDbPath())
+    .option('--role <role>', `what this server does: ${serverRoles.join(' | ')} (all: accepts, serves and runs jobs; ` +
+      'worker: runs jobs and serves the API, no dashboard or data set runner; api: accepts and serves jobs, runs none)',
+    reciteServerDefaults.role)
+    .option('--server-id <name>', 'this server\'s name among those sharing the database (default: host:pid:random)')
+    .option('--lease <ms>', 'how long a running job\'s lease holds without renewal: a dead server\'s jobs move to ' +
+      'another after this long', String(reciteServerDefaults.leaseMs))
+    .option('--max-held-jobs <n>', 'jobs this server runs at once on a shared database; the rest wait for any server',
+      String(reciteServerDefaults.maxHeldJobs))
     .option('--tokens-file <file>', 'bearer tokens, one "TOKEN CLIENT [admin] [max-jobs=N] [max-queued=SIZE]" per line')
     .option('--checkpoint-every <n>', 'progress reports of a running job between its checkpoints (a job reports every report_every iterations)', String(reciteServerDefaults.checkpointEvery))
     .option('--tls-cert <file>', 'serve TLS (HTTP/2 by ALPN and HTTP/1.1 on the one port) with this PEM certificate chain')
@@ -140,6 +156,10 @@ export function registerServeCommand(program: Command): void {
         maxQueuedBytes: parseBytes(options.maxQueued, '--max-queued'),
         memoryBudgetBytes: parseBytes(options.memoryBudget, '--memory-budget'),
         db: options.db,
+        role: parseRole(options.role),
+        ...(options.serverId !== undefined ? { serverId: options.serverId } : {}),
+        leaseMs: positiveInteger('--lease', options.lease, 100),
+        maxHeldJobs: positiveInteger('--max-held-jobs', options.maxHeldJobs, 1),
         tokens,
         checkpointEvery: positiveInteger('--checkpoint-every', options.checkpointEvery),
         readMaxBytes: positiveInteger('--max-request-bytes', options.maxRequestBytes),
@@ -155,7 +175,7 @@ export function registerServeCommand(program: Command): void {
       await checkListen(port, options.host);
       const server = await createReciteServer(settings);
       await server.listen(port, options.host);
-      process.stdout.write(`recite serve: listening on ${server.url} (database ${options.db})\n`);
+      process.stdout.write(`recite serve: listening on ${server.url} (database ${server.store.location})\n`);
       let stopping = false;
       const stop = (signal: string) => {
         stopping = true;
@@ -231,4 +251,9 @@ async function checkListen(port: number, host: string): Promise<void> {
   } finally {
     await new Promise((resolve) => probe.close(resolve));
   }
+}
+
+function parseRole(value: string): ServerRole {
+  if ((serverRoles as readonly string[]).includes(value)) return value as ServerRole;
+  throw new InvalidArgumentError(`--role ${value}: expected one of ${serverRoles.join(', ')}`);
 }
