@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 export const commandModules: readonly { commands: readonly string[]; load: () => Promise<(program: Command) => void> }[] = [
   { commands: ['invert'], load: async () => (await import('./commands/invert.js')).registerInvertCommand },
   { commands: ['serve'], load: async () => (await import('./commands/serve.js')).registerServeCommand },
-  { commands: ['jobs', 'watch', 'cancel'], load: async () => (await import('./commands/jobs.js')).registerJobCommands },
+  { commands: ['jobs', 'watch', 'cancel', 'delete'], load: async () => (await import('./commands/jobs.js')).registerJobCommands },
   { commands: ['decode', 'models'], load: async () => (await import('./commands/decode.js')).registerDecodeCommands },
   { commands: ['score'], load: async () => (await import('./commands/score.js')).registerScoreCommand },
   { commands: ['model'], load: async () => (await import('./commands/model-fetch.js')).registerModelFetchCommand },

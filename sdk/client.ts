@@ -100,6 +100,8 @@ export interface ReciteClient {
   listJobs(options?: ListJobsOptions): Promise<Job[]>;
   /** Ask a queued or running job to stop; returns its state. */
   cancelJob(jobId: string, options?: CallOptions): Promise<JobState>;
+  /** Delete a finished job with its events; a queued or running job is refused (FailedPrecondition): cancel it first. */
+  deleteJob(jobId: string, options?: CallOptions): Promise<void>;
   /** Return the text a model produces after a (P, C) prompt embedding. */
   decode(embedding: TensorInput, options: DecodeOptions): Promise<DecodeResponse>;
   /** Return GPT-2 token ids and their texts for a string. */
@@ -141,6 +143,9 @@ export function createReciteClient(baseUrl: string, options: ReciteClientOptions
     },
     async cancelJob(jobId, options) {
       return (await raw.cancelJob({ jobId }, callOptions(options))).state;
+    },
+    async deleteJob(jobId, options) {
+      await raw.deleteJob({ jobId }, callOptions(options));
     },
     async decode(embedding, options) {
       const request = {

@@ -1,4 +1,4 @@
-// `recite jobs`, `recite watch ID`, `recite cancel ID`: follow and steer jobs on a server.
+// `recite jobs`, `recite watch ID`, `recite cancel ID`, `recite delete ID`: follow and steer jobs on a server.
 import { timestampMs } from '@bufbuild/protobuf/wkt';
 import Table from 'cli-table3';
 import type { Command } from 'commander';
@@ -90,6 +90,17 @@ export function registerJobCommands(program: Command): void {
       const state = await client.cancelJob(jobId);
       if (options.json) printJsonLine({ jobId, state: protoEnumName(JobStateSchema, state) });
       else process.stdout.write(`job ${jobId}: cancel requested (${JobState[state]})\n`);
+    });
+
+  withServerOptions(program.command('delete')
+    .description('delete a finished job with its events (a queued or running job is refused: cancel it first)')
+    .argument('<job>', 'job id')
+    .option('--json', 'print {jobId, deleted} as JSON'))
+    .action(async (jobId: string, options: ConnectionOptions & JsonOption) => {
+      const { client } = connectToServer(options);
+      await client.deleteJob(jobId);
+      if (options.json) printJsonLine({ jobId, deleted: true });
+      else process.stdout.write(`job ${jobId}: deleted\n`);
     });
 }
 

@@ -21,7 +21,7 @@ import { inversionLimits, makeInversionSettings, storedInversionSettings } from 
 import type {
   CheckpointRecord, ClaimedJob, EventRecord, JobRecord, JobRepository, StoreNotice,
 } from '../store/job-repository.js';
-import { isStoreFault } from '../store/job-repository.js';
+import { isStoreFault, JobStoreError } from '../store/job-repository.js';
 import { JobEventSchema, JobSchema, JobSpecSchema, JobState, ProgressSchema, ResultSchema, Status } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { Job, JobEvent, JobSpec } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { ClientLimits } from './client-policy.js';
@@ -447,6 +447,31 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
     }
     this.log.info({ jobId, clientId }, 'job cancel requested');
     return record.state === 'RUNNING' ? JobState.RUNNING : JobState.QUEUED;
+  }
+
+  /**
+* Delete a finished job with its events and checkpoint (an admin: any client's job). A queued or running job is
+   * refused: its engine and its readers still hold it, so it is cancelled first.
+   */
+  async deleteJob(clientId: string, jobId: string, admin = false): Promise<void> {
+    // A job that has just finished may have its result still waiting in the job log: write that first, so the
+    // state checked is the stored one and no write of it follows the delete.
+    await this.jobLog.flush();
+    const record = await this.ownedJob(clientId, jobId, admin);
+    if (record.state !== 'FINISHED' || this.live.has(jobId)) {
+      throw new ConnectError(`job_id: job "${jobId}" is ${record.state}; only a finished job can be deleted: cancel ` +
+        `it first (CancelJob), then delete it once it has finished`, Code.FailedPrecondition);
+    }
+    try {
+      await this.store.deleteJob(jobId);
+    } catch (error: unknown) {
+      // Deleted by a call that raced this one: missing now, as GetJob would say.
+      if (error instanceof JobStoreError) throw new ConnectError(`job_id: no job "${jobId}" for this client`, Code.NotFound);
+      if (!isStoreFault(error)) throw error;
+      this.jobLog.failed(error, 'delete a job');
+      throw storeUnavailable(this.jobLog.fault!);
+    }
+    this.log.info({ jobId, clientId, owner: record.clientId }, 'job deleted');
   }
 
   /**

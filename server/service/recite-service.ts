@@ -5,13 +5,13 @@ import { beamDecode, greedyDecode } from '../engine/decoders.js';
 import { scoreTokenIds } from '../engine/score.js';
 import { ModelInputError } from '../model/gpt2-session.js';
 import {
-  CancelJobRequestSchema, DecodeRequestSchema, GetJobRequestSchema, InvertRequestSchema, ListJobsRequestSchema,
-  ModelState, ReciteService, ScoreRequestSchema, SubmitJobRequestSchema, TokenizeRequestSchema, WatchJobRequestSchema,
+  CancelJobRequestSchema, DecodeRequestSchema, DeleteJobRequestSchema, GetJobRequestSchema, InvertRequestSchema,
+  ListJobsRequestSchema, ModelState, ReciteService, ScoreRequestSchema, SubmitJobRequestSchema, TokenizeRequestSchema,
+  WatchJobRequestSchema,
 } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type {
-  CancelJobRequest, DecodeRequest, GetJobRequest, InvertRequest, ListJobsRequest, ScoreRequest, SubmitJobRequest,
-  TokenizeRequest,
-  WatchJobRequest,
+  CancelJobRequest, DecodeRequest, DeleteJobRequest, GetJobRequest, InvertRequest, ListJobsRequest, ScoreRequest,
+  SubmitJobRequest, TokenizeRequest, WatchJobRequest,
 } from '../../sdk/gen/recite/v1/recite_pb.js';
 import { clientOf, isAdmin } from './auth.js';
 import type { JobHub } from './job-hub.js';
@@ -71,6 +71,12 @@ export class ReciteServiceImpl implements ServiceImpl<typeof ReciteService> {
   async cancelJob(req: CancelJobRequest, ctx: HandlerContext) {
     validateRequest(CancelJobRequestSchema, req);
     return { state: await this.hub.cancel(clientOf(ctx), req.jobId, isAdmin(ctx)) };
+  }
+
+  async deleteJob(req: DeleteJobRequest, ctx: HandlerContext) {
+    validateRequest(DeleteJobRequestSchema, req);
+    await this.hub.deleteJob(clientOf(ctx), req.jobId, isAdmin(ctx));
+    return {};
   }
 
   async decode(req: DecodeRequest, ctx: HandlerContext) {

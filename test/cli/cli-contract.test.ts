@@ -149,6 +149,11 @@ describe('the CLI keeps its word', () => {
     const listed = jsonLines(jobs.stdout).find((j) => j.jobId === jobId)!;
     expect(listed).toMatchObject({ state: 'JOB_STATE_FINISHED', status: watchedStatus });
 
+    const deleted = await cli(['delete', jobId, '--json'], onServer());
+    expect(deleted.code, deleted.stderr).toBe(0);
+    expect(jsonLines(deleted.stdout)).toEqual([{ jobId, deleted: true }]);
+    expect((await jobIds()).has(jobId)).toBe(false);
+
     const models = jsonLines((await cli(['models', '--json'], onServer())).stdout);
     expect(models[0]).toMatchObject({ name: 'tiny', state: 'MODEL_STATE_READY' });
 
@@ -277,7 +282,10 @@ describe('the CLI keeps its word', () => {
     const unknownJob = await cli(['cancel', '00000000-0000-0000-0000-000000000000'], onServer());
     expect(unknownJob.code).toBe(1);
     expect(unknownJob.stderr.split('\n').filter(Boolean)).toHaveLength(1);
-    for (const run of [refused, badNumber, unknownJob]) expect(run.stderr).not.toMatch(/[A-Z][a-z]+Error\b|\[[a-z_]+\]/);
+    const unknownDelete = await cli(['delete', '00000000-0000-0000-0000-000000000000'], onServer());
+    expect(unknownDelete.code).toBe(1);
+    expect(unknownDelete.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+    for (const run of [refused, badNumber, unknownJob, unknownDelete]) expect(run.stderr).not.toMatch(/[A-Z][a-z]+Error\b|\[[a-z_]+\]/);
   }, slow);
 
   it('shows iteration/total, rate and ETA while it runs and leaves no progress line behind (two restarts)', async () => {

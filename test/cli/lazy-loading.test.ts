@@ -30,7 +30,7 @@ function packagesLoaded(args: string[]): Set<string> {
 
 describe('the CLI loads what the command needs', () => {
   it.each([
-    ['jobs'], ['watch', 'job-1'], ['cancel', 'job-1'], ['invert', 'Hello'], ['score', 'Hello'], ['models'],
+    ['jobs'], ['watch', 'job-1'], ['cancel', 'job-1'], ['delete', 'job-1'], ['invert', 'Hello'], ['score', 'Hello'], ['models'],
     ['dataset', 'list'], ['study', 'targets.txt', '--grid', 'seeds=1'], ['capacity'],
   ])('%s … --server: none of the server\'s modules', (...args) => {
     const loaded = packagesLoaded([...args, '--server', 'http://127.0.0.1:9', '--token', 't']);

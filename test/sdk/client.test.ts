@@ -166,13 +166,16 @@ describe('unary methods', () => {
     expect(lastSpec(fake, 'submitJob')).toMatchObject({ label: 'a', settings: { restarts: 3 } });
   });
 
-  it('getJob, listJobs and cancelJob unwrap their responses', async () => {
+  it('getJob, listJobs, cancelJob and deleteJob unwrap their responses', async () => {
     expect(await client.getJob('job-1')).toMatchObject({ jobId: 'job-1', state: JobState.RUNNING, label: 'row 3' });
     expect(await codeOf(client.getJob('job-404'))).toBe(Code.NotFound);
     expect((await client.listJobs({ pageSize: 2, beforeJobId: 'job-3' })).map((j) => j.jobId)).toEqual(['job-2', 'job-1']);
     expect(fake.calls.at(-1)?.request).toMatchObject({ pageSize: 2, beforeJobId: 'job-3' });
     expect(await client.cancelJob('job-1')).toBe(JobState.FINISHED);
     expect(fake.calls.at(-1)?.request).toMatchObject({ jobId: 'job-1' });
+    expect(await client.deleteJob('job-1')).toBeUndefined();
+    expect(fake.calls.at(-1)).toMatchObject({ method: 'deleteJob', request: { jobId: 'job-1' } });
+    expect(await codeOf(client.deleteJob('job-404'))).toBe(Code.NotFound);
   });
 
   it('decode sends the embedding as a Tensor, with maxTokens, beams and model', async () => {

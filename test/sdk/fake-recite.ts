@@ -23,6 +23,7 @@ import {
 import type {
   CancelJobRequest,
   DecodeRequest,
+  DeleteJobRequest,
   GetJobRequest,
   InvertRequest,
   JobEvent,
@@ -150,6 +151,12 @@ export function createFakeRecite(): FakeRecite {
       see('cancelJob', request, ctx);
       requireToken(ctx);
       return { state: JobState.FINISHED };
+    },
+    async deleteJob(request: DeleteJobRequest, ctx) {
+      see('deleteJob', request, ctx);
+      requireToken(ctx);
+      if (request.jobId !== 'job-1') throw new ConnectError(`job ${request.jobId} not found`, Code.NotFound);
+      return {};
     },
     async decode(request: DecodeRequest, ctx) {
       see('decode', request, ctx);

@@ -40,6 +40,7 @@ const calls: [string, (c: ReciteClient, o: CallOptions) => Promise<unknown>][] =
   ['GetJob', (c, o) => c.getJob({ jobId: 'any' }, o)],
   ['ListJobs', (c, o) => c.listJobs({}, o)],
   ['CancelJob', (c, o) => c.cancelJob({ jobId: 'any' }, o)],
+  ['DeleteJob', (c, o) => c.deleteJob({ jobId: 'any' }, o)],
   ['Decode', (c, o) => c.decode({ embedding: { shape: [1, 32], values: new Array<number>(32).fill(0) }, maxTokens: 1 }, o)],
   ['Tokenize', (c, o) => c.tokenize({ text: 'Hello' }, o)],
   ['ListModels', (c, o) => c.listModels({}, o)],
@@ -100,6 +101,7 @@ describe("another client's token", () => {
     ['WatchJob', (jobId) => drain(client.watchJob({ jobId }, bob))],
     ['GetJob', (jobId) => client.getJob({ jobId }, bob)],
     ['CancelJob', (jobId) => client.cancelJob({ jobId }, bob)],
+    ['DeleteJob', (jobId) => client.deleteJob({ jobId }, bob)],
   ];
 
   it.each(jobCalls)("%s of alice's jobs is NotFound, worded as for a job that does not exist", async (_rpc, call) => {

@@ -144,6 +144,7 @@ const badOthers: [string, (c: ReciteClient) => Promise<unknown>, string, string]
     'job_id: "" must be at least 1 characters'],
   ['GetJob with an empty job_id', (c) => c.getJob({ jobId: '' }, alice), 'job_id', 'job_id: "" must be at least 1 characters'],
   ['CancelJob with an empty job_id', (c) => c.cancelJob({ jobId: '' }, alice), 'job_id', 'job_id: "" must be at least 1 characters'],
+  ['DeleteJob with an empty job_id', (c) => c.deleteJob({ jobId: '' }, alice), 'job_id', 'job_id: "" must be at least 1 characters'],
   ['GetJob with a job_id of 101 characters', (c) => c.getJob({ jobId: 'x'.repeat(101) }, alice), 'job_id',
     'job_id: a string of 101 characters must be at most 100 characters'],
   ['ListJobs with page_size 1001', (c) => c.listJobs({ pageSize: 1001 }, alice), 'page_size',
