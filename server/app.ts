@@ -42,6 +42,8 @@ import { createServiceMetrics } from './service/metrics.js';
 import type { ModelSource } from './service/model-registry.js';
 import { ModelRegistry } from './service/model-registry.js';
 import { ReciteServiceImpl } from './service/recite-service.js';
+import type { Retention } from './service/retention.js';
+import { parseRetentionDays, startRetention } from './service/retention.js';
 import { serveReflection } from './service/reflection-service.js';
 import { checkBinaryBodies, logErrors, rejectMalformed, strictJsonOptions } from './service/request-decoding.js';
 
@@ -89,6 +91,11 @@ export interface ReciteServerOptions {
   dashboard: boolean | Partial<DashboardOptions>;
   /** Origins whose pages may call the RPCs from a browser (CORS); none when unset. */
   corsOrigins?: readonly string[];
+  /**
+   * Days a finished job keeps its whole event history; after that its history is pruned to its result (GetJob,
+   * ListJobs and WatchJob still answer for it). 0 keeps every history forever.
+   */
+  retentionDays: number;
   /** Extra HTTP routes: return true when the request was handled. */
   httpRoutes?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
   /** WebSocket upgrades on the HTTP/1.1 server for paths the dashboard does not take. */
@@ -117,12 +124,15 @@ export const reciteServerDefaults = Object.freeze({
   dashboard: true as boolean | Partial<DashboardOptions>,
   readMaxBytes: 16 * 1024 * 1024, // 16 MiB: an embedding of 1024 x 1600 floats is 6.5 MB in the binary encoding
   connectionLimits: connectionLimitsDefaults,
+  retentionDays: 0, // days; 0: keep every history
 });
 
 export interface ReciteServer {
   readonly hub: JobHub;
   readonly models: ModelRegistry;
   readonly store: JobRepository;
+  /** The pruning of old finished jobs' histories (runs nothing when retentionDays is 0). */
+  readonly retention: Retention;
   readonly log: Logger;
   /** The dashboard, unless turned off. */
   readonly dashboard: Dashboard | undefined;
@@ -143,6 +153,7 @@ export async function createReciteServer(partial: Partial<ReciteServerOptions> &
     ...partial,
   };
   const log = options.logger;
+  const retentionDays = parseRetentionDays(options.retentionDays, 'retentionDays');
   const store = await openJobStore(options.db);
   const datasetStore = await openDatasetStore(options.db).catch(async (error: unknown) => {
     await store.close();
@@ -171,6 +182,7 @@ export async function createReciteServer(partial: Partial<ReciteServerOptions> &
     maxHeldJobs: isPostgresUrl(options.db) ? options.maxHeldJobs : Number.POSITIVE_INFINITY,
   }, log);
   hubRef = hub;
+  const retention = startRetention(store, log, { retentionDays });
   // A worker serves the API for the jobs it runs, but leaves the pages and the data sets to the front servers.
   const dashboard = options.dashboard === false || options.role === 'worker' ? undefined
     : createDashboard({ hub, tokens: options.tokens, log }, options.dashboard === true ? {} : options.dashboard);
@@ -280,7 +292,7 @@ export async function createReciteServer(partial: Partial<ReciteServerOptions> &
   let url = '';
   let closed = false;
   return {
-    hub, models, store, log, dashboard,
+    hub, models, store, retention, log, dashboard,
     get url() { return url; },
     async listen(port, host = '127.0.0.1') {
       await new Promise<void>((resolve, reject) => {
@@ -297,6 +309,7 @@ export async function createReciteServer(partial: Partial<ReciteServerOptions> &
       closed = true;
       health.drain();
       tcp.close();
+      await retention.stop();
       await ready.catch(() => {});
       dashboard?.close();
       await datasets.close();

@@ -16,6 +16,7 @@ import { createReciteServer, reciteServerDefaults, serverRoles } from '../../ser
 import type { ServerRole } from '../../server/app.js';
 import { connectionLimitsDefaults } from '../../server/service/connection-guard.js';
 import { parseCorsOrigin } from '../../server/service/cors.js';
+import { parseRetentionDays } from '../../server/service/retention.js';
 import { positiveInteger, readFlagFile } from '../options.js';
 
 interface ServeOptions {
@@ -43,6 +44,7 @@ interface ServeOptions {
   maxStreamsPerConnection: string;
   maxRequestBytes: string;
   corsOrigin: string[];
+  retentionDays?: string;
 }
 
 /** Default database file: one per user, so a restart finds its jobs. */
@@ -131,6 +133,9 @@ export function registerServeCommand(program: Command): void {
     .option('--max-request-bytes <n>', 'largest request body accepted', String(reciteServerDefaults.readMaxBytes))
     .option('--cors-origin <origin>', 'let pages from this origin (e.g. https://app.example.com) call the API from a ' +
       'browser, repeatable; none by default', (value: string, previous: string[]) => [...previous, value], [] as string[])
+    .option('--retention-days <days>', 'days a finished job keeps its whole event history; then it is pruned to its ' +
+      'result, which GetJob, ListJobs and WatchJob still give (checked at start and hourly; default: ' +
+      'RECITE_RETENTION_DAYS, else 0: keep forever)')
     .action(async (options: ServeOptions) => {
       // Every flag is checked, and the port taken for a moment, before a model starts loading: a typo or a busy port
       // is reported at once, not after the seconds (or minutes, for a large checkpoint) a load takes.
@@ -170,6 +175,7 @@ export function registerServeCommand(program: Command): void {
           maxStreamsPerConnection: positiveInteger('--max-streams-per-connection', options.maxStreamsPerConnection),
         },
         corsOrigins: options.corsOrigin.map(parseCorsOrigin),
+        retentionDays: retentionDaysOf(options.retentionDays, process.env.RECITE_RETENTION_DAYS),
         ...(tls ? { tls } : {}),
       };
       await checkListen(port, options.host);
@@ -211,6 +217,13 @@ export function registerServeCommand(program: Command): void {
         process.stdout.write(`recite serve: model ${m.name} ready on ${describeProvider(m.model.provider, m.model.fallbacks)}\n`);
       }
     });
+}
+
+/** The retention in days: --retention-days, else RECITE_RETENTION_DAYS, else 0 (keep forever); each checked. */
+export function retentionDaysOf(flag: string | undefined, env: string | undefined): number {
+  if (flag !== undefined) return parseRetentionDays(flag, '--retention-days');
+  if (env !== undefined && env !== '') return parseRetentionDays(env, 'RECITE_RETENTION_DAYS');
+  return 0;
 }
 
 /** Parse --device, naming the flag in the error. */

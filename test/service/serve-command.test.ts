@@ -60,7 +60,7 @@ describe('recite serve', () => {
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  it('refuses a bad --port, --device, --cors-origin, --host, --threads or missing model folder before any model loads', async () => {
+  it('refuses a bad --port, --device, --cors-origin, --host, --threads, --retention-days or missing model folder before any model loads', async () => {
     const cases: [string[], RegExp][] = [
       [['--port', 'abc'], /^recite: --port abc: expected an integer in \[0, 65535\]/m],
       [['--port', '70000'], /^recite: --port 70000: expected an integer in \[0, 65535\]/m],
@@ -69,6 +69,7 @@ describe('recite serve', () => {
       [['--host', '192.0.2.1'], /^recite: --host 192\.0\.2\.1: not an address of this machine/m],
       [['--model', 'gpt2=/missing/dir'], /^recite: --model gpt2=\/missing\/dir: the folder \/missing\/dir does not exist/m],
       [['--threads', '0'], /^recite: --threads 0: 0 is not an integer in \[1, 1024\]/m],
+      [['--retention-days', '-1'], /^recite: --retention-days -1: expected a number of days ≥ 0 \(0 keeps every job's history forever\)$/m],
     ];
     const runs = await Promise.all(cases.map(([args]) => runServe(dir, args)));
     for (const [i, [args, message]] of cases.entries()) {
