@@ -22,7 +22,7 @@ import type {
   SampleReachableTargetsRequest, SubmitDatasetRequest, WatchDatasetRequest,
 } from '../../sdk/gen/recite/v1/dataset_pb.js';
 import { JobSettingsSchema, JobState, Status } from '../../sdk/gen/recite/v1/recite_pb.js';
-import type { JobSettings } from '../../sdk/gen/recite/v1/recite_pb.js';
+import type { Job, JobSettings } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { DatasetRecord, DatasetRepository, DatasetRowRecord, RowTarget } from './dataset-repository.js';
 import { DatasetStoreError } from './dataset-repository.js';
 import type { DatasetRunnerHub, DatasetRunnerOptions } from './dataset-runner.js';
@@ -108,7 +108,7 @@ export class DatasetServiceImpl implements ServiceImpl<typeof DatasetService> {
         if (finished.length > 0 || Date.now() - lastSent >= heartbeatMs) {
           const rows = await Promise.all(finished.map(async (row) => ({
             row: await this.toRow(record, row),
-            ...(req.includeResults && row.jobId ? { job: await this.hub.getJob(clientId, row.jobId) } : {}),
+            ...(req.includeResults && row.jobId ? await this.jobOf(clientId, row.jobId) : {}),
           })));
           yield { dataset: await this.toDataset(record), rows };
           lastSent = Date.now();
@@ -231,10 +231,23 @@ export class DatasetServiceImpl implements ServiceImpl<typeof DatasetService> {
     });
   }
 
+  // A row's job, unless the client has deleted it (DeleteJob): the row keeps its outcome, the job is just gone.
+  private async jobOf(clientId: string, jobId: string): Promise<{ job?: Job }> {
+    try {
+      return { job: await this.hub.getJob(clientId, jobId) };
+    } catch (error: unknown) {
+      if (error instanceof ConnectError && error.code === Code.NotFound) return {};
+      throw error;
+    }
+  }
+
   private async toRow(record: DatasetRecord, row: DatasetRowRecord): Promise<DatasetRow> {
     let state = JobState.UNSPECIFIED;
     if (row.state === 'FINISHED') state = JobState.FINISHED;
-    else if (row.state === 'SUBMITTED' && row.jobId) state = (await this.hub.getJob(record.clientId, row.jobId)).state;
+    // Deleted once it finished, before the runner ended its row: finished, as far as the row is concerned.
+    else if (row.state === 'SUBMITTED' && row.jobId) {
+      state = (await this.jobOf(record.clientId, row.jobId)).job?.state ?? JobState.FINISHED;
+    }
     const outcome = row.outcome;
     return create(DatasetRowSchema, {
       index: row.index,

@@ -125,6 +125,20 @@ describe('DatasetService', () => {
     expect((await datasets.listDatasets({}, alice)).datasets.map((d) => d.name)).toContain('reachable-12');
   });
 
+  it('still watches a data set with results after one of its jobs was deleted: that row comes without its job', async () => {
+    const { datasets, recite } = await start();
+    await datasets.submitDataset({ name: 'deleted-job', model: '', settings: flat, rows: rowsOf(targets.slice(0, 2)) }, alice);
+    const { rows } = await follow(datasets, 'deleted-job');
+    const [gone, kept] = rows;
+    await recite.deleteJob({ jobId: gone!.jobId }, alice);
+    const finished = [];
+    for await (const message of datasets.watchDataset({ name: 'deleted-job', includeResults: true }, alice)) {
+      finished.push(...message.rows);
+    }
+    expect(finished.map((r) => [r.row!.jobId, r.job?.jobId])).toEqual([[gone!.jobId, undefined], [kept!.jobId, kept!.jobId]]);
+    expect(finished[0]!.row).toMatchObject({ status: gone!.status, state: JobState.FINISHED });
+  });
+
   it('refuses bad input naming the field, the value and the limit', async () => {
     const { datasets } = await start();
     const rows = rowsOf(targets.slice(0, 2));

@@ -431,7 +431,8 @@ export type FinishedRow = Message<"recite.v1.FinishedRow"> & {
   row?: DatasetRow | undefined;
 
   /**
-   * Unset for a row the server refused (it has no job) or when results were not asked for.
+   * Unset for a row the server refused (it has no job), a row whose job was deleted (DeleteJob), or when results
+   * were not asked for.
    *
    * @generated from field: recite.v1.Job job = 2;
    */
