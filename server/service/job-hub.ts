@@ -450,7 +450,7 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
   }
 
   /**
-* Delete a finished job with its events and checkpoint (an admin: any client's job). A queued or running job is
+   * Delete a finished job with its events and checkpoint (an admin: any client's job). A queued or running job is
    * refused: its engine and its readers still hold it, so it is cancelled first.
    */
   async deleteJob(clientId: string, jobId: string, admin = false): Promise<void> {

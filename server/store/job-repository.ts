@@ -256,9 +256,10 @@ export function isStoreFault(error: unknown): boolean {
   if (code === undefined && error instanceof Error) return pgConnectionFaults.has(error.message);
   if (typeof code !== 'string') return false;
   // SQLite's own codes and the file system's under it; node's socket errors and PostgreSQL's SQLSTATE classes 08
-  // (connection), 53 (insufficient resources), 57 (operator intervention: shutdown) and 58 (system error).
+  // (connection), 40 (a transaction rolled back: deadlock, serialization failure; worth retrying), 53 (insufficient
+  // resources), 57 (operator intervention: shutdown) and 58 (system error).
   return code.startsWith('SQLITE_') || ['ENOSPC', 'EIO', 'EROFS', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT']
-    .includes(code) || /^(08|53|57|58)[0-9A-Z]{3}$/.test(code);
+    .includes(code) || /^(08|40|53|57|58)[0-9A-Z]{3}$/.test(code);
 }
 
 /** node-postgres's messages (pg, pg-pool) for connection faults that carry no code; see isStoreFault. */

@@ -262,13 +262,13 @@ export class PostgresJobStore implements JobRepository {
       const last = new Map([...locked].map(([jobId, row]) => [jobId, row.last_sequence]));
       // Each part in WriteBatch's order.
       if (batch.events && batch.events.length > 0) await appendIn(client, batch.events, last, fence);
-      for (const { jobId, summary } of batch.summaries ?? []) await setSummaryIn(client, jobId, summary);
+      if (batch.summaries && batch.summaries.length > 0) await setSummariesIn(client, batch.summaries);
       for (const { jobId, state, ...extra } of batch.states ?? []) await setStateIn(client, jobId, state, extra);
       for (const { jobId, sequence } of batch.resumeMarks ?? []) await setResumeMarkIn(client, jobId, sequence);
       for (const checkpoint of batch.checkpoints ?? []) await saveCheckpointIn(client, checkpoint);
       if (batch.clearResumeMarks) await client.query(clearResumeMarksSql);
       // Announced in the same transaction: PostgreSQL delivers the notices at commit, and only if it commits.
-      for (const notice of noticesOfBatch(batch, (jobId) => locked.get(jobId)?.client_id)) await notify(client, notice);
+      await notifyAll(client, noticesOfBatch(batch, (jobId) => locked.get(jobId)?.client_id));
     });
   }
 
@@ -443,13 +443,22 @@ async function databaseNow(db: Queryable): Promise<number> {
 
 /** Announce `notice` on {@link noticeChannel}; inside a transaction it is sent when that commits. */
 async function notify(db: Queryable, notice: StoreNotice): Promise<void> {
-  const payload = JSON.stringify(notice);
-  // Ids only, so far below PostgreSQL's limit unless an id is absurdly long; refused here rather than by the server.
-  if (Buffer.byteLength(payload) > maxNoticeBytes) {
-    throw new JobStoreError(`notify: the notice for job '${notice.jobId.slice(0, 100)}' is ` +
-      `${Buffer.byteLength(payload)} bytes; PostgreSQL takes at most ${maxNoticeBytes}`);
-  }
-  await db.query('SELECT pg_notify($1, $2)', [noticeChannel, payload]);
+  await notifyAll(db, [notice]);
+}
+
+/** Send notices in one round trip: a batch names many jobs, and each statement costs a round trip under load. */
+async function notifyAll(db: Queryable, notices: readonly StoreNotice[]): Promise<void> {
+  if (notices.length === 0) return;
+  const payloads = notices.map((notice) => {
+    const payload = JSON.stringify(notice);
+    // Ids only, so far below PostgreSQL's limit unless an id is absurdly long; refused here rather than by the server.
+    if (Buffer.byteLength(payload) > maxNoticeBytes) {
+      throw new JobStoreError(`notify: the notice for job '${notice.jobId.slice(0, 100)}' is ` +
+        `${Buffer.byteLength(payload)} bytes; PostgreSQL takes at most ${maxNoticeBytes}`);
+    }
+    return payload;
+  });
+  await db.query('SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload', [noticeChannel, payloads]);
 }
 
 /** Read a notice's payload back; undefined for anything that is not one (another sender on the channel). */
@@ -637,6 +646,20 @@ async function setStateIn(client: PoolClient, jobId: string, state: JobState,
   const finishedAtMs = checkStateChange(jobId, rows[0], state, extra);
   await client.query('UPDATE jobs SET state = $1, status = $2, finished_at = $3 WHERE id = $4',
     [state, finishedAtMs === null ? null : extra.status ?? null, finishedAtMs, jobId]);
+}
+
+/** Replace many jobs' summaries in one statement (one engine round's worth). */
+async function setSummariesIn(db: Queryable, summaries: readonly { jobId: string; summary: Uint8Array }[]): Promise<void> {
+  for (const { summary } of summaries) requireBytes('setSummary', 'summary', summary);
+  const { rowCount } = await db.query(`UPDATE jobs SET summary = v.summary
+    FROM unnest($1::text[], $2::bytea[]) AS v(id, summary) WHERE jobs.id = v.id`,
+  [summaries.map((s) => s.jobId), summaries.map((s) => buffer(s.summary))]);
+  if (rowCount !== new Set(summaries.map((s) => s.jobId)).size) {
+    const ids = summaries.map((s) => s.jobId);
+    const { rows } = await db.query<{ id: string }>('SELECT id FROM jobs WHERE id = ANY($1::text[])', [ids]);
+    const found = new Set(rows.map((r) => r.id));
+    throw new JobStoreError(`setSummary: no job '${ids.find((id) => !found.has(id))}'`);
+  }
 }
 
 async function setSummaryIn(db: Queryable, jobId: string, summary: Uint8Array): Promise<void> {

@@ -248,6 +248,6 @@ describe('leases on postgres, between servers', () => {
     await stop();
     expect(heard).toEqual([{ jobId: 'job-after', clientId: 'alice', kind: 'created', lastSequence: 0 }]);
     expect(Number(await backend.scalar(
-      "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'recite-listener'"))).toBe(0);
+      "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'recite-listener' AND datname = current_database()"))).toBe(0);
   });
 });
