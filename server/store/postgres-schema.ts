@@ -127,12 +127,19 @@ export interface PostgresPoolOptions {
   max: number;
   /** How long a query waits for a connection (a new one, or a free one of the pool) before failing, in ms. */
   connectionTimeoutMillis: number;
+  /**
+   * How long the database lets a transaction wait for this process's next statement before it ends the session, in
+   * ms. A server paused mid-transaction (SIGSTOP, a long GC, a frozen VM) would otherwise hold its job rows locked,
+   * and no other server could take its jobs over once its leases ran out.
+   */
+  idleInTransactionTimeoutMs: number;
 }
 
 /** Defaults of {@link PostgresPoolOptions}. */
 export const postgresPoolDefaults: Readonly<PostgresPoolOptions> = Object.freeze({
   max: 8, // connections
   connectionTimeoutMillis: 10_000, // ms
+  idleInTransactionTimeoutMs: 5000, // ms: half the default lease
 });
 
 /**
@@ -175,12 +182,16 @@ export function redactUrl(url: string): string {
  */
 export async function openPostgresPool(url: string, errorClass: new (message: string) => Error,
   options?: Partial<PostgresPoolOptions>): Promise<Pool> {
-  const { max, connectionTimeoutMillis } = { ...postgresPoolDefaults, ...options };
+  const { max, connectionTimeoutMillis, idleInTransactionTimeoutMs } = { ...postgresPoolDefaults, ...options };
   const where = redactUrl(url);
-  const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis, types: int8AsNumber });
+  const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis, types: int8AsNumber,
+    idle_in_transaction_session_timeout: idleInTransactionTimeoutMs });
   // An idle connection the server drops (a restart, a network blip) is an 'error' event that would otherwise crash
   // the process; the pool discards that connection and the next query opens a new one, or reports the fault itself.
   pool.on('error', () => {});
+  // The same for a connection in use (a transaction the server ended: idle-in-transaction timeout, a restart): the
+  // query under way fails with the reason, which the caller handles; the event itself must not end the process.
+  pool.on('connect', (client) => client.on('error', () => {}));
   let client: PoolClient;
   try {
     client = await pool.connect();
