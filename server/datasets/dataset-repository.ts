@@ -78,6 +78,19 @@ export class DatasetStoreError extends Error {
 export interface DatasetRepository {
   /** Whether it is open (the runner stops touching a closed store). */
   readonly open: boolean;
+  /**
+   * Whether other servers may use it at once (PostgreSQL): then data sets are created and cancelled where this
+   * server's runner does not hear of it, and it has to look for them.
+   */
+  readonly shared: boolean;
+  /**
+   * Try to become the one server whose runner drives the data sets of this store, so two runners never race over a
+   * row (one's start-up recovery would put the other's in-flight SUBMITTING row back to PENDING). Returns whether
+   * this process leads now; asking again while leading returns true. A lead lasts until the store closes, or until
+   * the store can no longer vouch for it (PostgreSQL: the connection that holds the lock ends), when `onLost` is
+   * called once and the lead may be sought again. SQLite always leads: one server has the file.
+   */
+  leadRunner(onLost?: () => void): Promise<boolean>;
   /** Close it; closing twice is harmless. */
   close(): Promise<void>;
   /** Store a data set with its rows, all PENDING, in one transaction. A name the client already uses is an error. */

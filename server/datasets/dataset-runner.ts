@@ -4,6 +4,11 @@
 // wakes it. Its state is the stores', so a server that restarts picks up where it was: rows with a job are followed
 // (the job hub resumes the job itself), rows caught while their job was being created are matched to that job by its
 // label, and the rest are submitted.
+//
+// One runner drives a store's data sets at a time: the one whose server holds the store's lead (see
+// DatasetRepository.leadRunner). Two would race: one's recovery would put the other's in-flight SUBMITTING row back
+// to PENDING, and the row would be submitted twice. The others wait, trying for the lead now and then, while their
+// servers still serve reads and store new data sets; the leader finds those by looking at the store every so often.
 import { create, fromBinary } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { Logger } from 'pino';
@@ -24,12 +29,21 @@ export interface DatasetRunnerOptions {
    * for now (queue full, server unavailable), a store fault, or a result announced before the job store had it.
    */
   retryWaitMs: number;
+  /** Wait between tries for the lead while another server has it, and between checks that this one still has it, in ms. */
+  leadRetryMs: number;
+  /**
+   * Wait between passes that look for data sets created or cancelled on other servers, in ms, while this server
+   * leads on a shared store (a wake() from another server's service never reaches this runner).
+   */
+  discoverEveryMs: number;
 }
 
 export const datasetRunnerDefaults: Readonly<DatasetRunnerOptions> = Object.freeze({
   window: 128, // jobs per data set
   queueReserve: 0.1, // of the client's unfinished-jobs limit
   retryWaitMs: 500, // ms
+  leadRetryMs: 2000, // ms
+  discoverEveryMs: 2000, // ms
 });
 
 /** Merge partial options over {@link datasetRunnerDefaults}. */
@@ -89,6 +103,14 @@ export class DatasetRunner {
   private retryTimer: NodeJS.Timeout | undefined;
   private started = false;
   private stopped = false;
+  /** Whether this runner drives the store's data sets now (it holds the lead). */
+  private leading = false;
+  /** Losses of the lead reported while not (yet) leading: one during a try means the try's answer is stale. */
+  private losses = 0;
+  /** Whether 'run by another server' was logged since the runner last led (or started). */
+  private toldFollowing = false;
+  private leadTimer: NodeJS.Timeout | undefined;
+  private discoverTimer: NodeJS.Timeout | undefined;
   readonly options: DatasetRunnerOptions;
 
   constructor(private readonly store: DatasetRepository, private readonly hub: DatasetRunnerHub,
@@ -98,11 +120,16 @@ export class DatasetRunner {
     // Subscribed before the first pass reads anything, so no result falls between that read and the feed.
     this.unsubscribe = hub.onJobChange((change) => this.onJobChange(change));
     // The first pass runs once the models are ready: by then the hub has taken its list of jobs to resume, so rows
-    // submitted here are never resumed a second time. It resumes every active data set.
+    // submitted here are never resumed a second time. It resumes every active data set, once this server leads.
     void models.ready().then(() => {
       this.started = true;
-      this.requestPass();
+      void this.seekLead();
     }, (error: unknown) => this.log.error({ err: error }, 'data sets not started: the models did not load'));
+  }
+
+  /** Report whether this runner drives the store's data sets now (another server's does while it does not). */
+  get leads(): boolean {
+    return this.leading;
   }
 
   /** Run a pass now (a data set was submitted or cancelled). */
@@ -156,13 +183,90 @@ export class DatasetRunner {
   async close(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.leadTimer);
+    clearInterval(this.discoverTimer);
     this.unsubscribe();
     for (const set of this.listeners.values()) for (const listener of set) listener();
     await this.passDone;
   }
 
-  private onJobChange(change: JobChange): void {
+  /**
+   * Try for the lead, and again every leadRetryMs for as long as the runner runs; while leading, check the lead at
+   * that pace. The first pass runs once the lead is taken, after any pass of an earlier lead has stopped, on a clean
+   * slate: it loads every active data set afresh, recovering the rows the last leader left SUBMITTING.
+   */
+  private async seekLead(): Promise<void> {
+    this.leadTimer = undefined;
     if (this.stopped) return;
+    const wasLeading = this.leading;
+    const losses = this.losses;
+    let leads: boolean;
+    try {
+      leads = await this.store.leadRunner(() => this.loseLead());
+    } catch (error: unknown) {
+      if (!this.stopped) this.log.warn({ err: error }, 'data sets: the lead could not be checked or taken');
+      leads = false;
+    }
+    if (this.stopped) return;
+    if (!leads) {
+      if (wasLeading) this.loseLead();
+      if (!this.toldFollowing) {
+        this.toldFollowing = true;
+        this.log.info('data sets are run by another server');
+      }
+    } else if (!this.leading) {
+      await this.passDone;
+      if (this.stopped) return;
+    }
+    if (leads && !this.leading && this.losses === losses) {
+      this.forget();
+      this.leading = true;
+      this.toldFollowing = false;
+      this.log.info('data sets are run by this server');
+      // A SQLite store has one server, whose own service wakes the runner for every data set it creates or cancels;
+      // on a shared store they come from other servers too, unannounced.
+      if (this.store.shared) {
+        this.discoverTimer = setInterval(() => this.requestPass(), this.options.discoverEveryMs);
+        this.discoverTimer.unref();
+      }
+      this.requestPass();
+    }
+    this.leadTimer = setTimeout(() => void this.seekLead(), this.options.leadRetryMs);
+    this.leadTimer.unref();
+  }
+
+  /** Stop driving: another server may lead from now on. A pass under way stops at its next step. */
+  private loseLead(): void {
+    if (!this.leading) {
+      this.losses++;
+      return;
+    }
+    this.leading = false;
+    clearInterval(this.discoverTimer);
+    this.discoverTimer = undefined;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.forget();
+    this.log.warn('data sets: this server lost the lead; another server may run them now');
+    for (const set of this.listeners.values()) for (const listener of set) listener();
+  }
+
+  /** Drop what the runner follows: the next leader (this one later, or another) finds it all in the stores. */
+  private forget(): void {
+    this.active.clear();
+    this.followed.clear();
+    this.results.clear();
+    this.waitingForRoom.clear();
+    this.activeClients = undefined;
+  }
+
+  /** Report whether the runner must not touch the stores: closing, or not leading. */
+  private get halted(): boolean {
+    return this.stopped || !this.leading;
+  }
+
+  private onJobChange(change: JobChange): void {
+    if (this.halted) return;
     const job = this.followed.get(change.jobId);
     if (change.kind === 'result') {
       // One of ours, perhaps submitted a moment ago and not followed yet, or a job whose end frees queue room.
@@ -183,7 +287,7 @@ export class DatasetRunner {
 
   /** Run a pass soon; passes run one at a time, and a request during one runs one more after it. */
   private requestPass(): void {
-    if (this.stopped || !this.started) return;
+    if (this.halted || !this.started) return;
     if (this.passing !== 'idle') {
       this.passAgain = true;
       return;
@@ -200,7 +304,7 @@ export class DatasetRunner {
       do {
         this.passAgain = false;
         await this.pass();
-      } while (this.passAgain && !this.stopped);
+      } while (this.passAgain && !this.halted);
     } finally {
       this.passing = 'idle';
     }
@@ -211,7 +315,7 @@ export class DatasetRunner {
    * a result not yet stored). Any pass clears it first, so it never repeats without a new cause.
    */
   private retryLater(): void {
-    if (this.stopped || this.retryTimer !== undefined) return;
+    if (this.halted || this.retryTimer !== undefined) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       this.requestPass();
@@ -221,7 +325,7 @@ export class DatasetRunner {
 
   /** One pass over every active data set: collect announced results, cancel or submit rows, tell the watchers. */
   private async pass(): Promise<void> {
-    if (this.stopped || !this.store.open) return;
+    if (this.halted || !this.store.open) return;
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     // Results announced from here on wait for the next pass (the feed asks for one), not to be pruned below unseen.
@@ -230,7 +334,7 @@ export class DatasetRunner {
     try {
       records = await this.store.activeDatasets();
     } catch (error: unknown) {
-      if (!this.stopped) this.log.error({ err: error }, 'data set pass failed: the active data sets could not be listed');
+      if (!this.halted) this.log.error({ err: error }, 'data set pass failed: the active data sets could not be listed');
       this.retryLater();
       return;
     }
@@ -243,7 +347,7 @@ export class DatasetRunner {
       this.active.delete(id);
     }
     for (const record of records) {
-      if (this.stopped) return;
+      if (this.halted) return;
       // One data set's trouble (a store fault, say) must not hold up the others: log it and try again later.
       try {
         let dataset = this.active.get(record.id);
@@ -254,7 +358,7 @@ export class DatasetRunner {
         dataset.record = record;
         if (await this.advance(dataset, due)) this.notify(record.id);
       } catch (error: unknown) {
-        if (this.stopped) return;
+        if (this.halted) return;
         this.log.error({ err: error, dataset: record.name }, 'data set pass failed');
         this.retryLater();
       }
@@ -271,7 +375,10 @@ export class DatasetRunner {
     const dataset: ActiveDataset = { record, inFlight: new Map(), runningIterations: 0, iterationsStale: true, cancelSent: false };
     for (const row of await this.store.rowsInState(record.id, 'SUBMITTED')) this.follow(dataset, row.index, row.jobId!);
     for (const row of await this.store.rowsInState(record.id, 'SUBMITTING')) {
+      // A runner that lost the lead meanwhile must not undo the new leader's submission of this row.
+      if (this.halted) return dataset;
       const jobId = await this.findJob(record, row);
+      if (this.halted) return dataset;
       if (jobId) {
         await this.store.markSubmitted(record.id, row.index, jobId);
         this.follow(dataset, row.index, jobId);
@@ -320,7 +427,7 @@ export class DatasetRunner {
     if (room <= 0) return changed;
     const settings = fromBinary(JobSettingsSchema, record.settings);
     for (const row of await this.store.rowsInState(record.id, 'PENDING', room)) {
-      if (this.stopped) return changed;
+      if (this.halted) return changed;
       const outcome = await this.submit(dataset, row, jobSpec(record, row, settings));
       if (outcome === 'retry') {
         this.retryLater();
@@ -336,7 +443,7 @@ export class DatasetRunner {
     let changed = false;
     const { clientId } = dataset.record;
     for (const { jobId, index } of [...dataset.inFlight.values()].filter((job) => due.has(job.jobId))) {
-      if (this.stopped) return changed;
+      if (this.halted) return changed;
       const stored = await this.jobs.getJob(jobId);
       let outcome: RowOutcome;
       if (stored === undefined) {
@@ -388,12 +495,12 @@ export class DatasetRunner {
     await this.store.markSubmitting(record.id, row.index, Date.now());
     try {
       const { jobId } = await this.hub.submit(record.clientId, spec);
-      if (this.stopped) return 'retry'; // the store may be closing; the row is found by its label after a restart
+      if (this.halted) return 'retry'; // the store may be closing; the row is found by its label after a restart
       await this.store.markSubmitted(record.id, row.index, jobId);
       this.follow(dataset, row.index, jobId);
       return 'submitted';
     } catch (error: unknown) {
-      if (this.stopped) return 'retry';
+      if (this.halted) return 'retry';
       const e = ConnectError.from(error);
       if (retryable.has(e.code)) {
         await this.store.markPending(record.id, row.index);

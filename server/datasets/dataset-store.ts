@@ -75,6 +75,14 @@ export class SqliteDatasetStore implements DatasetRepository {
     return this.db.open;
   }
 
+  /** A SQLite file has one server, so every data set in it was created or cancelled by this server's service. */
+  readonly shared = false;
+
+  /** Lead while open: no other server runs on this file. */
+  async leadRunner(): Promise<boolean> {
+    return this.db.open;
+  }
+
   /** Store a data set with its rows, all PENDING, in one transaction. A name the client already uses is an error. */
   async createDataset(dataset: NewDataset): Promise<void> {
     if (dataset.rows.length === 0) throw new DatasetStoreError(`createDataset: data set '${dataset.name}' has no rows`);

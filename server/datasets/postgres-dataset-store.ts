@@ -2,9 +2,15 @@
 // data set tables of the job store's database (migration 2 in server/store/postgres-schema.ts) on a small pool of
 // its own. Same semantics and messages as the SQLite store (dataset-store.ts). A row move and a finish lock what they
 // read first (SELECT … FOR UPDATE), so two servers finishing rows of one data set get distinct finish orders.
+// The server that drives the data sets holds a session-level advisory lock on a connection of its own (not the
+// pool's: a pooled connection is handed to other queries, and the lock belongs to the session), kept open for the
+// process's life, so the lead frees itself the moment the process dies or the connection drops.
+import pg from 'pg';
 import type { Pool, PoolClient } from 'pg';
 import type { PostgresPoolOptions } from '../store/postgres-schema.js';
-import { buffer, bytes, inTransaction, isUniqueViolation, openPostgresPool } from '../store/postgres-schema.js';
+import {
+  buffer, bytes, datasetLeadLockKey, describe, inTransaction, isUniqueViolation, openPostgresPool, redactUrl,
+} from '../store/postgres-schema.js';
 import { DatasetStoreError } from './dataset-repository.js';
 import type {
   DatasetRecord, DatasetRepository, DatasetRowRecord, DatasetState, NewDataset, RowCounts, RowOutcome, RowState,
@@ -12,6 +18,16 @@ import type {
 
 const missStatuses = ['MAX_ITERATIONS', 'PATIENCE', 'THRESHOLD'];
 const poolSize = 4; // connections: the data set runner makes one call at a time, the service a few
+/** The lead connection's application_name, which finds it in pg_stat_activity. */
+export const leadApplicationName = 'recite-dataset-lead';
+const leadCheckTimeoutMs = 10_000; // ms a lock or check query on the lead connection may take before it counts as lost
+
+/** The connection that holds (or seeks) the data set lead, and who hears when it ends. */
+interface LeadSession {
+  client: pg.Client;
+  leading: boolean;
+  onLost: (() => void) | undefined;
+}
 
 interface DatasetRow {
   id: string;
@@ -52,23 +68,99 @@ const newestFirst = 'ORDER BY created_at DESC, row DESC';
 
 /** Store data sets and their rows in a PostgreSQL database; see the module comment. */
 export class PostgresDatasetStore implements DatasetRepository {
+  /** Other servers may use the database at once. */
+  readonly shared = true;
   private closed = false;
+  private lead: LeadSession | undefined;
+  /** The lead attempt under way: one at a time, so two never open a connection each. */
+  private leadAttempt: Promise<boolean> | undefined;
 
-  private constructor(private readonly pool: Pool) {}
+  private constructor(private readonly pool: Pool, private readonly url: string) {}
 
   /** Open the data set tables of the database at `url` (the job store's), creating or upgrading the schema. */
   static async open(url: string, options?: Partial<PostgresPoolOptions>): Promise<PostgresDatasetStore> {
-    return new PostgresDatasetStore(await openPostgresPool(url, DatasetStoreError, { max: poolSize, ...options }));
+    return new PostgresDatasetStore(await openPostgresPool(url, DatasetStoreError, { max: poolSize, ...options }), url);
   }
 
   get open(): boolean {
     return !this.closed;
   }
 
+  /** Close the pool and the lead connection, which frees the lead (no `onLost`: the closer knows). */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    const lead = this.lead;
+    this.lead = undefined;
+    if (lead) {
+      lead.leading = false;
+      await lead.client.end().catch(() => {});
+    }
     await this.pool.end();
+  }
+
+  /**
+   * Take the lead with pg_try_advisory_lock on the lead connection (opened on the first call, and again after it was
+   * lost). While leading, check that the connection still answers: one that does not is ended, and the lead reported
+   * lost, rather than trusted while the server may have ended the session and handed the lock to another.
+   */
+  async leadRunner(onLost?: () => void): Promise<boolean> {
+    this.leadAttempt ??= this.tryLead(onLost).finally(() => {
+      this.leadAttempt = undefined;
+    });
+    return this.leadAttempt;
+  }
+
+  private async tryLead(onLost: (() => void) | undefined): Promise<boolean> {
+    if (this.closed) return false;
+    const lead = this.lead ?? await this.connectLead();
+    if (lead === undefined) return false;
+    try {
+      if (lead.leading) {
+        await lead.client.query('SELECT 1');
+      } else {
+        const { rows } = await lead.client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked',
+          [datasetLeadLockKey]);
+        // Ended while the query ran (then the lock, if taken, went with the session), or closed meanwhile.
+        if (this.lead !== lead || this.closed) return false;
+        lead.leading = rows[0].locked;
+      }
+    } catch (error: unknown) {
+      this.leadEnded(lead);
+      throw new DatasetStoreError(`leadRunner: the lead connection to ${redactUrl(this.url)} failed: ${describe(error)}`);
+    }
+    if (lead.leading && onLost) lead.onLost = onLost;
+    return lead.leading && this.lead === lead;
+  }
+
+  private async connectLead(): Promise<LeadSession | undefined> {
+    const client = new pg.Client({
+      connectionString: this.url, application_name: leadApplicationName, keepAlive: true, query_timeout: leadCheckTimeoutMs,
+    });
+    const lead: LeadSession = { client, leading: false, onLost: undefined };
+    // An error or end of an open connection is the loss of the lead (and of the lock, which the session held).
+    client.on('error', () => this.leadEnded(lead));
+    client.on('end', () => this.leadEnded(lead));
+    try {
+      await client.connect();
+    } catch (error: unknown) {
+      await client.end().catch(() => {});
+      throw new DatasetStoreError(`leadRunner: cannot connect to ${redactUrl(this.url)}: ${describe(error)}`);
+    }
+    if (this.closed) {
+      await client.end().catch(() => {});
+      return undefined;
+    }
+    this.lead = lead;
+    return lead;
+  }
+
+  private leadEnded(lead: LeadSession): void {
+    if (this.lead === lead) this.lead = undefined;
+    lead.client.end().catch(() => {});
+    if (!lead.leading) return;
+    lead.leading = false;
+    lead.onLost?.();
   }
 
   async createDataset(dataset: NewDataset): Promise<void> {

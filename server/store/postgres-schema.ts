@@ -121,6 +121,13 @@ export const schemaVersion = migrations.length;
  */
 export const migrationLockKey = 0x726563697465;
 
+/**
+ * The advisory lock key held by the server whose data set runner drives the data sets, for as long as it leads (on
+ * a session of its own; see server/datasets/postgres-dataset-store.ts). Not {@link migrationLockKey}: locks taken by
+ * sessions and by transactions share one key space, and the lead must not hold off migrations. ASCII "rct-ds".
+ */
+export const datasetLeadLockKey = 0x7263742d6473;
+
 /** Options of {@link openPostgresPool}. */
 export interface PostgresPoolOptions {
   /** Connections the pool keeps at most. */
@@ -279,7 +286,8 @@ export function buffer(value: Uint8Array): Buffer {
   return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
 }
 
-function describe(error: unknown): string {
+/** Return an error's message for a log or another error's message (a connection's AggregateError: each attempt's). */
+export function describe(error: unknown): string {
   if (error instanceof AggregateError && error.errors.length > 0) return error.errors.map(describe).join('; ');
   return error instanceof Error ? error.message || String((error as { code?: unknown }).code) : String(error);
 }
