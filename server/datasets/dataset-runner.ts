@@ -129,7 +129,7 @@ export class DatasetRunner {
 
   /** Report whether this runner drives the store's data sets now (another server's does while it does not). */
   get leads(): boolean {
-    return this.leading;
+    return this.leading && !this.stopped;
   }
 
   /** Run a pass now (a data set was submitted or cancelled). */
