@@ -107,6 +107,8 @@ export class DatasetRunner {
   private leading = false;
   /** Losses of the lead reported while not (yet) leading: one during a try means the try's answer is stale. */
   private losses = 0;
+  /** Whether the last try for the lead failed (and was logged). */
+  private leadFault = false;
   /** Whether 'run by another server' was logged since the runner last led (or started). */
   private toldFollowing = false;
   private leadTimer: NodeJS.Timeout | undefined;
@@ -201,16 +203,21 @@ export class DatasetRunner {
     const wasLeading = this.leading;
     const losses = this.losses;
     let leads: boolean;
+    let failed = false;
     try {
       leads = await this.store.leadRunner(() => this.loseLead());
+      this.leadFault = false;
     } catch (error: unknown) {
-      if (!this.stopped) this.log.warn({ err: error }, 'data sets: the lead could not be checked or taken');
+      // Once per outage: the tries go on every leadRetryMs, and the store's other users report the fault too.
+      if (!this.stopped && !this.leadFault) this.log.warn({ err: error }, 'data sets: the lead could not be checked or taken');
+      this.leadFault = true;
       leads = false;
+      failed = true;
     }
     if (this.stopped) return;
     if (!leads) {
       if (wasLeading) this.loseLead();
-      if (!this.toldFollowing) {
+      if (!failed && !this.toldFollowing) {
         this.toldFollowing = true;
         this.log.info('data sets are run by another server');
       }
@@ -348,7 +355,9 @@ export class DatasetRunner {
     }
     for (const record of records) {
       if (this.halted) return;
-      // One data set's trouble (a store fault, say) must not hold up the others: log it and try again later.
+      // One data set's trouble (a store fault, say) must not hold up the others: log it and try again later, from
+      // what the store holds (a move refused because the row is no longer where this runner thought, say one a
+      // server that just lost the lead finished, is put right by reading it again).
       try {
         let dataset = this.active.get(record.id);
         if (!dataset) {
@@ -360,6 +369,7 @@ export class DatasetRunner {
       } catch (error: unknown) {
         if (this.halted) return;
         this.log.error({ err: error, dataset: record.name }, 'data set pass failed');
+        this.unload(record.id);
         this.retryLater();
       }
     }
@@ -426,7 +436,16 @@ export class DatasetRunner {
     if (queueRoom <= 0 && unsubmitted > 0) this.waitingForRoom.add(record.clientId);
     if (room <= 0) return changed;
     const settings = fromBinary(JobSettingsSchema, record.settings);
-    for (const row of await this.store.rowsInState(record.id, 'PENDING', room)) {
+    const pending = await this.store.rowsInState(record.id, 'PENDING', room);
+    if (pending.length < Math.min(room, unsubmitted)) {
+      // Rows neither finished, followed nor PENDING: moved by a server that led before this one and wrote after this
+      // one loaded the data set (or left SUBMITTING by a store fault). Load it again, recovering them.
+      this.log.info({ dataset: record.name }, 'data set reloaded: rows were moved outside this runner');
+      this.unload(record.id);
+      this.retryLater();
+      return changed;
+    }
+    for (const row of pending) {
       if (this.halted) return changed;
       const outcome = await this.submit(dataset, row, jobSpec(record, row, settings));
       if (outcome === 'retry') {
@@ -493,6 +512,8 @@ export class DatasetRunner {
   private async submit(dataset: ActiveDataset, row: DatasetRowRecord, spec: JobSpec): Promise<'submitted' | 'refused' | 'retry'> {
     const { record } = dataset;
     await this.store.markSubmitting(record.id, row.index, Date.now());
+    // The lead lost meanwhile: the row stays SUBMITTING, for the next leader to recover (it finds no job).
+    if (this.halted) return 'retry';
     try {
       const { jobId } = await this.hub.submit(record.clientId, spec);
       if (this.halted) return 'retry'; // the store may be closing; the row is found by its label after a restart
@@ -519,11 +540,21 @@ export class DatasetRunner {
   }
 
   private async finish(dataset: ActiveDataset, index: number, outcome: RowOutcome): Promise<void> {
-    await this.store.finishRow(dataset.record.id, index, outcome, Date.now());
+    const order = await this.store.finishRow(dataset.record.id, index, outcome, Date.now());
+    // The finish order is the data set's count of finished rows, as of this finish.
+    dataset.record = { ...dataset.record, finishedRows: Math.max(dataset.record.finishedRows, order) };
     const job = dataset.inFlight.get(index);
     if (job) this.followed.delete(job.jobId);
     dataset.inFlight.delete(index);
     dataset.iterationsStale = true;
+  }
+
+  /** Stop following a data set; the next pass loads it afresh from the stores. */
+  private unload(datasetId: string): void {
+    const dataset = this.active.get(datasetId);
+    if (!dataset) return;
+    for (const job of dataset.inFlight.values()) this.followed.delete(job.jobId);
+    this.active.delete(datasetId);
   }
 
   private notify(datasetId: string): void {

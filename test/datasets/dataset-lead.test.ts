@@ -98,6 +98,7 @@ describe('the data set lead', () => {
 /** The jobs of a fleet: one job store, and a change feed every server hears (as the fleet's notices give). */
 class Fleet {
   readonly submitted: { server: string; jobId: string; label: string }[] = [];
+  nextJob = 0;
   private readonly results = new Map<string, Job>();
   private readonly listeners = new Set<(change: JobChange) => void>();
 
@@ -139,10 +140,11 @@ class ServerHub implements DatasetRunnerHub {
 
   async submit(clientId: string, spec: JobSpec): Promise<{ jobId: string; queuePosition: number }> {
     await sleep(1); // a submission takes a moment, so a leader that goes mid-run may go with one under way
-    const jobId = `job-${this.fleet.submitted.length}`;
-    this.fleet.submitted.push({ server: this.server, jobId, label: spec.label });
+    const jobId = `job-${this.fleet.nextJob++}`;
+    // Stored before it is listed: the test's finisher finishes what is listed.
     await this.fleet.jobs.insertJob({ id: jobId, clientId, model: spec.model, label: spec.label, spec: toBinary(JobSpecSchema, spec),
       targetIds: [], targetText: '', state: 'QUEUED', status: null, cancelRequested: false, createdAtMs: Date.now(), finishedAtMs: null });
+    this.fleet.submitted.push({ server: this.server, jobId, label: spec.label });
     this.fleet.emit({ clientId, jobId, kind: 'created' });
     return { jobId, queuePosition: 0 };
   }
