@@ -395,7 +395,7 @@ export class DatasetRunner {
       } else {
         await this.store.markPending(record.id, row.index);
       }
-      this.log.info({ dataset: record.name, row: row.rowId, jobId }, 'data set row recovered after a restart');
+      this.log.info({ dataset: record.name, row: row.rowId, jobId }, 'data set row recovered after a restart or a change of lead');
     }
     for (const job of dataset.inFlight.values()) {
       const stored = await this.jobs.getJob(job.jobId);
