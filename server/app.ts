@@ -180,6 +180,9 @@ export async function createReciteServer(partial: Partial<ReciteServerOptions> &
     exclusiveStore: !isPostgresUrl(options.db),
     leaseMs: options.leaseMs,
     maxHeldJobs: isPostgresUrl(options.db) ? options.maxHeldJobs : Number.POSITIVE_INFINITY,
+    // A shared database takes every server's writes: one transaction per 100 ms per server rather than one per
+    // engine round keeps it responsive (the live-tail lag it adds is at most that long).
+    writeEveryMs: isPostgresUrl(options.db) ? 100 : 0,
   }, log);
   hubRef = hub;
   const retention = startRetention(store, log, { retentionDays });

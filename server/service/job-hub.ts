@@ -72,6 +72,8 @@ export interface JobHubOptions {
   claimEveryMs: number;
   /** Jobs this server runs at once at most (claimed or submitted here); more wait in the store for any server. */
   maxHeldJobs: number;
+  /** See JobLogOptions.batchEveryMs. */
+  writeEveryMs: number;
 }
 
 export const jobHubDefaults: Readonly<JobHubOptions> = Object.freeze({
@@ -87,6 +89,7 @@ export const jobHubDefaults: Readonly<JobHubOptions> = Object.freeze({
   leaseMs: 10_000, // ms: a dead server's jobs move after at most this long
   claimEveryMs: 1000, // ms
   maxHeldJobs: Number.POSITIVE_INFINITY,
+  writeEveryMs: 0, // ms
 });
 
 // Jobs one claim asks for at most (a store's claim is one statement: keep it bounded).
@@ -142,7 +145,9 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
     this.options = { ...jobHubDefaults, ...options };
     this.feed = new JobFeed(this.options.subscriberBuffer,
       (error, change) => this.log.error({ err: error, jobId: change.jobId }, 'job change listener failed'));
-    this.jobLog = new JobLog(store, { storeRetryMs: this.options.storeRetryMs, serverId: this.options.serverId }, {
+    this.jobLog = new JobLog(store, {
+      storeRetryMs: this.options.storeRetryMs, serverId: this.options.serverId, batchEveryMs: this.options.writeEveryMs,
+    }, {
       dueCheckpoints: () => this.dueCheckpoints(),
       checkpointsLost: (jobIds) => {
         for (const jobId of jobIds) {

@@ -16,6 +16,11 @@ import { LeaseLostError } from '../store/job-repository.js';
 export interface JobLogOptions {
   /** The lease owner this server writes as. */
   serverId: string;
+  /**
+   * Least time between the starts of two batches the log writes by itself, in ms (an explicit flush() does not
+   * wait). 0 writes after every engine round; a shared database gets fewer, larger transactions with more.
+   */
+  batchEveryMs: number;
   /** Wait between two attempts to write to a store that failed, in ms. */
   storeRetryMs: number;
 }
@@ -53,6 +58,7 @@ export class JobLog {
   private flushing: Promise<void> | undefined;
   private flushAgain = false;
   private flushScheduled = false;
+  private lastBatchAt = 0;
   private closed = false;
   private currentFault: StoreFault | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -147,7 +153,9 @@ export class JobLog {
   private scheduleFlush(): void {
     if (this.flushScheduled || this.closed) return;
     this.flushScheduled = true;
-    setImmediate(() => void this.flush());
+    const wait = this.lastBatchAt + this.options.batchEveryMs - performance.now();
+    if (wait <= 0) setImmediate(() => void this.flush());
+    else setTimeout(() => void this.flush(), wait);
   }
 
   private async drain(): Promise<void> {
@@ -163,6 +171,7 @@ export class JobLog {
       if (this.currentFault) await this.probe();
       return;
     }
+    this.lastBatchAt = performance.now();
     // Cut the batch synchronously: the checkpoints taken now cover exactly the events cut with them.
     const events = this.inFlightEvents = this.pendingEvents;
     this.pendingEvents = [];
