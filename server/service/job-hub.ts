@@ -107,10 +107,13 @@ interface LiveJob {
   epoch: number;
   nextSequence: number;
   iterationsSinceCheckpoint: number;
-  /** Restart → iteration it resumed from (for the started event after a server restart). */
-  resumedFrom: Map<number, number>;
   /** What the store held when it started here: events it emits again are not shown twice. */
   stored: StoredProgress;
+  /**
+   * Restarts that started before this server took the job: their `started` event is shown again once, just before
+   * the first iteration the history did not have, saying where the history continues (resumed_from_iteration).
+   */
+  resumedRestarts: Map<number, Extract<InversionEvent, { type: 'started' }>>;
   /** For a resumed job: the checkpoint sequence it resumed from (its resume mark once it starts running). */
   resumedAtCheckpoint?: number;
 }
@@ -136,6 +139,8 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
   // Job id → wakers of the readers tailing its stored history (jobs this server does not run).
   private readonly tails = new Map<string, Set<() => void>>();
   private unlisten: (() => Promise<void>) | undefined;
+  // Models of unfinished jobs in a store of this server's own that it may not serve (see claimableModels).
+  private readonly orphanModels = new Set<string>();
   private accepting = true;
   private closed = false;
   readonly options: JobHubOptions;
@@ -163,10 +168,11 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
         serverId: this.options.serverId, leaseMs: this.options.leaseMs, claimEveryMs: this.options.claimEveryMs,
         exclusive: this.options.exclusiveStore,
       }, {
-        readyModels: () => this.registry.list().filter((m) => m.state === 'READY').map((m) => m.name),
+        readyModels: () => this.claimableModels(),
         room: () => Math.min(maxClaim, this.options.maxHeldJobs - this.live.size),
         start: (claimed) => this.startClaimed(claimed),
         leases: () => this.jobLog.heldLeases(),
+        storeFailed: (error, what) => this.jobLog.failed(error, what),
         leasesLost: (jobIds) => {
           this.jobLog.drop(jobIds);
           this.leasesLost(jobIds);
@@ -266,7 +272,7 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
       this.log.info({ jobId: record.id, clientId, model: entry.name, tokens: targetIds.length }, 'job queued for any server');
       return { jobId: record.id, queuePosition: 0 };
     }
-    const live = this.addLive(record, admitted.epoch, emptyStoredProgress(), new Map(), cost);
+    const live = this.addLive(record, admitted.epoch, emptyStoredProgress(), cost);
     const queuePosition = entry.engine.queued;
     try {
       live.handle = await entry.engine.submit({ targetIds, settings, client: clientId,
@@ -488,7 +494,27 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
     this.unlisten = await this.store.listen((notice) => this.onNotice(notice));
     if (!this.scheduler) return 0;
     await this.registry.ready();
+    if (this.options.exclusiveStore) {
+      try {
+        for (const job of await this.store.unfinishedJobs()) this.orphanModels.add(job.model);
+      } catch (error: unknown) {
+        if (!isStoreFault(error)) throw error;
+        this.jobLog.failed(error, 'list unfinished jobs');
+      }
+    }
     return this.scheduler.start();
+  }
+
+  /**
+   * The models whose jobs this server claims: those it has ready. With a store of its own (a SQLite file) also those
+   * that failed to load and those it no longer serves, whose unfinished jobs nobody else will run: claimed, they end
+   * FAILED with the reason. On a shared store another server may run them, so they wait.
+   */
+  private claimableModels(): string[] {
+    const entries = this.registry.list();
+    const ready = entries.filter((m) => m.state === 'READY').map((m) => m.name);
+    if (!this.options.exclusiveStore) return ready;
+    return [...new Set([...ready, ...entries.filter((m) => m.state === 'FAILED').map((m) => m.name), ...this.orphanModels])];
   }
 
   /**
@@ -553,7 +579,9 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
   }
 
   private async resume(record: JobRecord, epoch: number): Promise<void> {
-    const checkpoint = await this.store.latestCheckpoint(record.id);
+    // A job that never started has no checkpoint and no history to read: the common case of a claim.
+    const fresh = record.lastSequence === 0;
+    const checkpoint = fresh ? undefined : await this.store.latestCheckpoint(record.id);
     const keep = checkpoint?.sequence ?? 0;
     // It ran from this same checkpoint after the last restart, and its server stopped before a new one or a clean
     // shutdown: whatever stops servers may be this job. Resuming it again could loop forever.
@@ -570,10 +598,10 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
     const snapshots: Map<number, RunSnapshot> = checkpoint ? decodeSnapshots(checkpoint.payload) : new Map();
     const completed = new Map<number, RunResult>();
     const stored = emptyStoredProgress();
-    for (const event of await this.store.events(record.id, 0)) noteStored(stored, event, completed);
+    for (const event of fresh ? [] : await this.store.events(record.id, 0)) noteStored(stored, event, completed);
     const resumedFrom = new Map([...snapshots].map(([restart, s]) => [restart, s.iteration]));
     const cost = jobBytes(settings, record.targetIds.length, entry.model.checkpoint.config);
-    const live = this.addLive(record, epoch, stored, resumedFrom, cost);
+    const live = this.addLive(record, epoch, stored, cost);
     if (record.lastSequence > 0) live.resumedAtCheckpoint = keep;
     live.handle = await entry.engine.submit({
       targetIds: record.targetIds, settings, resumeFrom: snapshots, completed, client: record.clientId,
@@ -587,10 +615,10 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
     }
   }
 
-  private addLive(record: JobRecord, epoch: number, stored: StoredProgress, resumedFrom: Map<number, number>,
-    cost: number): LiveJob {
+  private addLive(record: JobRecord, epoch: number, stored: StoredProgress, cost: number): LiveJob {
     const live: LiveJob = {
-      record, cost, epoch, nextSequence: record.lastSequence + 1, iterationsSinceCheckpoint: 0, resumedFrom, stored,
+      record, cost, epoch, nextSequence: record.lastSequence + 1, iterationsSinceCheckpoint: 0, stored,
+      resumedRestarts: new Map(),
     };
     this.live.set(record.id, live);
     this.jobLog.hold(record.id, epoch);
@@ -655,9 +683,26 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
       live.record.state = 'RUNNING';
       this.jobLog.setState({ jobId, state: 'RUNNING' });
     }
-    if (alreadyStored(live.stored, event)) return;
+    if (alreadyStored(live.stored, event)) {
+      if (event.type === 'started') live.resumedRestarts.set(event.restart, event);
+      return;
+    }
+    // The first new event of a restart that ran before the move: say first where its history continues.
+    const restart = event.type === 'progress' ? event.progress.restart : event.type === 'restart_result' ? event.result.restart : -1;
+    const started = live.resumedRestarts.get(restart);
+    if (started) {
+      live.resumedRestarts.delete(restart);
+      const continuesAt = event.type === 'progress' ? event.progress.iteration
+        : (live.stored.progressThrough.get(restart) ?? -1) + 1;
+      this.append(live, started, continuesAt);
+    }
+    this.append(live, event, 0);
+  }
+
+  // Number, encode and hand an event to the job log and its live readers, and apply what it changes.
+  private append(live: LiveJob, event: InversionEvent, resumedFrom: number): void {
+    const jobId = live.record.id;
     const now = Date.now();
-    const resumedFrom = event.type === 'started' ? live.resumedFrom.get(event.restart) ?? 0 : 0;
     const proto = eventToProto(event, live.nextSequence++, now, resumedFrom);
     const kind = proto.kind.case!;
     const payload = encodeEvent(proto);

@@ -34,6 +34,8 @@ export interface SchedulerClient {
   leases(): Lease[];
   /** Stop these jobs here: their leases are gone. */
   leasesLost(jobIds: readonly string[]): void;
+  /** Say that the store failed at a claim (the server is not ready until it writes again). */
+  storeFailed(error: unknown, what: string): void;
 }
 
 export class JobScheduler {
@@ -108,8 +110,9 @@ export class JobScheduler {
       claimed = await this.store.claimJobs(this.options.serverId, models, room, this.options.leaseMs,
         { ignoreLeases: this.firstClaim && this.options.exclusive });
     } catch (error: unknown) {
-      // The next claim tries again; a store fault also shows in readiness through the job log's next write.
-      this.log.error({ err: error, fault: isStoreFault(error) }, 'claiming jobs failed');
+      // The next claim tries again; a store fault also makes the server not ready until the store writes again.
+      if (isStoreFault(error)) this.client.storeFailed(error, 'claim jobs');
+      else this.log.error({ err: error }, 'claiming jobs failed');
       return 0;
     }
     this.firstClaim = false;

@@ -137,17 +137,18 @@ describe('recite serve killed and restarted on the same database', () => {
     const { events, error } = await watchResumed(client, jobId);
     expect(error).toBeUndefined();
     const resumed = checkResumedHistory(events);
-    // Resumed from the checkpoint: the iterations stored after it are in the history once (checked above), as
-    // redone after the restart.
-    expect(resumed).toBe(checkpointIteration);
-    expect(resumed).toBeLessThanOrEqual(storedLast + 1);
+    // Resumed from the checkpoint: the iterations stored after it were recomputed without being shown again, and the
+    // history continues right after the last stored one (each iteration once: checked above).
+    expect(resumed).toBe(storedLast + 1);
+    expect(checkpointIteration).toBeLessThanOrEqual(storedLast + 1);
 
     const finishedAfter = await client.getJob({ jobId: finishedId }, { headers: authHeaders });
     expect(finishedAfter).toEqual(finishedBefore);
     const job = await client.getJob({ jobId }, { headers: authHeaders });
     expect(job.job!.result!.restarts[0]!.iterations).toBe(maxIterations);
     console.log(`SIGKILL at iteration ${seenBeforeKill} (client's view), ${storedLast} (stored); resumed from the ` +
-      `checkpoint at iteration ${resumed}: ${storedLast + 1 - resumed} iterations redone; history ${events.length} events`);
+      `checkpoint at iteration ${checkpointIteration}: ${storedLast + 1 - checkpointIteration} iterations recomputed, ` +
+      `not shown again; history ${events.length} events`);
   });
 
   it('SIGTERM mid-job: exits 0 promptly, and the restart resumes from the shutdown checkpoint', async () => {
