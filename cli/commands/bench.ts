@@ -1,6 +1,7 @@
 // `recite bench`: time the gradient graph against the same-run MatMul peak, or with --engine the inversion engine's
 // job-iterations per second with N jobs batched against the same jobs in turn, or with --fairness a light client's
-// job alone and beside a heavy client; progress on stderr, the table (or the JSON with `--json -`) on stdout.
+// job alone and beside a heavy client, or with --fleet several `recite serve` processes on one PostgreSQL database;
+// progress on stderr, the table (or the JSON with `--json -`) on stdout.
 import fs from 'node:fs';
 import Table from 'cli-table3';
 import type { Command } from 'commander';
@@ -11,6 +12,8 @@ import type { BenchModelName, GraphBenchEvent, GraphBenchResult } from '../../se
 import { benchModelNames, graphBenchDefaults, runGraphBench } from '../../server/bench/graph-bench.js';
 import type { FairnessBenchResult } from '../../server/bench/fairness-bench.js';
 import { fairnessBenchDefaults, median, runFairnessBench } from '../../server/bench/fairness-bench.js';
+import type { FleetBenchResult } from '../../server/bench/fleet-bench.js';
+import { fleetBenchDefaults, formatJobsPerWorker, runFleetBench } from '../../server/bench/fleet-bench.js';
 import { defaultRandomGpt2Dir } from '../../server/bench/random-gpt2.js';
 import { parseDeviceRequest } from '../../server/model/devices.js';
 import type { GraphPrecision } from '../../server/model/precision.js';
@@ -38,6 +41,11 @@ interface BenchCommandOptions {
   heavyBeams?: number;
   lightIterations?: number;
   timeout?: number;
+  fleet?: boolean;
+  db?: string;
+  workers?: number[];
+  model?: string;
+  maxHeldJobs?: number;
 }
 
 // Flags of one bench only, by option key and flag: given to the other bench they would be ignored silently.
@@ -45,12 +53,16 @@ const graphOnlyFlags = [['batches', '--batches'], ['minRuns', '--min-runs'], ['m
 const engineOnlyFlags = [['jobs', '--jobs'], ['iterations', '--iterations'], ['repeats', '--repeats']] as const;
 const fairnessOnlyFlags = [['heavyJobs', '--heavy-jobs'], ['heavyRestarts', '--heavy-restarts'],
   ['heavyBeams', '--heavy-beams'], ['lightIterations', '--light-iterations'], ['timeout', '--timeout']] as const;
+const fleetOnlyFlags = [['db', '--db'], ['workers', '--workers'], ['model', '--model'],
+  ['maxHeldJobs', '--max-held-jobs']] as const;
 
-/** Register `recite bench`: parse the flags, run runGraphBench (or runEngineBench), print the table or the JSON. */
+/** Register `recite bench`: parse the flags, run runGraphBench (or the engine, fairness or fleet bench), print the table or the JSON. */
 export function registerBenchCommand(program: Command): void {
   program.command('bench')
     .description('time forward + backward runs of the gradient graph and compare with one large MatMul on the same ' +
-      'execution provider; with --engine, time jobs through the inversion engine, batched against one at a time')
+      'execution provider; with --engine, time jobs through the inversion engine, batched against one at a time; ' +
+      'with --fairness, a light client beside a heavy one; with --fleet, api and worker servers on one PostgreSQL ' +
+      'database (on a 2-core machine the point is that work spreads and nothing stalls, not a speed-up)')
     .option('--engine', 'time the inversion engine: job-iterations/s of N jobs through the batcher against the same ' +
       'jobs one after another')
     .option('--device <device>', 'cpu | webgpu | cuda | auto', graphBenchDefaults.device)
@@ -70,10 +82,12 @@ export function registerBenchCommand(program: Command): void {
     .option('--min-seconds <s>', 'seconds of timed runs per point at least', parseNumber('--min-seconds'),
       graphBenchDefaults.minSeconds)
     // No commander defaults for the engine's own flags: an unset one must be told apart from a given one.
-    .option('--jobs <list>', `with --engine: job counts N, comma-separated (default: ${engineBenchDefaults.jobs.join(',')})`,
+    .option('--jobs <list>', `with --engine: job counts N, comma-separated (default: ${engineBenchDefaults.jobs.join(',')}); ` +
+      `with --fleet: jobs submitted per worker count, one number (default: ${fleetBenchDefaults.jobs})`,
       parseIntegers('--jobs'))
     .option('--iterations <n>', 'with --engine: iterations per job (default: ' +
-      `${Object.entries(engineBenchDefaults.iterations).map(([model, k]) => `${k} on ${model}`).join(', ')})`,
+      `${Object.entries(engineBenchDefaults.iterations).map(([model, k]) => `${k} on ${model}`).join(', ')}); with ` +
+      `--fleet: iterations of every job (default: ${fleetBenchDefaults.iterations})`,
       parsePositiveInteger('--iterations'))
     .option('--repeats <n>', 'with --engine: turns of each mode per point, in alternating order; the fastest are ' +
       `compared (default: ${engineBenchDefaults.repeats}); with --fairness: light jobs timed in each phase, medians ` +
@@ -89,12 +103,48 @@ export function registerBenchCommand(program: Command): void {
     .option('--light-iterations <n>', 'with --fairness: iterations of the light client\'s job (default: ' +
       `${fairnessBenchDefaults.lightIterations})`, parsePositiveInteger('--light-iterations'))
     .option('--timeout <s>', 'with --fairness: give up on the light job beside the load after this many seconds ' +
-      `(default: ${fairnessBenchDefaults.timeoutSeconds})`, parsePositiveInteger('--timeout'))
+      `(default: ${fairnessBenchDefaults.timeoutSeconds}); with --fleet: give up on a worker count whose jobs have not ` +
+      `all finished this long after the first submission (default: ${fleetBenchDefaults.timeoutSeconds})`,
+    parsePositiveInteger('--timeout'))
+    .option('--fleet', 'run one --role api server and W --role worker servers (child processes of the built CLI) on a ' +
+      'fresh PostgreSQL database per worker count, submit jobs to the api server, and report job-iterations/s, how ' +
+      'long jobs waited for a worker, the jobs each worker finished and the longest gap between results; the servers ' +
+      'compute with --threads threads each (default: 1). On a 2-core machine the point is that the work spreads over ' +
+      'every worker and nothing stalls, not a speed-up')
+    .option('--db <url>', 'with --fleet: admin URL of the PostgreSQL server to create a throwaway database on per worker ' +
+      `count (default: RECITE_TEST_POSTGRES, else ${fleetBenchDefaults.adminUrl.replace(/:[^:@/]*@/, ':***@')})`)
+    .option('--workers <list>', `with --fleet: worker counts W, comma-separated (default: ${fleetBenchDefaults.workers.join(',')})`,
+      parseIntegers('--workers'))
+    .option('--model <name>', `with --fleet: the model the servers serve and the jobs ask for (default: ${fleetBenchDefaults.model})`)
+    .option('--max-held-jobs <n>', 'with --fleet: jobs each worker runs at once (default: ' +
+      `${fleetBenchDefaults.maxHeldJobs})`, parsePositiveInteger('--max-held-jobs'))
     .option('--json <file>', 'also write every figure as JSON to <file>; "-" prints it on stdout as one JSON line instead of the table')
     .option('--cache-dir <dir>', `folder of the generated GPT-2 124M random checkpoint (default ${defaultRandomGpt2Dir()})`)
     .action(async (options: BenchCommandOptions, command: Command) => {
       const given = (key: string) => command.getOptionValueSource(key) !== undefined &&
         command.getOptionValueSource(key) !== 'default';
+      if (options.fleet) {
+        if (options.engine || options.fairness) command.error('error: --fleet, --engine and --fairness are three benches; give one');
+        const misplaced = [...graphOnlyFlags, ...fairnessOnlyFlags, ['repeats', '--repeats'] as const,
+          ['precision', '--precision'] as const, ['models', '--models'] as const, ['device', '--device'] as const,
+          ['lengths', '--lengths'] as const, ['cacheDir', '--cache-dir'] as const]
+          .filter(([key]) => key !== 'timeout' && given(key));
+        if (misplaced.length > 0) {
+          command.error(`error: ${misplaced.map(([, flag]) => flag).join(', ')} ` +
+            `${misplaced.length === 1 ? 'does' : 'do'} not apply with --fleet`);
+        }
+        if (options.jobs !== undefined && options.jobs.length !== 1) {
+          command.error(`error: --jobs ${options.jobs.join(',')}: with --fleet, one job count`);
+        }
+        const { threads } = command.optsWithGlobals<{ threads?: string }>();
+        await runFleetCommand(options, threads === undefined ? undefined : positiveInteger('--threads', threads));
+        return;
+      }
+      const misplacedFleet = fleetOnlyFlags.filter(([key]) => given(key));
+      if (misplacedFleet.length > 0) {
+        command.error(`error: ${misplacedFleet.map(([, flag]) => flag).join(', ')} only ` +
+          `${misplacedFleet.length === 1 ? 'applies' : 'apply'} with --fleet`);
+      }
       if (options.fairness) {
         if (options.engine) command.error('error: --fairness and --engine are two benches; give one');
         const misplaced = [...graphOnlyFlags, ...engineOnlyFlags, ['precision', '--precision'] as const]
@@ -162,6 +212,46 @@ async function runFairnessCommand(options: BenchCommandOptions): Promise<void> {
     onProgress: (line) => process.stderr.write(`recite bench: ${line}\n`),
   });
   writeReport(result, formatFairnessReport, options.json);
+}
+
+async function runFleetCommand(options: BenchCommandOptions, threads: number | undefined): Promise<void> {
+  const result = await runFleetBench({
+    ...(options.db === undefined ? {} : { adminUrl: options.db }),
+    ...(options.workers === undefined ? {} : { workers: options.workers }),
+    ...(options.jobs === undefined ? {} : { jobs: options.jobs[0]! }),
+    ...(options.iterations === undefined ? {} : { iterations: options.iterations }),
+    ...(options.model === undefined ? {} : { model: options.model }),
+    ...(options.maxHeldJobs === undefined ? {} : { maxHeldJobs: options.maxHeldJobs }),
+    ...(threads === undefined ? {} : { threads }),
+    ...(options.timeout === undefined ? {} : { timeoutSeconds: options.timeout }),
+    onProgress: (line) => process.stderr.write(`recite bench: ${line}\n`),
+  });
+  writeReport(result, formatFleetReport, options.json);
+}
+
+/** Render the fleet bench's figures: one row per worker count, and job-iterations/s against one worker's. */
+export function formatFleetReport(result: FleetBenchResult): string {
+  const s = result.settings;
+  const header = `fleet on PostgreSQL: 1 api server + W worker servers (model ${s.model}, max-held-jobs ${s.maxHeldJobs}, ` +
+    `${s.threads} session thread${s.threads === 1 ? '' : 's'} each) | ${s.jobs} jobs x ${s.iterations} iterations per ` +
+    `worker count | ${result.host.cpus} CPUs, ${result.host.cpuModel} | ${result.wallSeconds.toFixed(0)} s`;
+  const table = new Table({
+    head: ['workers', 'jobs', 'job-it/s', 'claim p50 ms', 'claim p95 ms', 'claim max ms', 'jobs per worker',
+      'longest gap between results ms'],
+    colAligns: ['right', 'right', 'right', 'right', 'right', 'right', 'left', 'right'],
+    style: { head: [], border: [] }, // no colour codes: the table is pasted into docs/benchmarks.md
+    chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' }, // no rule between rows
+  });
+  for (const p of result.points) {
+    table.push([p.workers, p.jobs, p.jobIterationsPerSecond.toFixed(1), p.claimMs.p50, p.claimMs.p95, p.claimMs.max,
+      formatJobsPerWorker(p.jobsPerWorker), p.longestResultGapMs]);
+  }
+  const ratios = result.ratios.length === 0 ? 'against W=1: not measured (needs --workers with 1)'
+    : `job-it/s against W=1 in the same run: ${result.ratios.map((r) => `W=${r.workers} ${r.ratio.toFixed(2)}x`).join(', ')}`;
+  const note = 'job-it/s: jobs x iterations over the seconds from the first submission to the last result. claim: a ' +
+    'job\'s first event (written by the worker that starts it) minus its creation. longest gap: between two consecutive ' +
+    'results of the run. With fewer cores than servers the point is that the work spreads and nothing stalls, not a speed-up.';
+  return [header, table.toString(), ratios, note].join('\n');
 }
 
 /** Render the fairness bench's figures: the light job alone, beside the heavy load, and the ratio against the goal. */
