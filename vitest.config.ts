@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // The store and fleet tests run against a local PostgreSQL: started here when it is installed but not running.
+    globalSetup: ['test/postgres/global-setup.ts'],
     // Graph runs and finite differences take seconds on two cores; a shared CI box is slower still.
     testTimeout: 120_000,
     hookTimeout: 120_000,
