@@ -166,7 +166,11 @@ export async function createReciteServer(partial: Partial<ReciteServerOptions> &
   });
   // The hub is made after the metrics (they count its finished jobs) and read by them when scraped.
   let hubRef: JobHub | undefined;
-  const metrics = createServiceMetrics(models, { store: () => hubRef!, clients: { useByClient: () => hubRef!.useByClient() } });
+  const metrics = createServiceMetrics(models, {
+    store: () => hubRef!, clients: { useByClient: () => hubRef!.useByClient() },
+    fleet: () => ({ serverId: hubRef!.serverId, role: options.role, liveJobs: hubRef!.liveJobs, claims: hubRef!.claims,
+      leasesLost: hubRef!.lostJobs }),
+  });
   const hub = new JobHub(store, models, {
     maxQueue: options.maxQueue,
     maxQueuedBytes: options.maxQueuedBytes,

@@ -143,6 +143,7 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
   private readonly orphanModels = new Set<string>();
   private accepting = true;
   private closed = false;
+  private leasesLostCount = 0;
   readonly options: JobHubOptions;
 
   constructor(private readonly store: JobRepository, private readonly registry: ModelRegistry, options: Partial<JobHubOptions>,
@@ -548,6 +549,16 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
     this.log.info({ jobs: this.live.size, checkpointed }, 'jobs checkpointed for shutdown');
   }
 
+  /** Jobs this server lost to another since the start (metrics). */
+  get lostJobs(): number {
+    return this.leasesLostCount;
+  }
+
+  /** This server's name as a lease owner (metrics). */
+  get serverId(): string {
+    return this.options.serverId;
+  }
+
   /** Jobs claimed since the start, and the time the last claim took, in ms (metrics). */
   get claims(): { claimed: number; lastClaimMs: number } {
     return { claimed: this.scheduler?.claimed ?? 0, lastClaimMs: this.scheduler?.lastClaimMs ?? 0 };
@@ -637,6 +648,7 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
       const live = this.live.get(jobId);
       if (!live) continue;
       this.live.delete(jobId);
+      this.leasesLostCount++;
       live.handle?.cancel();
       this.feed.closeJob(jobId);
       this.log.warn({ jobId, epoch: live.epoch }, 'job lease lost: it runs on another server now');

@@ -20,15 +20,73 @@ export interface StoreHealth {
   readonly storeWriteErrors: number;
 }
 
+/** What the metrics read of this server's place in a fleet (the job hub provides it). */
+export interface FleetState {
+  readonly serverId: string;
+  readonly role: string;
+  /** Jobs this server runs now (held under leases). */
+  readonly liveJobs: number;
+  /** Jobs claimed since the start, and how long the last claim took. */
+  readonly claims: { claimed: number; lastClaimMs: number };
+  /** Jobs this server lost to another server since the start (a lease that ran out while it was paused). */
+  readonly leasesLost: number;
+}
+
 /** Where the metrics read live state: the job store's health and the per-client use (the job hub gives both). */
 export interface MetricsSources {
   store?: () => StoreHealth;
   clients?: ClientUseSource;
+  fleet?: () => FleetState;
 }
 
 /** Create the metrics of one server; gauges read the live state when scraped. */
-export function createServiceMetrics(models: ModelRegistry, { store, clients }: MetricsSources = {}): ServiceMetrics {
+export function createServiceMetrics(models: ModelRegistry, { store, clients, fleet }: MetricsSources = {}): ServiceMetrics {
   const registry = new Registry();
+  if (fleet) {
+    // Every series of a server's own state carries its name, so a fleet's scrapes sum and compare.
+    new Gauge({
+      name: 'recite_server_info', help: 'this server: its name among those sharing the database, and its role',
+      labelNames: ['server', 'role'], registers: [registry],
+      collect() {
+        this.reset();
+        this.set({ server: fleet().serverId, role: fleet().role }, 1);
+      },
+    });
+    new Gauge({
+      name: 'recite_jobs_held', help: 'jobs this server runs now, under its leases', labelNames: ['server'], registers: [registry],
+      collect() {
+        this.reset();
+        this.set({ server: fleet().serverId }, fleet().liveJobs);
+      },
+    });
+    const seen = { claimed: 0, lost: 0 };
+    const claimed = new Counter({
+      name: 'recite_jobs_claimed_total', help: 'jobs this server claimed from the store (after a restart, or from another server)',
+      labelNames: ['server'], registers: [registry],
+      collect() {
+        const now = fleet();
+        claimed.inc({ server: now.serverId }, now.claims.claimed - seen.claimed);
+        seen.claimed = now.claims.claimed;
+      },
+    });
+    new Gauge({
+      name: 'recite_last_claim_seconds', help: 'how long this server\'s last claim of jobs took', labelNames: ['server'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.set({ server: fleet().serverId }, fleet().claims.lastClaimMs / 1000);
+      },
+    });
+    const lost = new Counter({
+      name: 'recite_leases_lost_total', help: 'jobs this server lost to another because its lease ran out',
+      labelNames: ['server'], registers: [registry],
+      collect() {
+        const now = fleet();
+        lost.inc({ server: now.serverId }, now.leasesLost - seen.lost);
+        seen.lost = now.leasesLost;
+      },
+    });
+  }
   if (store) {
     new Gauge({
       name: 'recite_store_ready', help: '1 while the job store can be written; 0 while it fails (disk full): new jobs are refused',

@@ -185,6 +185,16 @@ describe('three servers on one PostgreSQL database', () => {
       expect(progressOf(moved)).toEqual(progressOf(fresh));
     }
 
+    // Each server's metrics name it; the survivors counted the jobs they claimed (s1's among them).
+    const claimedBy = await Promise.all([servers[0]!, servers[2]!].map(async (server, i) => {
+      const text = await (await fetch(`${server.url}/metrics`)).text();
+      const name = i === 0 ? 's0' : 's2';
+      expect(text).toContain(`recite_server_info{server="${name}",role="all"} 1`);
+      return Number(new RegExp(`recite_jobs_claimed_total\\{server="${name}"\\} (\\d+)`).exec(text)?.[1] ?? NaN);
+    }));
+    expect(claimedBy.every((n) => Number.isInteger(n))).toBe(true);
+    expect(claimedBy[0]! + claimedBy[1]!).toBeGreaterThanOrEqual(held.length);
+
     expect(lags.length).toBeGreaterThan(100);
     expect(percentile(lags, 0.99)).toBeLessThan(1000);
     process.stdout.write(`fleet: takeover after ${takeoverMs} ms; live tail p99 lag ${percentile(lags, 0.99)} ms over ${lags.length} events\n`);
@@ -218,6 +228,8 @@ describe('three servers on one PostgreSQL database', () => {
     expect(Date.now() - stoppedAt).toBeLessThan(takeoverLimitMs);
     a!.child.kill('SIGCONT');
     await until(async () => a!.stderr().includes('job leases lost'), 15_000, 'pa to find its leases lost');
+    const lostOnA = /recite_leases_lost_total\{server="pa"\} (\d+)/.exec(await (await fetch(`${a!.url}/metrics`)).text());
+    expect(Number(lostOnA?.[1])).toBe(onA.length);
 
     // WatchJob on the woken server of a job now running on the other: live, and from the store.
     const followed = onA[0]!;
