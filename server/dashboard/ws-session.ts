@@ -15,7 +15,7 @@ import { JobEventSchema, JobSpecSchema, JobState, SubmitJobRequestSchema } from 
 import type { JobEvent, JobSpec } from '../../sdk/gen/recite/v1/recite_pb.js';
 import { CoalescingQueue } from '../service/coalescing-queue.js';
 import type { JobQueries, JobStreams, JobSubmission } from '../service/hub-ports.js';
-import { validateRequest } from '../service/validation.js';
+import { toConnectError, validateRequest } from '../service/validation.js';
 import type { JobListFeed, JobListReader } from './job-list-feed.js';
 import { jobSummaryJson } from './job-summary.js';
 import { unknownIn } from '../service/request-decoding.js';
@@ -143,7 +143,7 @@ export class DashboardSession implements JobListReader {
       return;
     }
     const id = requestId(message.id);
-    void this.handle(message).catch((error: unknown) => this.sendError(ConnectError.from(error), {
+    void this.handle(message).catch((error: unknown) => this.sendError(toConnectError(error), {
       ...(id !== undefined ? { id } : {}),
       ...(typeof message.jobId === 'string' ? { jobId: message.jobId } : {}),
     }));
@@ -224,7 +224,7 @@ export class DashboardSession implements JobListReader {
         if (++count % turnEvery === 0) await nextTurn();
       }
     } catch (error: unknown) {
-      if (!signal.aborted) this.sendError(ConnectError.from(error), { jobId });
+      if (!signal.aborted) this.sendError(toConnectError(error), { jobId });
     } finally {
       if (this.subscriptions.get(jobId) === subscription) this.subscriptions.delete(jobId);
     }

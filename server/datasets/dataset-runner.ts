@@ -10,7 +10,8 @@
 // to PENDING, and the row would be submitted twice. The others wait, trying for the lead now and then, while their
 // servers still serve reads and store new data sets; the leader finds those by looking at the store every so often.
 import { create, fromBinary } from '@bufbuild/protobuf';
-import { Code, ConnectError } from '@connectrpc/connect';
+import { Code } from '@connectrpc/connect';
+import { toConnectError } from '../service/validation.js';
 import type { Logger } from 'pino';
 import type { ClientQuotas, JobChange, JobChanges, JobQueries, JobSubmission, ModelCatalog } from '../service/hub-ports.js';
 import type { JobRepository } from '../store/job-repository.js';
@@ -522,7 +523,7 @@ export class DatasetRunner {
       return 'submitted';
     } catch (error: unknown) {
       if (this.halted) return 'retry';
-      const e = ConnectError.from(error);
+      const e = toConnectError(error);
       if (retryable.has(e.code)) {
         await this.store.markPending(record.id, row.index);
         return 'retry';

@@ -11,7 +11,6 @@
 import { randomUUID } from 'node:crypto';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
-import { Code, ConnectError } from '@connectrpc/connect';
 import type { Logger } from 'pino';
 import type { InversionEvent, RunResult } from '../engine/events.js';
 import type { InversionHandle } from '../engine/inversion-engine.js';
@@ -31,7 +30,7 @@ import {
   decodeEvent, decodeSnapshots, encodeEvent, encodeSnapshots, eventToProto, restartResultFromProto, settingsFromProto,
   settingsToProto,
 } from './proto-convert.js';
-import { toConnectError } from './validation.js';
+import { JobError } from './job-errors.js';
 import type {
   ClientQuotas, JobChange, JobChanges, JobQueries, JobStreams, JobSubmission, SettingsLimits,
 } from './hub-ports.js';
@@ -222,7 +221,7 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
 
   /** Check a job request, store it and hand it to the model's engine; returns its id and queue position. */
   async submit(clientId: string, spec: JobSpec): Promise<{ jobId: string; queuePosition: number }> {
-    if (!this.accepting) throw new ConnectError('the server is shutting down; retry on another server or later', Code.Unavailable);
+    if (!this.accepting) throw new JobError('unavailable', 'the server is shutting down; retry on another server or later');
     if (this.jobLog.fault) throw storeUnavailable(this.jobLog.fault);
     const limits = this.limitsOf(clientId);
     const entry = this.registry.require(spec.model, 'spec.model');
@@ -262,12 +261,12 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
     if (!admitted.admitted) {
       const { use } = admitted;
       if (admitted.reason === 'jobs') {
-        throw new ConnectError(`queue is full for client "${clientId}": ${use.jobs} jobs are queued or running; the ` +
-          `limit is ${limits.maxJobs}`, Code.ResourceExhausted);
+        throw new JobError('exhausted', `queue is full for client "${clientId}": ${use.jobs} jobs are queued or running; the ` +
+          `limit is ${limits.maxJobs}`);
       }
-      throw new ConnectError(`queued cost over the limit for client "${clientId}": its unfinished jobs hold ` +
+      throw new JobError('exhausted', `queued cost over the limit for client "${clientId}": its unfinished jobs hold ` +
         `${formatBytes(use.bytes)} and this job would add ${formatBytes(cost)} (${settings.restarts} restarts); the ` +
-        `limit is ${formatBytes(limits.maxQueuedBytes)}`, Code.ResourceExhausted);
+        `limit is ${formatBytes(limits.maxQueuedBytes)}`);
     }
     if (owner === null) {
       this.log.info({ jobId: record.id, clientId, model: entry.name, tokens: targetIds.length }, 'job queued for any server');
@@ -281,7 +280,7 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
     } catch (error: unknown) {
       this.forget(record.id);
       await this.store.deleteJob(record.id);
-      throw toConnectError(error);
+      throw error; // the engine's refusal (a SettingsError, say): mapped at the edge
     }
     this.log.info({ jobId: record.id, clientId, model: entry.name, tokens: targetIds.length }, 'job submitted');
     return { jobId: record.id, queuePosition };
@@ -343,8 +342,7 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
         yield* this.tailStored(jobId, last, signal);
         return;
       }
-      throw new ConnectError(`the server is shutting down; watch job "${jobId}" again after sequence ${last}`,
-        Code.Unavailable);
+      throw new JobError('unavailable', `the server is shutting down; watch job "${jobId}" again after sequence ${last}`);
     } finally {
       signal.removeEventListener('abort', onAbort);
       this.feed.unsubscribe(jobId, subscriber);
@@ -382,11 +380,10 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
         if (page.length === pageSize || woken) continue;
         if (signal.aborted) return;
         if (this.closed) {
-          throw new ConnectError(`the server is shutting down; watch job "${jobId}" again after sequence ${last}`,
-            Code.Unavailable);
+          throw new JobError('unavailable', `the server is shutting down; watch job "${jobId}" again after sequence ${last}`);
         }
         if (!await this.store.getJob(jobId)) {
-          throw new ConnectError(`job_id: job "${jobId}" was deleted`, Code.NotFound);
+          throw new JobError('not_found', `job_id: job "${jobId}" was deleted`);
         }
         // A notice normally wakes the reader; the timeout only bounds the wait should one be lost.
         await new Promise<void>((resolve) => {
@@ -417,11 +414,11 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
     const page = beforeJobId ? { limit, beforeId: beforeJobId } : { limit };
     if (options.allClients) {
       if (!options.admin) {
-        throw new ConnectError(`all_clients: client "${clientId}" is not an admin; only clients marked admin in the ` +
-          'tokens file may list every client\'s jobs', Code.PermissionDenied);
+        throw new JobError('forbidden', `all_clients: client "${clientId}" is not an admin; only clients marked admin in the ` +
+          'tokens file may list every client\'s jobs');
       }
       if (beforeJobId && !await this.store.getJob(beforeJobId)) {
-        throw new ConnectError(`before_job_id: no job "${beforeJobId}"`, Code.NotFound);
+        throw new JobError('not_found', `before_job_id: no job "${beforeJobId}"`);
       }
       return Promise.all((await this.store.listAllJobs(page)).map((r) => this.toJob(r)));
     }
@@ -429,7 +426,7 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
       const cursor = await this.store.getJob(beforeJobId);
       // The store refuses a cursor that is not the client's; say so as for any job the client cannot see.
       if (!cursor || cursor.clientId !== clientId) {
-        throw new ConnectError(`before_job_id: no job "${beforeJobId}" for this client`, Code.NotFound);
+        throw new JobError('not_found', `before_job_id: no job "${beforeJobId}" for this client`);
       }
     }
     return Promise.all((await this.store.listJobs(clientId, page)).map((r) => this.toJob(r)));
@@ -471,14 +468,14 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
     await this.jobLog.flush();
     const record = await this.ownedJob(clientId, jobId, admin);
     if (record.state !== 'FINISHED' || this.live.has(jobId)) {
-      throw new ConnectError(`job_id: job "${jobId}" is ${record.state}; only a finished job can be deleted: cancel ` +
-        `it first (CancelJob), then delete it once it has finished`, Code.FailedPrecondition);
+      throw new JobError('precondition', `job_id: job "${jobId}" is ${record.state}; only a finished job can be deleted: cancel ` +
+        `it first (CancelJob), then delete it once it has finished`);
     }
     try {
       await this.store.deleteJob(jobId);
     } catch (error: unknown) {
       // Deleted by a call that raced this one: missing now, as GetJob would say.
-      if (error instanceof JobStoreError) throw new ConnectError(`job_id: no job "${jobId}" for this client`, Code.NotFound);
+      if (error instanceof JobStoreError) throw new JobError('not_found', `job_id: no job "${jobId}" for this client`);
       if (!isStoreFault(error)) throw error;
       this.jobLog.failed(error, 'delete a job');
       throw storeUnavailable(this.jobLog.fault!);
@@ -798,7 +795,7 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
   private async ownedJob(clientId: string, jobId: string, admin = false): Promise<JobRecord> {
     const record = this.live.get(jobId)?.record ?? await this.store.getJob(jobId);
     // Another client's job is reported as missing: its existence is not this client's business (an admin's it is).
-    if (!record || (record.clientId !== clientId && !admin)) throw new ConnectError(`job_id: no job "${jobId}" for this client`, Code.NotFound);
+    if (!record || (record.clientId !== clientId && !admin)) throw new JobError('not_found', `job_id: no job "${jobId}" for this client`);
     return record;
   }
 
@@ -832,18 +829,14 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
     const ids = spec.target.value?.ids ?? [];
     ids.forEach((id, i) => {
       const problem = tokenIdProblem(id, vocabSize);
-      if (problem) throw new ConnectError(`spec.target_ids.ids[${i}]: ${problem}`, Code.InvalidArgument);
+      if (problem) throw new JobError('invalid', `spec.target_ids.ids[${i}]: ${problem}`);
     });
     return [...ids];
   }
 
-  /** A new job's settings, checked once, here, against the server's limits. */
+  /** A new job's settings, checked once, here, against the server's limits (a SettingsError names the field). */
   private checkSettings(spec: JobSpec) {
-    try {
-      return makeInversionSettings(settingsFromProto(spec.settings), this.options.limits);
-    } catch (error: unknown) {
-      throw toConnectError(error);
-    }
+    return makeInversionSettings(settingsFromProto(spec.settings), this.options.limits);
   }
 
   /**
@@ -855,9 +848,9 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
   }
 }
 
-function storeUnavailable(fault: StoreFault): ConnectError {
-  return new ConnectError(`the job store cannot be written (${fault.message}) since ` +
-    `${new Date(fault.sinceMs).toISOString()}; new jobs are refused until it can; retry later`, Code.Unavailable);
+function storeUnavailable(fault: StoreFault): JobError {
+  return new JobError('unavailable', `the job store cannot be written (${fault.message}) since ` +
+    `${new Date(fault.sinceMs).toISOString()}; new jobs are refused until it can; retry later`);
 }
 
 // How long a reader tailing the store waits for a notice before it reads again anyway, in ms.

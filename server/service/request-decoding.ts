@@ -10,6 +10,9 @@ import { Code, ConnectError, createContextKey, createContextValues } from '@conn
 import type { UniversalHandler, UniversalServerRequest } from '@connectrpc/connect/protocol';
 import type { Logger } from 'pino';
 import { isStoreFault } from '../store/job-repository.js';
+import { SettingsError } from '../engine/settings.js';
+import { JobError } from './job-errors.js';
+import { toConnectError } from './validation.js';
 
 /** JSON options for the Connect adapter: refuse what the schema does not know. */
 export const strictJsonOptions = Object.freeze({ ignoreUnknownFields: false });
@@ -56,7 +59,7 @@ export function logErrors(log: Logger): Interceptor {
     try {
       res = await next(req);
     } catch (error: unknown) {
-      const mapped = storeFaultUnavailable(error);
+      const mapped = toApiError(error);
       report(mapped);
       throw mapped;
     }
@@ -67,7 +70,7 @@ export function logErrors(log: Logger): Interceptor {
       try {
         yield* messages;
       } catch (error: unknown) {
-        const mapped = storeFaultUnavailable(error);
+        const mapped = toApiError(error);
         report(mapped);
         throw mapped;
       }
@@ -75,9 +78,11 @@ export function logErrors(log: Logger): Interceptor {
   };
 }
 
-// A store error that escapes a handler (the data set store on a full disk, say) is transient: Unavailable, so that
-// clients retry, rather than Internal.
-function storeFaultUnavailable(error: unknown): unknown {
+// The one place a handler's error becomes the API's: the service's refusals (JobError) and the engine's (settings)
+// by toConnectError; a store error that escapes a handler (the data set store on a full disk, say) is transient:
+// Unavailable, so that clients retry, rather than Internal. Anything else stays internal.
+function toApiError(error: unknown): unknown {
+  if (error instanceof JobError || error instanceof SettingsError) return toConnectError(error);
   if (error instanceof ConnectError || !isStoreFault(error)) return error;
   const code = (error as { code: string }).code;
   return new ConnectError(`the store failed (${code}: ${error instanceof Error ? error.message : String(error)}); retry later`,

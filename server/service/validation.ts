@@ -5,6 +5,8 @@ import { pathToString } from '@bufbuild/protobuf/reflect';
 import type { Path } from '@bufbuild/protobuf/reflect';
 import { createValidator } from '@bufbuild/protovalidate';
 import { Code, ConnectError } from '@connectrpc/connect';
+import { JobError } from './job-errors.js';
+import type { JobErrorReason } from './job-errors.js';
 import { JobSettingsSchema } from '../../sdk/gen/recite/v1/recite_pb.js';
 import { SettingsError } from '../engine/settings.js';
 
@@ -83,9 +85,23 @@ function describeValue(value: unknown): string {
   return '(message)';
 }
 
-/** Map engine errors onto API errors, once, at the edge: settings out of range are the caller's to fix. */
+/** The Connect code of each reason the job service refuses a call for (job-errors.ts). */
+const jobErrorCodes: Readonly<Record<JobErrorReason, Code>> = {
+  not_found: Code.NotFound,
+  invalid: Code.InvalidArgument,
+  exhausted: Code.ResourceExhausted,
+  forbidden: Code.PermissionDenied,
+  precondition: Code.FailedPrecondition,
+  unavailable: Code.Unavailable,
+};
+
+/**
+ * Map the service's and the engine's errors onto API errors, once, at the edge: a JobError by its reason, settings
+ * out of range as the caller's to fix (naming the proto field), anything else as internal.
+ */
 export function toConnectError(error: unknown): ConnectError {
   if (error instanceof ConnectError) return error;
+  if (error instanceof JobError) return new ConnectError(error.message, jobErrorCodes[error.reason]);
   if (error instanceof SettingsError) {
     return new ConnectError(`${settingsFieldPath(error.field)}: ${error.message.slice(error.field.length + 2)}`,
       Code.InvalidArgument);

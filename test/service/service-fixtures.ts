@@ -16,6 +16,7 @@ import { JobHub } from '../../server/service/job-hub.js';
 import { ModelRegistry } from '../../server/service/model-registry.js';
 import { ReciteServiceImpl } from '../../server/service/recite-service.js';
 import { SqliteJobStore } from '../../server/store/sqlite-job-store.js';
+import { logErrors } from '../../server/service/request-decoding.js';
 import { Health } from '../../sdk/gen/health/v1/health_pb.js';
 import { ReciteService } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { JobEvent, JobSpecSchema } from '../../sdk/gen/recite/v1/recite_pb.js';
@@ -71,7 +72,10 @@ export async function createInMemoryService(hubOptions: Partial<JobHubOptions> =
   const routes = (router: ConnectRouter) => router
     .service(ReciteService, new ReciteServiceImpl(hub, models))
     .service(Health, new HealthServiceImpl(models));
-  const transport = createRouterTransport(routes, { router: { interceptors: [createAuthInterceptor(tokens)] } });
+  // The server's own edge: errors mapped to the API's (logErrors), the token checked.
+  const transport = createRouterTransport(routes, {
+    router: { interceptors: [logErrors(pino({ level: 'silent' })), createAuthInterceptor(tokens)] },
+  });
   await models.ready();
   await hub.start();
   return {
