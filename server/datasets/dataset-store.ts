@@ -3,6 +3,8 @@
 // of its own. better-sqlite3 is synchronous, so each call has committed by the time its promise is made.
 import Database from 'better-sqlite3';
 import { openDatabase } from '../store/sqlite-schema.js';
+import type { DatasetRow, RowRow } from './dataset-rows.js';
+import { datasetColumns, datasetFromRow, newestFirst, rowColumns, rowFromRow } from './dataset-rows.js';
 import { DatasetStoreError } from './dataset-repository.js';
 import type {
   DatasetRecord, DatasetRepository, DatasetRowRecord, DatasetState, NewDataset, RowCounts, RowOutcome, RowState,
@@ -11,42 +13,6 @@ import type {
 export { DatasetStoreError };
 
 const missStatuses = ['MAX_ITERATIONS', 'PATIENCE', 'THRESHOLD'];
-
-interface DatasetRow {
-  id: string;
-  client_id: string;
-  name: string;
-  content_hash: string;
-  model: string;
-  settings: Buffer;
-  state: DatasetState;
-  created_at: number;
-  finished_at: number | null;
-  row_count: number;
-  finished_rows: number;
-}
-
-interface RowRow {
-  dataset_id: string;
-  idx: number;
-  row_id: string;
-  target_text: string | null;
-  target_ids: string | null;
-  state: RowState;
-  submitting_at: number | null;
-  job_id: string | null;
-  status: string | null;
-  iterations_to_hit: number | null;
-  best_nll: number | null;
-  iterations: number | null;
-  elapsed_ms: number | null;
-  error: string | null;
-  finish_order: number | null;
-}
-
-const datasetColumns = 'id, client_id, name, content_hash, model, settings, state, created_at, finished_at, row_count, finished_rows';
-const rowColumns = `dataset_id, idx, row_id, target_text, target_ids, state, submitting_at, job_id, status, iterations_to_hit,
-  best_nll, iterations, elapsed_ms, error, finish_order`;
 
 /** Store data sets and their rows in SQLite; see dataset-repository.ts for the row life cycle. */
 export class SqliteDatasetStore implements DatasetRepository {
@@ -220,7 +186,6 @@ export class SqliteDatasetStore implements DatasetRepository {
 
 /** Prepare every statement once. */
 function prepareStatements(db: Database.Database) {
-  const newestFirst = 'ORDER BY created_at DESC, row DESC';
   return {
     insertDataset: db.prepare<[string, string, string, string, string, Uint8Array, number, number]>(
       `INSERT INTO datasets (id, client_id, name, content_hash, model, settings, state, created_at, row_count)
@@ -268,42 +233,5 @@ function prepareStatements(db: Database.Database) {
         sum(state = 'FINISHED' AND status IN (?, ?, ?)) AS misses,
         sum(CASE WHEN state = 'FINISHED' THEN iterations ELSE 0 END) AS iterations
       FROM dataset_rows WHERE dataset_id = ?`),
-  };
-}
-
-function datasetFromRow(row: DatasetRow): DatasetRecord {
-  return {
-    id: row.id,
-    clientId: row.client_id,
-    name: row.name,
-    contentHash: row.content_hash,
-    model: row.model,
-    settings: new Uint8Array(row.settings.buffer, row.settings.byteOffset, row.settings.byteLength),
-    state: row.state,
-    createdAtMs: row.created_at,
-    finishedAtMs: row.finished_at,
-    rowCount: row.row_count,
-    finishedRows: row.finished_rows,
-  };
-}
-
-function rowFromRow(row: RowRow): DatasetRowRecord {
-  return {
-    datasetId: row.dataset_id,
-    index: row.idx,
-    rowId: row.row_id,
-    target: row.target_ids !== null ? { ids: JSON.parse(row.target_ids) as number[] } : { text: row.target_text ?? '' },
-    state: row.state,
-    submittingAtMs: row.submitting_at,
-    jobId: row.job_id,
-    outcome: row.state === 'FINISHED' ? {
-      status: row.status ?? 'FAILED',
-      iterationsToHit: row.iterations_to_hit,
-      bestNll: row.best_nll,
-      iterations: row.iterations ?? 0,
-      elapsedMs: row.elapsed_ms ?? 0,
-      error: row.error,
-    } : null,
-    finishOrder: row.finish_order,
   };
 }

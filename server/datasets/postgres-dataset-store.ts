@@ -9,8 +9,10 @@ import pg from 'pg';
 import type { Pool, PoolClient } from 'pg';
 import type { PostgresPoolOptions } from '../store/postgres-schema.js';
 import {
-  buffer, bytes, datasetLeadLockKey, describe, inTransaction, isUniqueViolation, openPostgresPool, redactUrl,
+  buffer, datasetLeadLockKey, describe, inTransaction, isUniqueViolation, openPostgresPool, redactUrl,
 } from '../store/postgres-schema.js';
+import type { DatasetRow, RowRow } from './dataset-rows.js';
+import { datasetColumns, datasetFromRow, newestFirst, rowColumns, rowFromRow } from './dataset-rows.js';
 import { DatasetStoreError } from './dataset-repository.js';
 import type {
   DatasetRecord, DatasetRepository, DatasetRowRecord, DatasetState, NewDataset, RowCounts, RowOutcome, RowState,
@@ -28,43 +30,6 @@ interface LeadSession {
   leading: boolean;
   onLost: (() => void) | undefined;
 }
-
-interface DatasetRow {
-  id: string;
-  client_id: string;
-  name: string;
-  content_hash: string;
-  model: string;
-  settings: Buffer;
-  state: DatasetState;
-  created_at: number;
-  finished_at: number | null;
-  row_count: number;
-  finished_rows: number;
-}
-
-interface RowRow {
-  dataset_id: string;
-  idx: number;
-  row_id: string;
-  target_text: string | null;
-  target_ids: string | null;
-  state: RowState;
-  submitting_at: number | null;
-  job_id: string | null;
-  status: string | null;
-  iterations_to_hit: number | null;
-  best_nll: number | null;
-  iterations: number | null;
-  elapsed_ms: number | null;
-  error: string | null;
-  finish_order: number | null;
-}
-
-const datasetColumns = 'id, client_id, name, content_hash, model, settings, state, created_at, finished_at, row_count, finished_rows';
-const rowColumns = `dataset_id, idx, row_id, target_text, target_ids, state, submitting_at, job_id, status, iterations_to_hit,
-  best_nll, iterations, elapsed_ms, error, finish_order`;
-const newestFirst = 'ORDER BY created_at DESC, row DESC';
 
 /** Store data sets and their rows in a PostgreSQL database; see the module comment. */
 export class PostgresDatasetStore implements DatasetRepository {
@@ -335,41 +300,4 @@ export class PostgresDatasetStore implements DatasetRepository {
 /** Map SQLite's "negative limit: no limit" onto PostgreSQL's LIMIT NULL. */
 function limitOrAll(limit: number): number | null {
   return limit < 0 ? null : limit;
-}
-
-function datasetFromRow(row: DatasetRow): DatasetRecord {
-  return {
-    id: row.id,
-    clientId: row.client_id,
-    name: row.name,
-    contentHash: row.content_hash,
-    model: row.model,
-    settings: bytes(row.settings),
-    state: row.state,
-    createdAtMs: row.created_at,
-    finishedAtMs: row.finished_at,
-    rowCount: row.row_count,
-    finishedRows: row.finished_rows,
-  };
-}
-
-function rowFromRow(row: RowRow): DatasetRowRecord {
-  return {
-    datasetId: row.dataset_id,
-    index: row.idx,
-    rowId: row.row_id,
-    target: row.target_ids !== null ? { ids: JSON.parse(row.target_ids) as number[] } : { text: row.target_text ?? '' },
-    state: row.state,
-    submittingAtMs: row.submitting_at,
-    jobId: row.job_id,
-    outcome: row.state === 'FINISHED' ? {
-      status: row.status ?? 'FAILED',
-      iterationsToHit: row.iterations_to_hit,
-      bestNll: row.best_nll,
-      iterations: row.iterations ?? 0,
-      elapsedMs: row.elapsed_ms ?? 0,
-      error: row.error,
-    } : null,
-    finishOrder: row.finish_order,
-  };
 }

@@ -10,7 +10,7 @@
 import pg from 'pg';
 import type { Notification, Pool, PoolClient } from 'pg';
 import type {
-  Admission, AdmissionResult, CheckpointRecord, ClaimedJob, EventKind, EventRecord, JobRecord, JobRepository,
+  Admission, AdmissionResult, CheckpointRecord, ClaimedJob, EventRecord, JobRecord, JobRepository,
   JobState, Lease, ListOptions, NewJob, StoreNotice, WriteBatch,
 } from './job-repository.js';
 import {
@@ -18,7 +18,12 @@ import {
   JobStoreError, LeaseLostError, noticesOfBatch, requireBytes, requireId, requireInteger, requireLimit, requireState,
 } from './job-repository.js';
 import type { PostgresPoolOptions } from './postgres-schema.js';
-import { buffer, bytes, inTransaction, isUniqueViolation, openPostgresPool, redactUrl } from './postgres-schema.js';
+import type { CheckpointRow, EventRow, JobRow } from './job-rows.js';
+import {
+  checkpointColumns, checkpointFromRow, eventColumns, eventFromRow, jobColumns, jobFromRow, newestFirst, oldestFirst,
+  requireChanged,
+} from './job-rows.js';
+import { buffer, inTransaction, isUniqueViolation, openPostgresPool, redactUrl } from './postgres-schema.js';
 
 /** Options of {@link PostgresJobStore.open}: the pool's, and how the notice listener reports a reconnection. */
 export interface PostgresJobStoreOptions extends PostgresPoolOptions {
@@ -41,41 +46,8 @@ const databaseNowMs = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
 /** How long the listener waits before its first and its longest reconnection attempt, in ms. */
 const listenerBackoff = { firstMs: 100, maxMs: 5000 };
 
-interface JobRow {
-  id: string;
-  client_id: string;
-  model: string;
-  label: string;
-  spec: Buffer;
-  target_ids: string;
-  target_text: string;
-  state: JobState;
-  status: string | null;
-  cancel_requested: boolean;
-  created_at: number;
-  finished_at: number | null;
-  last_sequence: number;
-  summary: Buffer | null;
-}
-
-interface EventRow {
-  job_id: string;
-  sequence: number;
-  time_ms: number;
-  kind: EventKind;
-  restart: number | null;
-  iteration: number | null;
-  payload: Buffer;
-}
-
 /** Anything that runs a query: the pool (one statement, its own transaction) or a client inside a transaction. */
 type Queryable = Pick<Pool | PoolClient, 'query'>;
-
-const jobColumns = `id, client_id, model, label, spec, target_ids, target_text, state, status, cancel_requested,
-  created_at, finished_at, last_sequence, summary`;
-const eventColumns = 'job_id, sequence, time_ms, kind, restart, iteration, payload';
-const newestFirst = 'ORDER BY created_at DESC, row DESC';
-const oldestFirst = 'ORDER BY created_at ASC, row ASC';
 
 /** Store jobs, events and checkpoints in a PostgreSQL database; see the module comment for the guarantees. */
 export class PostgresJobStore implements JobRepository {
@@ -161,7 +133,7 @@ export class PostgresJobStore implements JobRepository {
 
   async deleteJob(jobId: string): Promise<void> {
     // Events and the checkpoint go with it (ON DELETE CASCADE).
-    requireChanged('deleteJob', jobId, await this.pool.query('DELETE FROM jobs WHERE id = $1', [jobId]));
+    requireChanged('deleteJob', jobId, (await this.pool.query('DELETE FROM jobs WHERE id = $1', [jobId])).rowCount);
   }
 
   async appendEvents(events: readonly EventRecord[]): Promise<void> {
@@ -210,11 +182,9 @@ export class PostgresJobStore implements JobRepository {
   }
 
   async latestCheckpoint(jobId: string): Promise<CheckpointRecord | undefined> {
-    const { rows } = await this.pool.query<{ job_id: string; sequence: number; time_ms: number; payload: Buffer }>(
-      'SELECT job_id, sequence, time_ms, payload FROM checkpoints WHERE job_id = $1', [jobId]);
-    if (rows.length === 0) return undefined;
-    const [row] = rows;
-    return { jobId: row.job_id, sequence: row.sequence, timeMs: row.time_ms, payload: bytes(row.payload) };
+    const { rows } = await this.pool.query<CheckpointRow>(
+      `SELECT ${checkpointColumns} FROM checkpoints WHERE job_id = $1`, [jobId]);
+    return rows.length === 0 ? undefined : checkpointFromRow(rows[0]);
   }
 
   async truncateEventsAfter(jobId: string, sequence: number): Promise<number> {
@@ -664,7 +634,8 @@ async function setSummariesIn(db: Queryable, summaries: readonly { jobId: string
 
 async function setSummaryIn(db: Queryable, jobId: string, summary: Uint8Array): Promise<void> {
   requireBytes('setSummary', 'summary', summary);
-  requireChanged('setSummary', jobId, await db.query('UPDATE jobs SET summary = $1 WHERE id = $2', [buffer(summary), jobId]));
+  const { rowCount } = await db.query('UPDATE jobs SET summary = $1 WHERE id = $2', [buffer(summary), jobId]);
+  requireChanged('setSummary', jobId, rowCount);
 }
 
 async function saveCheckpointIn(client: PoolClient, checkpoint: CheckpointRecord): Promise<void> {
@@ -679,39 +650,4 @@ async function saveCheckpointIn(client: PoolClient, checkpoint: CheckpointRecord
 async function setResumeMarkIn(db: Queryable, jobId: string, sequence: number | null): Promise<void> {
   if (sequence !== null) requireInteger('setResumeMark', 'sequence', sequence);
   await db.query('UPDATE jobs SET resumed_from = $1 WHERE id = $2', [sequence, jobId]);
-}
-
-function jobFromRow(row: JobRow): JobRecord {
-  return {
-    id: row.id,
-    clientId: row.client_id,
-    model: row.model,
-    label: row.label,
-    spec: bytes(row.spec),
-    targetIds: JSON.parse(row.target_ids) as number[],
-    targetText: row.target_text,
-    state: row.state,
-    status: row.status,
-    cancelRequested: row.cancel_requested,
-    createdAtMs: row.created_at,
-    finishedAtMs: row.finished_at,
-    lastSequence: row.last_sequence,
-    summary: row.summary === null ? null : bytes(row.summary),
-  };
-}
-
-function eventFromRow(row: EventRow): EventRecord {
-  return {
-    jobId: row.job_id,
-    sequence: row.sequence,
-    timeMs: row.time_ms,
-    kind: row.kind,
-    restart: row.restart,
-    iteration: row.iteration,
-    payload: bytes(row.payload),
-  };
-}
-
-function requireChanged(op: string, jobId: string, result: { rowCount: number | null }): void {
-  if (result.rowCount === 0) throw new JobStoreError(`${op}: no job '${jobId}'`);
 }

@@ -276,11 +276,6 @@ export function isUniqueViolation(error: unknown, constraint?: string): boolean 
   return code === '23505' && (constraint === undefined || name === constraint);
 }
 
-/** View a bytea column's Buffer as a plain Uint8Array (no copy): callers see the declared type. */
-export function bytes(buffer: Buffer): Uint8Array {
-  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
-}
-
 /** View a Uint8Array as a Buffer (no copy), the form pg sends as bytea, in arrays too. */
 export function buffer(value: Uint8Array): Buffer {
   return Buffer.from(value.buffer, value.byteOffset, value.byteLength);

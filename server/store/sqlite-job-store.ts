@@ -7,13 +7,18 @@ import { EventEmitter } from 'node:events';
 import Database from 'better-sqlite3';
 import { openDatabase } from './sqlite-schema.js';
 import type {
-  Admission, AdmissionResult, CheckpointRecord, ClaimedJob, EventKind, EventRecord, JobRecord, JobRepository, JobState,
+  Admission, AdmissionResult, CheckpointRecord, ClaimedJob, EventRecord, JobRecord, JobRepository, JobState,
   Lease, ListOptions, NewJob, StoreNotice, WriteBatch,
 } from './job-repository.js';
 import {
   checkCheckpoint, checkEvent, checkNewJob, checkStateChange, checkTruncation, defaultListLimit, jobsOfBatch,
   JobStoreError, LeaseLostError, noticesOfBatch, requireBytes, requireId, requireInteger, requireLimit, requireState,
 } from './job-repository.js';
+import type { CheckpointRow, EventRow, JobRow } from './job-rows.js';
+import {
+  checkpointColumns, checkpointFromRow, eventColumns, eventFromRow, jobColumns, jobFromRow, newestFirst, oldestFirst,
+  requireChanged,
+} from './job-rows.js';
 
 /** Options of {@link SqliteJobStore.open}. */
 export interface JobStoreOptions {
@@ -30,46 +35,6 @@ export const jobStoreDefaults: Readonly<JobStoreOptions> = Object.freeze({
 export function makeJobStoreOptions(options?: Partial<JobStoreOptions>): JobStoreOptions {
   return { ...jobStoreDefaults, ...options };
 }
-
-interface JobRow {
-  id: string;
-  client_id: string;
-  model: string;
-  label: string;
-  spec: Buffer;
-  target_ids: string;
-  target_text: string;
-  state: JobState;
-  status: string | null;
-  cancel_requested: number;
-  created_at: number;
-  finished_at: number | null;
-  last_sequence: number;
-  summary: Buffer | null;
-}
-
-interface EventRow {
-  job_id: string;
-  sequence: number;
-  time_ms: number;
-  kind: EventKind;
-  restart: number | null;
-  iteration: number | null;
-  payload: Buffer;
-}
-
-interface CheckpointRow {
-  job_id: string;
-  sequence: number;
-  time_ms: number;
-  payload: Buffer;
-}
-
-const jobColumns = `id, client_id, model, label, spec, target_ids, target_text, state, status, cancel_requested,
-  created_at, finished_at, last_sequence, summary`;
-const eventColumns = 'job_id, sequence, time_ms, kind, restart, iteration, payload';
-const newestFirst = 'ORDER BY created_at DESC, row DESC';
-const oldestFirst = 'ORDER BY created_at ASC, row ASC';
 
 /** Store jobs, events and checkpoints in one SQLite file; see the module comment for the guarantees. */
 export class SqliteJobStore implements JobRepository {
@@ -160,7 +125,7 @@ export class SqliteJobStore implements JobRepository {
   }
 
   async deleteJob(jobId: string): Promise<void> {
-    requireChanged('deleteJob', jobId, this.statements.deleteJob.run(jobId));
+    requireChanged('deleteJob', jobId, this.statements.deleteJob.run(jobId).changes);
   }
 
   async appendEvents(events: readonly EventRecord[]): Promise<void> {
@@ -186,7 +151,7 @@ export class SqliteJobStore implements JobRepository {
   }
 
   async requestCancel(jobId: string): Promise<void> {
-    requireChanged('requestCancel', jobId, this.statements.requestCancel.run(jobId));
+    requireChanged('requestCancel', jobId, this.statements.requestCancel.run(jobId).changes);
     const job = this.statements.getJob.get(jobId)!;
     this.announce({ jobId, clientId: job.client_id, kind: 'cancel', lastSequence: job.last_sequence });
   }
@@ -197,12 +162,7 @@ export class SqliteJobStore implements JobRepository {
 
   async latestCheckpoint(jobId: string): Promise<CheckpointRecord | undefined> {
     const row = this.statements.latestCheckpoint.get(jobId);
-    return row === undefined ? undefined : {
-      jobId: row.job_id,
-      sequence: row.sequence,
-      timeMs: row.time_ms,
-      payload: bytes(row.payload),
-    };
+    return row === undefined ? undefined : checkpointFromRow(row);
   }
 
   async truncateEventsAfter(jobId: string, sequence: number): Promise<number> {
@@ -369,7 +329,7 @@ export class SqliteJobStore implements JobRepository {
 
   private setSummaryNow(jobId: string, summary: Uint8Array): void {
     requireBytes('setSummary', 'summary', summary);
-    requireChanged('setSummary', jobId, this.statements.setSummary.run(summary, jobId));
+    requireChanged('setSummary', jobId, this.statements.setSummary.run(summary, jobId).changes);
   }
 
   private saveCheckpointNow(checkpoint: CheckpointRecord): void {
@@ -443,7 +403,7 @@ function prepareStatements(db: Database.Database) {
       time_ms, payload) VALUES (?, ?, ?, ?) ON CONFLICT (job_id) DO UPDATE SET sequence = excluded.sequence,
       time_ms = excluded.time_ms, payload = excluded.payload`),
     latestCheckpoint: db.prepare<[string], CheckpointRow>(
-      'SELECT job_id, sequence, time_ms, payload FROM checkpoints WHERE job_id = ?'),
+      `SELECT ${checkpointColumns} FROM checkpoints WHERE job_id = ?`),
     truncateCheckpoint: db.prepare<[string, number]>('DELETE FROM checkpoints WHERE job_id = ? AND sequence > ?'),
     deleteJob: db.prepare<[string]>('DELETE FROM jobs WHERE id = ?'),
     setResumeMark: db.prepare<[number | null, string]>('UPDATE jobs SET resumed_from = ? WHERE id = ?'),
@@ -457,46 +417,6 @@ function prepareStatements(db: Database.Database) {
       byBoth: count('WHERE state = ? AND client_id = ?') as Database.Statement<[string, string], number>,
     },
   };
-}
-
-function jobFromRow(row: JobRow): JobRecord {
-  return {
-    id: row.id,
-    clientId: row.client_id,
-    model: row.model,
-    label: row.label,
-    spec: bytes(row.spec),
-    targetIds: JSON.parse(row.target_ids) as number[],
-    targetText: row.target_text,
-    state: row.state,
-    status: row.status,
-    cancelRequested: row.cancel_requested === 1,
-    createdAtMs: row.created_at,
-    finishedAtMs: row.finished_at,
-    lastSequence: row.last_sequence,
-    summary: row.summary === null ? null : bytes(row.summary),
-  };
-}
-
-function eventFromRow(row: EventRow): EventRecord {
-  return {
-    jobId: row.job_id,
-    sequence: row.sequence,
-    timeMs: row.time_ms,
-    kind: row.kind,
-    restart: row.restart,
-    iteration: row.iteration,
-    payload: bytes(row.payload),
-  };
-}
-
-/** Hand out a blob as a plain Uint8Array (no copy): callers see the declared type, not Buffer's other methods. */
-function bytes(buffer: Buffer): Uint8Array {
-  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
-}
-
-function requireChanged(op: string, jobId: string, result: Database.RunResult): void {
-  if (result.changes === 0) throw new JobStoreError(`${op}: no job '${jobId}'`);
 }
 
 type Fence = { owner: string; leases: ReadonlyMap<string, number> };

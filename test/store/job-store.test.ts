@@ -601,7 +601,8 @@ describe('SQLite file', () => {
 
   it('keeps every batch the writer reported committed when it is killed with SIGKILL, and no half batch', async () => {
     const built = join(root, 'dist/server/store/sqlite-job-store.js');
-    const sources = ['server/store/sqlite-job-store.ts', 'server/store/sqlite-schema.ts', 'server/store/job-repository.ts']
+    const sources = ['server/store/sqlite-job-store.ts', 'server/store/sqlite-schema.ts', 'server/store/job-repository.ts',
+      'server/store/job-rows.ts']
       .map((p) => join(root, p));
     if (!existsSync(built)) throw new Error(`crash test: ${built} is missing; run \`npx tsc -p tsconfig.json\` first`);
     const stale = sources.filter((p) => statSync(p).mtimeMs > statSync(built).mtimeMs + 1000);
