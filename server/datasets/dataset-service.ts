@@ -236,7 +236,7 @@ export class DatasetServiceImpl implements ServiceImpl<typeof DatasetService> {
     try {
       return { job: await this.hub.getJob(clientId, jobId) };
     } catch (error: unknown) {
-      if (error instanceof ConnectError && error.code === Code.NotFound) return {};
+      if (toConnectError(error).code === Code.NotFound) return {};
       throw error;
     }
   }
