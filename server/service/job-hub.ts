@@ -529,14 +529,18 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
         const checkpoints = [...this.live.values()].filter((live) => live.record.state === 'RUNNING')
           .map((live) => this.checkpointOf(live)).filter((c) => c !== undefined);
         checkpointed = checkpoints.length;
-        // A clean stop: no resume failed, whatever ran from a checkpoint since the start.
         return { checkpoints, clearResumeMarks: true };
       });
-      await this.store.releaseLeases(this.options.serverId, [...this.live.keys()]);
     } catch (error: unknown) {
-      // The jobs resume from their last stored checkpoint instead, once their leases run out.
+      // The jobs resume from their last stored checkpoint instead.
       checkpointed = 0;
       this.log.error({ err: error }, 'jobs could not be checkpointed for shutdown');
+    }
+    try {
+      // Checkpointed or not, another server (or this one restarted) may take them at once.
+      await this.store.releaseLeases(this.options.serverId, [...this.live.keys()]);
+    } catch (error: unknown) {
+      this.log.error({ err: error }, 'job leases could not be released: they run out instead');
     }
     // From here on the store is left as it is: the engines stop, and their last events are not written.
     this.closed = true;

@@ -138,16 +138,49 @@ export class JobLog {
   }
 
   /**
-   * Write what is gathered, then the given final batch (a shutdown's checkpoints), and stop writing: later events
-   * stay unwritten (the engines stop, and their jobs resume from these checkpoints). Throws if the final batch fails.
+   * Write what is gathered, then stop writing with a final batch: whatever arrived meanwhile together with `final`'s
+   * checkpoints (a shutdown's), cut in one synchronous step so that they describe the same moment. Later events stay
+   * unwritten (the engines stop, and their jobs resume from these checkpoints). Throws if the final batch fails.
    */
   async close(final: () => { checkpoints: CheckpointRecord[]; clearResumeMarks: boolean }): Promise<void> {
     clearTimeout(this.retryTimer);
     await this.flush();
     this.closed = true;
     clearTimeout(this.retryTimer);
-    const { checkpoints, clearResumeMarks } = final();
-    await this.store.commit({ checkpoints, clearResumeMarks }, this.fence(checkpoints.map((c) => c.jobId)));
+    let clearResumeMarks = false;
+    const { batch, jobIds } = this.cut(() => {
+      const last = final();
+      clearResumeMarks = last.clearResumeMarks;
+      return last.checkpoints;
+    });
+    await this.store.commit({ ...batch, clearResumeMarks }, this.fence(jobIds));
+  }
+
+  /**
+   * Take everything gathered as one batch, with the checkpoints `checkpoints` gives, in one synchronous step, and
+   * start gathering anew. Returns the batch, the maps it was made of (to put back should it fail) and the jobs it
+   * writes.
+   */
+  private cut(checkpointsNow: () => CheckpointRecord[]) {
+    const events = this.inFlightEvents = this.pendingEvents;
+    this.pendingEvents = [];
+    const summaries = this.summaries;
+    const states = this.states;
+    const marks = this.marks;
+    this.summaries = new Map();
+    this.states = new Map();
+    this.marks = new Map();
+    const checkpoints = checkpointsNow();
+    const batch = {
+      events,
+      summaries: [...summaries].map(([jobId, progress]) => ({ jobId, summary: toBinary(ProgressSchema, progress) })),
+      states: [...states.values()],
+      resumeMarks: [...marks].map(([jobId, sequence]) => ({ jobId, sequence })),
+      checkpoints,
+    };
+    const jobIds = [...events.map((e) => e.jobId), ...summaries.keys(), ...states.keys(), ...marks.keys(),
+      ...checkpoints.map((c) => c.jobId)];
+    return { batch, parts: { events, summaries, states, marks, checkpoints }, jobIds };
   }
 
   private scheduleFlush(): void {
@@ -173,25 +206,10 @@ export class JobLog {
     }
     this.lastBatchAt = performance.now();
     // Cut the batch synchronously: the checkpoints taken now cover exactly the events cut with them.
-    const events = this.inFlightEvents = this.pendingEvents;
-    this.pendingEvents = [];
-    const summaries = this.summaries;
-    const states = this.states;
-    const marks = this.marks;
-    this.summaries = new Map();
-    this.states = new Map();
-    this.marks = new Map();
-    const checkpoints = this.client.dueCheckpoints();
-    const batch = {
-      events,
-      summaries: [...summaries].map(([jobId, progress]) => ({ jobId, summary: toBinary(ProgressSchema, progress) })),
-      states: [...states.values()],
-      resumeMarks: [...marks].map(([jobId, sequence]) => ({ jobId, sequence })),
-      checkpoints,
-    };
+    const { batch, parts, jobIds } = this.cut(() => this.client.dueCheckpoints());
+    const { events, summaries, states, marks, checkpoints } = parts;
     try {
-      await this.store.commit(batch, this.fence([...events.map((e) => e.jobId), ...summaries.keys(), ...states.keys(),
-        ...marks.keys()]));
+      await this.store.commit(batch, this.fence(jobIds));
     } catch (error: unknown) {
       // Rolled back as a whole: put it back before what arrived meanwhile, which is newer where both name a job.
       this.pendingEvents = events.concat(this.pendingEvents);

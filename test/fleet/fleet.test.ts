@@ -264,6 +264,24 @@ describe('three servers on one PostgreSQL database', () => {
     const result = fromBinary(JobEventSchema, (await sql.query<{ payload: Buffer }>(
       "SELECT payload FROM events WHERE job_id = $1 AND kind = 'result'", [followed])).rows[0]!.payload);
     expect(result.kind.case === 'result' && result.kind.value.status).toBe(Status.CANCELLED);
-    for (const jobId of admitted) await cb.cancelJob({ jobId }, headers);
+
+    // A clean stop hands the jobs over at once: the stopping server checkpoints them at their last event and gives
+    // up its leases, and the other resumes each from that checkpoint, with nothing to recompute.
+    const running = (await sql.query<{ id: string }>("SELECT id FROM jobs WHERE owner = 'pb' AND state <> 'FINISHED'")).rows
+      .map((r) => r.id);
+    expect(running.length).toBeGreaterThan(0);
+    const stoppedCleanly = Date.now();
+    await stopServe(b, 'SIGTERM');
+    await until(async () => (await sql.query("SELECT 1 FROM jobs WHERE owner = 'pa' AND state <> 'FINISHED'")).rowCount ===
+      running.length, 10_000, "pb's jobs claimed by pa after its clean stop");
+    expect(Date.now() - stoppedCleanly).toBeLessThan(leaseMs);
+    const resumedOnA = () => a!.stderr().split('\n').filter((line) => line.includes('"msg":"job resumed"'))
+      .map((line) => JSON.parse(line) as { jobId: string; fromSequence: number; checkpoint: number })
+      .filter((line) => running.includes(line.jobId));
+    await until(async () => resumedOnA().length === running.length, 10_000, 'pa to resume them');
+    const resumedLines = resumedOnA();
+    expect(resumedLines.map((line) => line.jobId).sort()).toEqual([...running].sort());
+    for (const line of resumedLines) expect(line.checkpoint, line.jobId).toBe(line.fromSequence);
+    for (const jobId of admitted) await ca.cancelJob({ jobId }, headers);
   }, 180_000);
 });
