@@ -187,6 +187,9 @@ export async function createReciteServer(partial: Partial<ReciteServerOptions> &
     // A shared database takes every server's writes: one transaction per 100 ms per server rather than one per
     // engine round keeps it responsive (the live-tail lag it adds is at most that long).
     writeEveryMs: isPostgresUrl(options.db) ? 100 : 0,
+    // A database server can go away while this one is idle: readiness says so within 2 s. (A SQLite file's faults
+    // show at the next write.)
+    probeEveryMs: isPostgresUrl(options.db) ? 2000 : 0,
   }, log);
   hubRef = hub;
   const retention = startRetention(store, log, { retentionDays });

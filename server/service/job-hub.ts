@@ -73,6 +73,8 @@ export interface JobHubOptions {
   maxHeldJobs: number;
   /** See JobLogOptions.batchEveryMs. */
   writeEveryMs: number;
+  /** See JobLogOptions.probeEveryMs. */
+  probeEveryMs: number;
 }
 
 export const jobHubDefaults: Readonly<JobHubOptions> = Object.freeze({
@@ -89,6 +91,7 @@ export const jobHubDefaults: Readonly<JobHubOptions> = Object.freeze({
   claimEveryMs: 1000, // ms
   maxHeldJobs: Number.POSITIVE_INFINITY,
   writeEveryMs: 0, // ms
+  probeEveryMs: 0, // ms
 });
 
 // Jobs one claim asks for at most (a store's claim is one statement: keep it bounded).
@@ -152,6 +155,7 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
       (error, change) => this.log.error({ err: error, jobId: change.jobId }, 'job change listener failed'));
     this.jobLog = new JobLog(store, {
       storeRetryMs: this.options.storeRetryMs, serverId: this.options.serverId, batchEveryMs: this.options.writeEveryMs,
+      probeEveryMs: this.options.probeEveryMs,
     }, {
       dueCheckpoints: () => this.dueCheckpoints(),
       checkpointsLost: (jobIds) => {

@@ -23,6 +23,11 @@ export interface JobLogOptions {
   batchEveryMs: number;
   /** Wait between two attempts to write to a store that failed, in ms. */
   storeRetryMs: number;
+  /**
+   * Wait between two probe writes while nothing else is written, in ms (0: none). A shared database can go away while
+   * a server is idle; the probe makes readiness say so before a client's request finds out.
+   */
+  probeEveryMs: number;
 }
 
 /** Why the store cannot be written now, and since when. */
@@ -59,6 +64,8 @@ export class JobLog {
   private flushAgain = false;
   private flushScheduled = false;
   private lastBatchAt = 0;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private probing = false;
   private closed = false;
   private currentFault: StoreFault | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -66,7 +73,18 @@ export class JobLog {
   storeWriteErrors = 0;
 
   constructor(private readonly store: JobRepository, private readonly options: JobLogOptions,
-    private readonly client: JobLogClient, private readonly log: Logger) {}
+    private readonly client: JobLogClient, private readonly log: Logger) {
+    if (options.probeEveryMs > 0) {
+      this.probeTimer = setInterval(() => {
+        // Only while idle and healthy: a write under way or a fault's retries already test the store.
+        if (this.probing || this.flushing || this.currentFault || this.closed) return;
+        if (performance.now() - this.lastBatchAt < options.probeEveryMs) return;
+        this.probing = true;
+        void this.probe().finally(() => { this.probing = false; });
+      }, options.probeEveryMs);
+      this.probeTimer.unref();
+    }
+  }
 
   /** The store's fault while it cannot be written, or undefined. */
   get fault(): StoreFault | undefined {
@@ -144,6 +162,7 @@ export class JobLog {
    */
   async close(final: () => { checkpoints: CheckpointRecord[]; clearResumeMarks: boolean }): Promise<void> {
     clearTimeout(this.retryTimer);
+    clearInterval(this.probeTimer);
     await this.flush();
     this.closed = true;
     clearTimeout(this.retryTimer);
@@ -252,7 +271,7 @@ export class JobLog {
       this.failed(error, 'probe the store');
       return;
     }
-    this.recovered();
+    if (this.currentFault) this.recovered();
   }
 
   /** Record that the store failed at `what`: the hub refuses new jobs until a retry succeeds. */
