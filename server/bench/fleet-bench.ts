@@ -11,10 +11,11 @@
 // worker and nothing stalls, not that W workers go W times as fast.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
+import { createThrowawayDatabase, DatabaseUnreachableError } from './throwaway-database.js';
+import type { ThrowawayDatabase } from './throwaway-database.js';
 import { createReciteClient } from '../../sdk/client.js';
 import { packageRoot } from '../model/builtin-models.js';
 import type { HostInfo } from './host-info.js';
@@ -298,35 +299,12 @@ async function serve(cliPath: string, args: string[], threads: number): Promise<
   }
 }
 
-/** Create an empty database `recite_bench_fleet_<random hex>` on the admin URL's server; drop() removes it. */
-async function createDatabase(adminUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `recite_bench_fleet_${randomBytes(6).toString('hex')}`;
-  const admin = async (run: (client: pg.Client) => Promise<unknown>) => {
-    const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 5000 });
-    try {
-      await client.connect();
-    } catch (error: unknown) {
-      await client.end().catch(() => {});
-      const why = error instanceof AggregateError ? error.errors.map(String).join('; ') : String(error);
-      throw new Error(`fleet bench: PostgreSQL is not reachable at ${adminUrl.replace(/:[^:@/]*@/, ':***@')} (${why}); ` +
-        'give --db the admin URL of a server whose role may CREATE DATABASE');
-    }
-    try {
-      await run(client);
-    } finally {
-      await client.end();
-    }
-  };
-  await admin((client) => client.query(`CREATE DATABASE ${name}`));
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    drop: () => admin(async (client) => {
-      // A server killed without finishing may leave its connections behind; they would keep the drop from running.
-      await client.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity ' +
-        'WHERE datname = $1 AND pid <> pg_backend_pid()', [name]);
-      await client.query(`DROP DATABASE IF EXISTS ${name}`);
-    }),
-  };
+/** Create an empty database for one point of the bench, or fail with what --db must name. */
+async function createDatabase(adminUrl: string): Promise<ThrowawayDatabase> {
+  try {
+    return await createThrowawayDatabase(adminUrl, 'recite_bench_fleet');
+  } catch (error: unknown) {
+    if (!(error instanceof DatabaseUnreachableError)) throw error;
+    throw new Error(`fleet bench: ${error.message}; give --db the admin URL of a server whose role may CREATE DATABASE`);
+  }
 }
