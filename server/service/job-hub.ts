@@ -386,16 +386,17 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
         if (this.closed) {
           throw new JobError('unavailable', `the server is shutting down; watch job "${jobId}" again after sequence ${last}`);
         }
-        if (!await this.store.getJob(jobId)) {
-          throw new JobError('not_found', `job_id: job "${jobId}" was deleted`);
-        }
-        // A notice normally wakes the reader; the timeout only bounds the wait should one be lost.
+        // A notice normally wakes the reader; the timeout only bounds the wait should one be lost, or the job be
+        // deleted meanwhile (which no notice announces): only then is the job looked up.
         await new Promise<void>((resolve) => {
           wake = resolve;
           if (woken) resolve();
           setTimeout(resolve, tailRecheckMs).unref();
         });
         wake = undefined;
+        if (!woken && !await this.store.getJob(jobId)) {
+          throw new JobError('not_found', `job_id: job "${jobId}" was deleted`);
+        }
       }
     } finally {
       signal.removeEventListener('abort', waker);
@@ -407,7 +408,9 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
   /** Return a job's summary: state, latest progress and, once finished, its result. */
   async getJob(clientId: string, jobId: string, admin = false): Promise<Job> {
     await this.jobLog.flush();
-    return this.toJob(await this.ownedJob(clientId, jobId, admin));
+    const owned = await this.ownedJob(clientId, jobId, admin);
+    // A job running here is owned through its live record, whose listing summary is the store's to give.
+    return this.toJob(this.live.has(jobId) ? await this.store.getJob(jobId) ?? owned : owned);
   }
 
   /** List a client's jobs, newest first; every client's with `allClients`, which only an admin may ask. */
@@ -662,12 +665,12 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
   }
 
   // What every server sharing the store hears: wake the readers tailing that job, stop a job cancelled elsewhere,
-  // claim a job created elsewhere, and tell the change listeners (the job lists, the data sets).
+  // claim a job created elsewhere, and tell the change listeners (the job lists, the data sets). A result elsewhere
+  // frees no room here: this server's own results wake its scheduler.
   private onNotice(notice: StoreNotice): void {
     for (const wake of this.tails.get(notice.jobId) ?? []) wake();
     if (notice.kind === 'cancel') this.live.get(notice.jobId)?.handle?.cancel();
     if (notice.kind === 'created' && !this.live.has(notice.jobId)) this.scheduler?.wake();
-    if (notice.kind === 'result') this.scheduler?.wake(); // room was freed somewhere
     if (notice.kind !== 'cancel') this.feed.announce({ clientId: notice.clientId, jobId: notice.jobId, kind: notice.kind });
   }
 
@@ -807,8 +810,8 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
     return record;
   }
 
-  private async toJob(record: JobRecord): Promise<Job> {
-    const stored = await this.store.getJob(record.id) ?? record;
+  /** Describe a job as the store holds it (a listing's record, or one just read): its result read from its history. */
+  private async toJob(stored: JobRecord): Promise<Job> {
     const spec = fromBinary(JobSpecSchema, stored.spec);
     let result;
     if (stored.state === 'FINISHED' && stored.lastSequence > 0) {

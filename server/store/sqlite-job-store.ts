@@ -43,6 +43,7 @@ export class SqliteJobStore implements JobRepository {
   private readonly statements: ReturnType<typeof prepareStatements>;
   private readonly commitTransaction: (batch: WriteBatch, fence?: Fence) => void;
   private readonly notices = new EventEmitter();
+  private readonly claimStatements = new Map<number, Database.Statement<unknown[], JobRow & { lease_epoch: number }>>();
   private readonly truncateTransaction: (jobId: string, sequence: number) => number;
 
   private constructor(db: Database.Database, file: string) {
@@ -214,8 +215,7 @@ export class SqliteJobStore implements JobRepository {
     if (models.length === 0) return [];
     return this.db.transaction((): ClaimedJob[] => {
       const now = Date.now();
-      const rows = this.db.prepare<unknown[], JobRow & { lease_epoch: number }>(claimCandidates(models.length))
-        .all(...models, options.ignoreLeases ? 1 : 0, now, now, limit);
+      const rows = this.claimStatement(models.length).all(...models, options.ignoreLeases ? 1 : 0, now, now, limit);
       return rows.map((row) => {
         const epoch = row.lease_epoch + 1;
         this.statements.claim.run(owner, epoch, now + leaseMs, row.id);
@@ -248,6 +248,13 @@ export class SqliteJobStore implements JobRepository {
       this.statements.pruneCheckpoints.run(finishedBeforeMs);
       return changes;
     }).immediate();
+  }
+
+  // One prepared claim per count of models (a server serves a fixed few): claims run after every finished job.
+  private claimStatement(models: number): Database.Statement<unknown[], JobRow & { lease_epoch: number }> {
+    let statement = this.claimStatements.get(models);
+    if (!statement) this.claimStatements.set(models, statement = this.db.prepare(claimCandidates(models)));
+    return statement;
   }
 
   private announce(notice: StoreNotice): void {
