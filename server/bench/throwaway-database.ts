@@ -47,8 +47,11 @@ export async function createThrowawayDatabase(adminUrl: string, prefix: string):
       if (dropped) return;
       dropped = true;
       await asAdmin(adminUrl, async (client) => {
-        // A server killed without finishing, or a store left open, would otherwise keep the drop from running.
-        await client.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [name]);
+        // A server killed without finishing, or a store left open, would otherwise keep the drop from running. Only
+        // this role's own sessions: an autovacuum worker in the database belongs to the superuser (terminating it is
+        // refused), and DROP DATABASE stops it by itself.
+        await client.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE datname = $1 AND pid <> pg_backend_pid() AND usename = current_user`, [name]);
         await client.query(`DROP DATABASE IF EXISTS ${name}`);
       });
     },
