@@ -163,7 +163,7 @@ export async function startInProcessServer(model: string, device: string, dbPath
     token,
     transport,
     model: source!.name,
-    ...(entry.state === 'READY' ? { provider: { name: entry.model.provider, skipped: entry.model.fallbacks } } : {}),
+    ...(entry.state === 'READY' && entry.runner ? { provider: { name: entry.runner.model.provider, skipped: entry.runner.model.fallbacks } } : {}),
     inProcess: true,
     async close() {
       await server.close();

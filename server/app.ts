@@ -162,6 +162,7 @@ export async function createReciteServer(partial: Partial<ReciteServerOptions> &
   const models = new ModelRegistry(options.models, {
     device: options.device,
     engine: { maxBatch: options.maxBatch, memoryBudgetBytes: options.memoryBudgetBytes },
+    runsModels: options.role !== 'api',
     ...(options.loadModel ? { load: options.loadModel } : {}),
   });
   // The hub is made after the metrics (they count its finished jobs) and read by them when scraped.
@@ -178,6 +179,7 @@ export async function createReciteServer(partial: Partial<ReciteServerOptions> &
     checkpointEvery: options.checkpointEvery,
     subscriberBuffer: options.subscriberBuffer,
     limits: options.limits,
+    memoryBudgetBytes: options.memoryBudgetBytes,
     onJobFinished: (model, status) => metrics.jobsFinished.inc({ model, status }),
     serverId: options.serverId,
     runsJobs: options.role !== 'api',
@@ -289,7 +291,8 @@ export async function createReciteServer(partial: Partial<ReciteServerOptions> &
   const ready = models.ready().then(async () => {
     for (const m of models.list()) {
       // skippedProviders: what `--device auto` passed over, and why (a GPU server that ended up on the CPU)
-      if (m.state === 'READY') log.info({ model: m.name, provider: m.model.provider, precision: m.precision, threads: sessionThreads(), skippedProviders: m.model.fallbacks, dir: m.dir }, 'model ready');
+      if (m.state === 'READY' && m.runner) log.info({ model: m.name, provider: m.runner.model.provider, precision: m.precision, threads: sessionThreads(), skippedProviders: m.runner.model.fallbacks, dir: m.dir }, 'model ready');
+      else if (m.state === 'READY') log.info({ model: m.name, dir: m.dir }, 'model described (config and tokenizer; no weights: this server runs no jobs)');
       else if (m.state === 'FAILED') log.error({ model: m.name, error: m.error }, 'model failed to load');
     }
     const resumed = await hub.start();

@@ -13,7 +13,7 @@ import { benchModelNames, graphBenchDefaults, runGraphBench } from '../../server
 import type { FairnessBenchResult } from '../../server/bench/fairness-bench.js';
 import { fairnessBenchDefaults, median, runFairnessBench } from '../../server/bench/fairness-bench.js';
 import type { FleetBenchResult } from '../../server/bench/fleet-bench.js';
-import { fleetBenchDefaults, formatJobsPerWorker, runFleetBench } from '../../server/bench/fleet-bench.js';
+import { fleetBenchDefaults, formatPerServer, runFleetBench } from '../../server/bench/fleet-bench.js';
 import { defaultRandomGpt2Dir } from '../../server/bench/random-gpt2.js';
 import { parseDeviceRequest } from '../../server/model/devices.js';
 import type { GraphPrecision } from '../../server/model/precision.js';
@@ -237,21 +237,26 @@ export function formatFleetReport(result: FleetBenchResult): string {
     `worker count | ${result.host.cpus} CPUs, ${result.host.cpuModel} | ${result.wallSeconds.toFixed(0)} s`;
   const table = new Table({
     head: ['workers', 'jobs', 'job-it/s', 'claim p50 ms', 'claim p95 ms', 'claim max ms', 'jobs per worker',
-      'longest gap between results ms'],
-    colAligns: ['right', 'right', 'right', 'right', 'right', 'right', 'left', 'right'],
+      'longest gap between results ms', 'RSS MiB'],
+    colAligns: ['right', 'right', 'right', 'right', 'right', 'right', 'left', 'right', 'left'],
     style: { head: [], border: [] }, // no colour codes: the table is pasted into docs/benchmarks.md
     chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' }, // no rule between rows
   });
   for (const p of result.points) {
     table.push([p.workers, p.jobs, p.jobIterationsPerSecond.toFixed(1), p.claimMs.p50, p.claimMs.p95, p.claimMs.max,
-      formatJobsPerWorker(p.jobsPerWorker), p.longestResultGapMs]);
+      formatPerServer(p.jobsPerWorker), p.longestResultGapMs, formatPerServer(p.rssMiB)]);
   }
+  const workerRss = result.points.flatMap((p) => Object.entries(p.rssMiB).filter(([name]) => name !== 'api').map(([, mib]) => mib));
+  const apiRss = result.points.map((p) => p.rssMiB.api!);
+  const memory = `RSS of the api server (no model weights or graphs) against a worker's in the same run: ` +
+    `${(Math.max(...apiRss) / Math.min(...workerRss)).toFixed(2)}x at most (api ${Math.max(...apiRss)} MiB, workers ` +
+    `${Math.min(...workerRss)}–${Math.max(...workerRss)} MiB)`;
   const ratios = result.ratios.length === 0 ? 'against W=1: not measured (needs --workers with 1)'
     : `job-it/s against W=1 in the same run: ${result.ratios.map((r) => `W=${r.workers} ${r.ratio.toFixed(2)}x`).join(', ')}`;
   const note = 'job-it/s: jobs x iterations over the seconds from the first submission to the last result. claim: a ' +
     'job\'s first event (written by the worker that starts it) minus its creation. longest gap: between two consecutive ' +
     'results of the run. With fewer cores than servers the point is that the work spreads and nothing stalls, not a speed-up.';
-  return [header, table.toString(), ratios, note].join('\n');
+  return [header, table.toString(), ratios, memory, note].join('\n');
 }
 
 /** Render the fairness bench's figures: the light job alone, beside the heavy load, and the ratio against the goal. */

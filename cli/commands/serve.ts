@@ -106,12 +106,13 @@ export function registerServeCommand(program: Command): void {
     .option('--max-queued <size>', 'bytes a client\'s unfinished jobs may hold before its submissions are refused ' +
       '(its own max-queued= overrides it)', formatBytes(reciteServerDefaults.maxQueuedBytes).replace(' ', ''))
     .option('--memory-budget <size>', 'bytes the running restarts of one model may hold; restarts past it wait to ' +
-      'start', formatBytes(reciteServerDefaults.memoryBudgetBytes).replace(' ', ''))
+      'start, and a job with one restart larger is refused (give a fleet\'s servers the same value)', formatBytes(reciteServerDefaults.memoryBudgetBytes).replace(' ', ''))
     .option('--db <file|url>', 'where jobs, events, checkpoints and data sets are kept: a SQLite file (one server), or ' +
       'a PostgreSQL URL postgres://USER:PASSWORD@HOST:PORT/DATABASE that several servers share (the schema is created ' +
       'or migrated at start)', defaultDbPath())
     .option('--role <role>', `what this server does: ${serverRoles.join(' | ')} (all: accepts, serves and runs jobs; ` +
-      'worker: runs jobs and serves the API, no dashboard or data set runner; api: accepts and serves jobs, runs none)',
+      'worker: runs jobs and serves the API, no dashboard or data set runner; api: accepts and serves jobs, runs none and ' +
+      'loads no model weights, only each model\'s config and tokenizer)',
     reciteServerDefaults.role)
     .option('--server-id <name>', 'this server\'s name among those sharing the database (default: host:pid:random)')
     .option('--lease <ms>', 'how long a running job\'s lease holds without renewal: a dead server\'s jobs move to ' +
@@ -214,7 +215,9 @@ export function registerServeCommand(program: Command): void {
       }
       for (const m of server.models.list()) {
         if (m.state !== 'READY') continue;
-        process.stdout.write(`recite serve: model ${m.name} ready on ${describeProvider(m.model.provider, m.model.fallbacks)}\n`);
+        process.stdout.write(m.runner
+          ? `recite serve: model ${m.name} ready on ${describeProvider(m.runner.model.provider, m.runner.model.fallbacks)}\n`
+          : `recite serve: model ${m.name} ready to accept jobs (config and tokenizer only: --role api runs none)\n`);
       }
     });
 }

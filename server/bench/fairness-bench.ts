@@ -89,7 +89,7 @@ export async function runFairnessBench(request: Partial<FairnessBenchOptions> = 
   try {
     await server.listen(0);
     await server.models.ready();
-    const entry = server.models.require('');
+    const entry = server.models.requireRunner('');
     const light = createReciteClient(server.url, { token: lightToken });
     const heavy = createReciteClient(server.url, { token: heavyToken });
     // Exactly lightIterations iterations: the job keeps going after a hit.

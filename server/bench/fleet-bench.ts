@@ -4,7 +4,8 @@
 // the api server as fast as it takes them, and once every one has finished the figures are read from the database:
 // job-iterations per second from the first submission to the last result, how long each job waited for a worker
 // (its first event, written by the worker that starts it, against its creation), the jobs each worker finished, and
-// the longest gap between two consecutive results (a stall shows as a long gap).
+// the longest gap between two consecutive results (a stall shows as a long gap). Each server's resident memory is
+// read from its /metrics once the jobs are done: the api server holds no model weights or graphs, the workers do.
 //
 // Every server is a child process of the built CLI (dist/cli/main.js), as an operator runs them. On a machine with
 // few cores the W servers share the same cores, so the figure of merit there is that the work spreads over every
@@ -79,6 +80,8 @@ export interface FleetBenchPoint {
   jobsPerWorker: Record<string, number>;
   /** The longest time between two consecutive result events of the point, in ms. */
   longestResultGapMs: number;
+  /** Resident memory of each server (api, w1..wW) once every job has finished, in MiB. */
+  rssMiB: Record<string, number>;
 }
 
 export interface FleetBenchResult {
@@ -107,7 +110,7 @@ export async function runFleetBench(request: Partial<FleetBenchOptions> = {}): P
   for (const workers of settings.workers) {
     const point = await runPoint(cliPath, workers, settings, say);
     say(`W=${workers}: ${point.jobIterationsPerSecond.toFixed(1)} job-it/s, claim p50 ${point.claimMs.p50} ms, ` +
-      `${formatJobsPerWorker(point.jobsPerWorker)}, longest gap between results ${point.longestResultGapMs} ms`);
+      `${formatPerServer(point.jobsPerWorker)}, longest gap between results ${point.longestResultGapMs} ms`);
     points.push(point);
   }
   const base = points.find((p) => p.workers === 1);
@@ -122,9 +125,9 @@ export async function runFleetBench(request: Partial<FleetBenchOptions> = {}): P
   };
 }
 
-/** "w1 40 · w2 41 · w3 39": jobs finished per worker, in name order. */
-export function formatJobsPerWorker(jobsPerWorker: Record<string, number>): string {
-  return Object.entries(jobsPerWorker).sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }))
+/** "w1 40 · w2 41 · w3 39": a figure per server (jobs finished, MiB), in name order (api first, then w1..wW). */
+export function formatPerServer(figures: Record<string, number>): string {
+  return Object.entries(figures).sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }))
     .map(([name, n]) => `${name} ${n}`).join(' · ');
 }
 
@@ -171,7 +174,9 @@ async function runPoint(cliPath: string, workers: number, settings: Settings,
       }
       await new Promise((resolve) => setTimeout(resolve, pollMs));
     }
-    return await readFigures(sql, workers, settings, firstSubmission, submitSeconds);
+    const figures = await readFigures(sql, workers, settings, firstSubmission, submitSeconds);
+    const rss = await Promise.all(servers.map(async (s) => [s.name, await residentMiB(s.url)] as const));
+    return { ...figures, rssMiB: Object.fromEntries(rss) };
   } finally {
     await sql.end().catch(() => {});
     await Promise.all(servers.map((s) => s.stop()));
@@ -179,8 +184,16 @@ async function runPoint(cliPath: string, workers: number, settings: Settings,
   }
 }
 
+/** A server's resident memory in MiB, from the process metrics on its /metrics page. */
+async function residentMiB(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = /^recite_process_resident_memory_bytes (\d+(?:\.\d+)?(?:e\+\d+)?)$/m.exec(text);
+  if (!line) throw new Error(`fleet bench: ${url}/metrics has no recite_process_resident_memory_bytes`);
+  return Math.round(Number(line[1]) / 2 ** 20);
+}
+
 async function readFigures(sql: pg.Client, workers: number, settings: Settings, firstSubmission: number,
-  submitSeconds: number): Promise<FleetBenchPoint> {
+  submitSeconds: number): Promise<Omit<FleetBenchPoint, 'rssMiB'>> {
   type JobRow = { id: string; owner: string | null; status: string | null; created_at: string; first_ms: string | null;
     results: string };
   const jobs = (await sql.query<JobRow>(`
@@ -242,7 +255,7 @@ interface Served {
 }
 
 const listeningLine = /^recite serve: listening on (http:\/\/\S+)/m;
-const readyLine = /^recite serve: model \S+ ready on /m;
+const readyLine = /^recite serve: model \S+ ready /m;
 
 /** Start `recite serve --port 0 …args` and resolve once it prints the URL it listens on. */
 async function serve(cliPath: string, args: string[], threads: number): Promise<Served> {

@@ -156,7 +156,7 @@ export class DatasetServiceImpl implements ServiceImpl<typeof DatasetService> {
   async sampleReachableTargets(req: SampleReachableTargetsRequest, ctx: HandlerContext) {
     validateRequest(SampleReachableTargetsRequestSchema, req);
     const clientId = clientOf(ctx);
-    const { model, engine } = this.models.require(req.model);
+    const { model, engine } = this.models.requireRunner(req.model, 'model', 'SampleReachableTargets');
     const P = req.promptVectors || 1;
     const positions = model.checkpoint.config.nPositions;
     if (P + req.tokens > positions) {

@@ -4,6 +4,7 @@
 import { Batcher, batcherDefaults } from './batcher.js';
 import type { ClientUsage, WorkOwner } from './batcher.js';
 import type { NextTokenModel } from './decoders.js';
+import type { Gpt2Config } from '../model/checkpoint.js';
 import type { EngineModel } from './engine-model.js';
 import type { InversionEvent, InversionResult, RunResult } from './events.js';
 import { InversionRun } from './inversion-run.js';
@@ -158,16 +159,8 @@ export class InversionEngine {
     if (this.closed) throw new Error('the inversion engine is closed');
     const settings = request.settings;
     const targetIds = [...request.targetIds];
-    this.checkTarget(targetIds, settings);
+    checkJobFitsModel(targetIds, settings, this.model.checkpoint.config, this.options.memoryBudgetBytes);
     const bytes = runBytes(settings, targetIds.length, this.model.checkpoint.config);
-    if (bytes > this.options.memoryBudgetBytes) {
-      // The prompt's size (P x C) and the beams decide a restart's bytes: name the parameterization, with both.
-      const P = promptVectorsOf(settings, targetIds.length);
-      const beams = settings.decode.kind === 'beam' ? `, beam-${settings.decode.beams} checks` : '';
-      throw new SettingsError('parameterization', `one restart of this job (P = ${P} prompt vectors of ` +
-        `C = ${this.model.checkpoint.config.nEmbd}${beams}) holds ${formatBytes(bytes)}; the server's memory budget ` +
-        `for all running restarts is ${formatBytes(this.options.memoryBudgetBytes)}`);
-    }
     const owner: WorkOwner = { client: request.client ?? defaultClient, job: `job-${++this.jobs}` };
     const inversion = new Inversion(this.model, settings, targetIds, request.onEvent ?? (() => {}), owner);
     const restarts: PendingRun[] = [];
@@ -314,36 +307,47 @@ export class InversionEngine {
     this.runBytesOf.delete(run);
     this.hold(inversion?.owner.client ?? defaultClient, -bytes);
   }
+}
 
-  private checkTarget(targetIds: number[], settings: InversionSettings): void {
-    const { vocabSize: V, nPositions } = this.model.checkpoint.config;
-    if (targetIds.length === 0) throw new SettingsError('target', 'empty; at least 1 token is needed');
-    targetIds.forEach((id, t) => {
-      const problem = tokenIdProblem(id, V);
-      if (problem) throw new SettingsError(`target_ids[${t}]`, problem);
-    });
-    const p = settings.parameterization;
-    const P = p.kind === 'full' ? p.promptVectors ?? targetIds.length : 1;
-    if (P + targetIds.length - 1 > nPositions) {
-      // full without a given P grows P with the target: P = T, so 2T - 1 positions
-      const growsWithTarget = p.kind === 'full' && p.promptVectors === undefined;
-      const maxTokens = growsWithTarget ? Math.floor((nPositions + 1) / 2) : nPositions - P + 1;
-      throw new SettingsError('target', `${targetIds.length} tokens with P = ${P} prompt vectors need ` +
-        `${P + targetIds.length - 1} positions; the model's context allows ${nPositions}, so ` +
-        (maxTokens >= 1 ? `at most ${maxTokens} tokens${growsWithTarget ? ' (full: P = T)' : ''}`
-          : `P = ${P} prompt vectors leave no room for a target`));
-    }
-    if (p.kind === 'projected' && p.dims > this.model.checkpoint.config.nEmbd) {
-      throw new SettingsError('parameterization.dims', `${p.dims} exceeds the model's embedding width ` +
-        `${this.model.checkpoint.config.nEmbd}`);
-    }
-    if (settings.init.kind === 'embedding') {
-      const C = this.model.checkpoint.config.nEmbd;
-      if (settings.init.values.length !== P * C) {
-        throw new SettingsError('init.values', `${settings.init.values.length} numbers; P = ${P} vectors of C = ${C} ` +
-          `need ${P * C}`);
-      }
-    }
+/**
+ * Refuse a job that a model cannot run, with a SettingsError naming the field: an empty target, a token id outside the
+ * vocabulary, a target too long for the context, settings that do not fit the model's shapes, or one restart larger
+ * than the whole memory budget. The engine checks every job it takes; a server that accepts a job for another to run
+ * (`--role api`, or no room here) checks it before storing it, so it is refused at once rather than failed later.
+ */
+export function checkJobFitsModel(targetIds: readonly number[], settings: InversionSettings, config: Gpt2Config,
+  memoryBudgetBytes: number): void {
+  const { vocabSize: V, nPositions, nEmbd: C } = config;
+  if (targetIds.length === 0) throw new SettingsError('target', 'empty; at least 1 token is needed');
+  targetIds.forEach((id, t) => {
+    const problem = tokenIdProblem(id, V);
+    if (problem) throw new SettingsError(`target_ids[${t}]`, problem);
+  });
+  const p = settings.parameterization;
+  const P = p.kind === 'full' ? p.promptVectors ?? targetIds.length : 1;
+  if (P + targetIds.length - 1 > nPositions) {
+    // full without a given P grows P with the target: P = T, so 2T - 1 positions
+    const growsWithTarget = p.kind === 'full' && p.promptVectors === undefined;
+    const maxTokens = growsWithTarget ? Math.floor((nPositions + 1) / 2) : nPositions - P + 1;
+    throw new SettingsError('target', `${targetIds.length} tokens with P = ${P} prompt vectors need ` +
+      `${P + targetIds.length - 1} positions; the model's context allows ${nPositions}, so ` +
+      (maxTokens >= 1 ? `at most ${maxTokens} tokens${growsWithTarget ? ' (full: P = T)' : ''}`
+        : `P = ${P} prompt vectors leave no room for a target`));
+  }
+  if (p.kind === 'projected' && p.dims > C) {
+    throw new SettingsError('parameterization.dims', `${p.dims} exceeds the model's embedding width ${C}`);
+  }
+  if (settings.init.kind === 'embedding' && settings.init.values.length !== P * C) {
+    throw new SettingsError('init.values', `${settings.init.values.length} numbers; P = ${P} vectors of C = ${C} ` +
+      `need ${P * C}`);
+  }
+  const bytes = runBytes(settings, targetIds.length, config);
+  if (bytes > memoryBudgetBytes) {
+    // The prompt's size (P x C) and the beams decide a restart's bytes: name the parameterization, with both.
+    const beams = settings.decode.kind === 'beam' ? `, beam-${settings.decode.beams} checks` : '';
+    throw new SettingsError('parameterization', `one restart of this job (P = ${promptVectorsOf(settings, targetIds.length)} ` +
+      `prompt vectors of C = ${C}${beams}) holds ${formatBytes(bytes)}; the server's memory budget for all running ` +
+      `restarts is ${formatBytes(memoryBudgetBytes)}`);
   }
 }
 

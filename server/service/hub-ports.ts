@@ -2,7 +2,7 @@
 // uses, declared here, not on the JobHub or ModelRegistry classes, so the hub can be taken apart behind them. JobHub
 // and ModelRegistry implement these; the compiler checks that they still do.
 import type { ClientLimits } from './client-policy.js';
-import type { ModelEntry } from './model-registry.js';
+import type { ModelEntry, ModelRunner, ReadyModelEntry } from './model-registry.js';
 import type { InversionLimits } from '../engine/settings.js';
 import type { Job, JobEvent, JobSpec, JobState } from '../../sdk/gen/recite/v1/recite_pb.js';
 
@@ -51,5 +51,7 @@ export interface ModelCatalog {
   readonly defaultModel: string;
   ready(): Promise<void>;
   list(): ModelEntry[];
-  require(name: string, field?: string): Extract<ModelEntry, { state: 'READY' }>;
+  require(name: string, field?: string): ReadyModelEntry;
+  /** As require, and refused on a server that runs no models; `work` names what the request asked to run. */
+  requireRunner(name: string, field?: string, work?: string): ModelRunner & { name: string };
 }

@@ -14,6 +14,7 @@ import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import type { Logger } from 'pino';
 import type { InversionEvent, RunResult } from '../engine/events.js';
 import type { InversionHandle } from '../engine/inversion-engine.js';
+import { checkJobFitsModel, inversionEngineDefaults } from '../engine/inversion-engine.js';
 import type { RunSnapshot } from '../engine/inversion-run.js';
 import type { InversionLimits } from '../engine/settings.js';
 import { inversionLimits, makeInversionSettings, storedInversionSettings } from '../engine/settings.js';
@@ -55,6 +56,11 @@ export interface JobHubOptions {
   /** Progress events a subscriber may have waiting before older ones are coalesced. */
   subscriberBuffer: number;
   limits: InversionLimits;
+  /**
+   * The engines' memory budget (InversionEngineOptions.memoryBudgetBytes): a job with one restart larger than it is
+   * refused when submitted, here as on the server that would run it (a fleet's servers share one setting).
+   */
+  memoryBudgetBytes: number;
   /** Told of every finished job (metrics). */
   onJobFinished?: (model: string, status: string) => void;
   /** Wait between two attempts to write to a store that failed (disk full, I/O error), in ms. */
@@ -83,6 +89,7 @@ export const jobHubDefaults: Readonly<JobHubOptions> = Object.freeze({
   checkpointEvery: 50,
   subscriberBuffer: 256,
   limits: inversionLimits,
+  memoryBudgetBytes: inversionEngineDefaults.memoryBudgetBytes,
   storeRetryMs: 1000, // ms
   serverId: 'recite',
   runsJobs: true,
@@ -229,9 +236,11 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
     if (this.jobLog.fault) throw storeUnavailable(this.jobLog.fault);
     const limits = this.limitsOf(clientId);
     const entry = this.registry.require(spec.model, 'spec.model');
-    const targetIds = this.targetIdsOf(spec, entry.model.tokenizer.encode, entry.model.checkpoint.config.vocabSize);
+    const targetIds = this.targetIdsOf(spec, entry.tokenizer.encode, entry.config.vocabSize);
     const settings = this.checkSettings(spec);
-    const cost = jobBytes(settings, targetIds.length, entry.model.checkpoint.config);
+    // Checked here as well as by the engine: the job may be stored for another server to run.
+    checkJobFitsModel(targetIds, settings, entry.config, this.options.memoryBudgetBytes);
+    const cost = jobBytes(settings, targetIds.length, entry.config);
     const record: JobRecord = {
       id: randomUUID(),
       clientId,
@@ -239,7 +248,7 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
       label: spec.label,
       spec: toBinary(JobSpecSchema, spec),
       targetIds,
-      targetText: entry.model.tokenizer.decode(targetIds),
+      targetText: entry.tokenizer.decode(targetIds),
       state: 'QUEUED',
       status: null,
       cancelRequested: false,
@@ -276,10 +285,11 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
       this.log.info({ jobId: record.id, clientId, model: entry.name, tokens: targetIds.length }, 'job queued for any server');
       return { jobId: record.id, queuePosition: 0 };
     }
+    const { engine } = this.registry.requireRunner(entry.name, 'spec.model');
     const live = this.addLive(record, admitted.epoch, emptyStoredProgress(), cost);
-    const queuePosition = entry.engine.queued;
+    const queuePosition = engine.queued;
     try {
-      live.handle = await entry.engine.submit({ targetIds, settings, client: clientId,
+      live.handle = await engine.submit({ targetIds, settings, client: clientId,
         onEvent: (event) => this.onEvent(live, event) });
     } catch (error: unknown) {
       this.forget(record.id);
@@ -612,6 +622,7 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
       return;
     }
     const entry = this.registry.require(record.model);
+    const { engine } = this.registry.requireRunner(record.model);
     const spec = fromBinary(JobSpecSchema, record.spec);
     const settings = this.storedSettings(spec);
     const snapshots: Map<number, RunSnapshot> = checkpoint ? decodeSnapshots(checkpoint.payload) : new Map();
@@ -619,10 +630,10 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
     const stored = emptyStoredProgress();
     for (const event of fresh ? [] : await this.store.events(record.id, 0)) noteStored(stored, event, completed);
     const resumedFrom = new Map([...snapshots].map(([restart, s]) => [restart, s.iteration]));
-    const cost = jobBytes(settings, record.targetIds.length, entry.model.checkpoint.config);
+    const cost = jobBytes(settings, record.targetIds.length, entry.config);
     const live = this.addLive(record, epoch, stored, cost);
     if (record.lastSequence > 0) live.resumedAtCheckpoint = keep;
-    live.handle = await entry.engine.submit({
+    live.handle = await engine.submit({
       targetIds: record.targetIds, settings, resumeFrom: snapshots, completed, client: record.clientId,
       onEvent: (event) => this.onEvent(live, event),
     });

@@ -2,6 +2,7 @@
 // the execution provider per model; per client: queued cost, running rows, graph- and host-seconds used.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ModelRegistry } from './model-registry.js';
+import { noProvider } from './model-registry.js';
 
 /** What the per-client metrics read: the job hub's unfinished jobs and their cost, by client. */
 export interface ClientUseSource {
@@ -111,14 +112,14 @@ export function createServiceMetrics(models: ModelRegistry, { store, clients, fl
     name: 'recite_queue_depth', help: 'restarts waiting for a place in the batcher', labelNames: ['model'], registers: [registry],
     collect() {
       this.reset();
-      for (const m of models.list()) if (m.state === 'READY') this.set({ model: m.name }, m.engine.queued);
+      for (const { name, engine } of models.runners()) this.set({ model: name }, engine.queued);
     },
   });
   new Gauge({
     name: 'recite_running_restarts', help: 'restarts in the batcher', labelNames: ['model'], registers: [registry],
     collect() {
       this.reset();
-      for (const m of models.list()) if (m.state === 'READY') this.set({ model: m.name }, m.engine.running);
+      for (const { name, engine } of models.runners()) this.set({ model: name }, engine.running);
     },
   });
   new Gauge({
@@ -126,20 +127,21 @@ export function createServiceMetrics(models: ModelRegistry, { store, clients, fl
     labelNames: ['model', 'state', 'provider'], registers: [registry],
     collect() {
       this.reset();
-      for (const m of models.list()) this.set({ model: m.name, state: m.state, provider: m.state === 'READY' ? m.model.provider : '' }, 1);
+      for (const m of models.list()) {
+        this.set({ model: m.name, state: m.state, provider: m.state === 'READY' ? m.runner?.model.provider ?? noProvider : '' }, 1);
+      }
     },
   });
   const graphRunSeconds = new Histogram({
     name: 'recite_graph_run_seconds', help: 'mean wall time of gradient-graph runs since the last scrape',
     labelNames: ['model'], buckets: [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10], registers: [registry],
     collect() {
-      for (const m of models.list()) {
-        if (m.state !== 'READY') continue;
-        const stats = m.engine.stats;
-        const before = lastGraph.get(m.name) ?? { runs: 0, ms: 0 };
+      for (const { name, engine } of models.runners()) {
+        const stats = engine.stats;
+        const before = lastGraph.get(name) ?? { runs: 0, ms: 0 };
         const runs = stats.graphRuns - before.runs;
-        if (runs > 0) graphRunSeconds.observe({ model: m.name }, (stats.graphMs - before.ms) / runs / 1000);
-        lastGraph.set(m.name, { runs: stats.graphRuns, ms: stats.graphMs });
+        if (runs > 0) graphRunSeconds.observe({ model: name }, (stats.graphMs - before.ms) / runs / 1000);
+        lastGraph.set(name, { runs: stats.graphRuns, ms: stats.graphMs });
       }
     },
   });
@@ -148,11 +150,10 @@ export function createServiceMetrics(models: ModelRegistry, { store, clients, fl
     name: 'recite_iterations_total', help: 'job iterations evaluated (rate() gives iterations per second)',
     labelNames: ['model'], registers: [registry],
     collect() {
-      for (const m of models.list()) {
-        if (m.state !== 'READY') continue;
-        const total = m.engine.stats.rowIterations;
-        iterations.inc({ model: m.name }, total - (counted.get(m.name) ?? 0));
-        counted.set(m.name, total);
+      for (const { name, engine } of models.runners()) {
+        const total = engine.stats.rowIterations;
+        iterations.inc({ model: name }, total - (counted.get(name) ?? 0));
+        counted.set(name, total);
       }
     },
   });
@@ -179,9 +180,8 @@ export function createServiceMetrics(models: ModelRegistry, { store, clients, fl
     labelNames: ['client', 'model'], registers: [registry],
     collect() {
       this.reset();
-      for (const m of models.list()) {
-        if (m.state !== 'READY') continue;
-        for (const [client, usage] of m.engine.clientUsage()) this.set({ client, model: m.name }, usage.runningRows);
+      for (const { name, engine } of models.runners()) {
+        for (const [client, usage] of engine.clientUsage()) this.set({ client, model: name }, usage.runningRows);
       }
     },
   });
@@ -192,14 +192,13 @@ export function createServiceMetrics(models: ModelRegistry, { store, clients, fl
       'gradient graph runs, kind="host" decode runs and host work (beam checks, summaries, Decode, sampling)',
     labelNames: ['client', 'model', 'kind'], registers: [registry],
     collect() {
-      for (const m of models.list()) {
-        if (m.state !== 'READY') continue;
-        for (const [client, usage] of m.engine.clientUsage()) {
+      for (const { name, engine } of models.runners()) {
+        for (const [client, usage] of engine.clientUsage()) {
           for (const [kind, ms] of [['graph', usage.graphMs], ['host', usage.hostMs]] as const) {
-            const key = `${client}\u0000${m.name}\u0000${kind}`;
+            const key = `${client}\u0000${name}\u0000${kind}`;
             const total = ms / 1000;
             const delta = total - (seenSeconds.get(key) ?? 0);
-            if (delta > 0) clientSeconds.inc({ client, model: m.name, kind }, delta);
+            if (delta > 0) clientSeconds.inc({ client, model: name, kind }, delta);
             seenSeconds.set(key, total);
           }
         }

@@ -16,7 +16,7 @@ import type {
 import { clientOf, isAdmin } from './auth.js';
 import type { JobHub } from './job-hub.js';
 import type { ModelRegistry } from './model-registry.js';
-import { publicError } from './model-registry.js';
+import { noProvider, publicError } from './model-registry.js';
 import { validateRequest } from './validation.js';
 
 // Larger values overflow float32 in the model's LayerNorm (squares summed over C) and decode to nothing; trained
@@ -82,7 +82,7 @@ export class ReciteServiceImpl implements ServiceImpl<typeof ReciteService> {
   async decode(req: DecodeRequest, ctx: HandlerContext) {
     validateRequest(DecodeRequestSchema, req);
     const clientId = clientOf(ctx);
-    const { model, engine } = this.models.require(req.model);
+    const { model, engine } = this.models.requireRunner(req.model, 'model', 'Decode');
     const { nEmbd: C, nPositions } = model.checkpoint.config;
     const shape = req.embedding!.shape;
     const values = req.embedding!.values;
@@ -122,15 +122,15 @@ export class ReciteServiceImpl implements ServiceImpl<typeof ReciteService> {
   async tokenize(req: TokenizeRequest, ctx: HandlerContext) {
     validateRequest(TokenizeRequestSchema, req);
     clientOf(ctx);
-    const { model } = this.models.require(req.model);
-    const ids = model.tokenizer.encode(req.text, { allowEndOfText: req.allowEndOfText });
-    return { ids, tokens: ids.map((id) => model.tokenizer.tokenText(id)) };
+    const { tokenizer } = this.models.require(req.model);
+    const ids = tokenizer.encode(req.text, { allowEndOfText: req.allowEndOfText });
+    return { ids, tokens: ids.map((id) => tokenizer.tokenText(id)) };
   }
 
   async score(req: ScoreRequest, ctx: HandlerContext) {
     validateRequest(ScoreRequestSchema, req);
     const clientId = clientOf(ctx);
-    const { model, engine } = this.models.require(req.model);
+    const { model, engine } = this.models.requireRunner(req.model, 'model', 'Score');
     const ids = req.texts.map((text) => model.tokenizer.encode(text));
     try {
       // Its graph runs take their turn in the engine's fair-share rounds, charged to this client.
@@ -157,7 +157,7 @@ export class ReciteServiceImpl implements ServiceImpl<typeof ReciteService> {
     clientOf(ctx);
     return {
       models: this.models.list().map((m) => {
-        const config = m.state === 'READY' ? m.model.checkpoint.config : undefined;
+        const config = m.state === 'READY' ? m.config : undefined;
         return {
           name: m.name,
           state: modelStates[m.state],
@@ -166,7 +166,7 @@ export class ReciteServiceImpl implements ServiceImpl<typeof ReciteService> {
           nEmbd: config?.nEmbd ?? 0,
           nLayer: config?.nLayer ?? 0,
           nHead: config?.nHead ?? 0,
-          provider: m.state === 'READY' ? m.model.provider : '',
+          provider: m.state === 'READY' ? m.runner?.model.provider ?? noProvider : '',
           isDefault: m.name === this.models.defaultModel,
           description: m.description,
           error: m.state === 'FAILED' ? publicError(m) : '',

@@ -26,6 +26,9 @@ describe('runFleetBench on the tiny model', () => {
       }
       expect(p.claimMs.p50).toBeLessThanOrEqual(p.claimMs.p95);
       expect(p.claimMs.p95).toBeLessThanOrEqual(p.claimMs.max);
+      // Every server's memory, read from its metrics: the api server, which loads no model, holds less than a worker.
+      expect(Object.keys(p.rssMiB).sort()).toEqual(['api', ...Object.keys(p.jobsPerWorker)].sort());
+      for (const [name, mib] of Object.entries(p.rssMiB)) if (name !== 'api') expect(p.rssMiB.api).toBeLessThan(mib);
     }
     expect(Object.keys(result.points[0]!.jobsPerWorker)).toEqual(['w1']);
     const two = result.points[1]!.jobsPerWorker;
@@ -39,6 +42,7 @@ describe('runFleetBench on the tiny model', () => {
     const report = formatFleetReport(result);
     console.log(report);
     expect(report).toMatch(/job-it\/s against W=1 in the same run: W=2 \d+\.\d\dx/);
+    expect(report).toMatch(/RSS of the api server \(no model weights or graphs\) against a worker's in the same run: 0\.\d\dx/);
     expect(lines.some((line) => line.startsWith('W=2: '))).toBe(true);
   });
 

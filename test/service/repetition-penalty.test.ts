@@ -35,7 +35,7 @@ async function run(targetIds: number[], options: InvertOptions): Promise<{ jobId
 
 describe('a job with repetition_penalty 1.3', () => {
   it('runs under it and echoes it in its result and its stored settings', async () => {
-    const { model } = service.models.require('tiny');
+    const { model } = service.models.requireRunner('tiny');
     const hidden = randomNormal(model.checkpoint.config.nEmbd, model.embeddings.std, 1000);
     const [targetIds] = await greedyDecodeMany(model.decode, [{ prompt: hidden, promptVectors: 1, steps: 6, repetitionPenalty: 1.3 }]);
     const { jobId, result } = await run(targetIds!, { parameterization: 'flat', seed: 1, maxIterations: 400, repetitionPenalty: 1.3 });

@@ -20,7 +20,7 @@ describe('Score', () => {
     const texts = ['Hello world', 'does it make sense to compare apples and oranges?'];
     const { scores } = await client.score({ texts }, alice);
     expect(scores.map((s) => s.ids)).toEqual([[15496, 995], [22437, 340, 787, 2565, 284, 8996, 22514, 290, 48389, 30]]);
-    const model = service.models.require('').model;
+    const model = service.models.requireRunner('').model;
     const C = model.checkpoint.config.nEmbd;
     const eos = model.embeddings.wte.slice(50256 * C, 50257 * C); // the prompt: <|endoftext|>'s own embedding
     for (const score of scores) {
