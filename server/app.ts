@@ -154,6 +154,11 @@ export async function createReciteServer(partial: Partial<ReciteServerOptions> &
   };
   const log = options.logger;
   const retentionDays = parseRetentionDays(options.retentionDays, 'retentionDays');
+  if (options.role === 'api' && !isPostgresUrl(options.db)) {
+    // Its jobs would wait forever: a SQLite file belongs to one server, so no worker can claim them.
+    throw new Error(`role api runs no jobs, and the SQLite file ${options.db} is not shared with servers that do: give ` +
+      'a PostgreSQL URL (postgres://…) that workers share, or role all');
+  }
   const store = await openJobStore(options.db);
   const datasetStore = await openDatasetStore(options.db).catch(async (error: unknown) => {
     await store.close();

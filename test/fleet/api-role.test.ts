@@ -82,7 +82,7 @@ describe('a front server (role api)', () => {
 
   it('still refuses a folder that is no GPT-2 checkpoint, at start', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'recite-not-a-model-'));
-    const other = await startTestServer({ role: 'api', models: [{ name: 'broken', dir }] });
+    const other = await startTestServer({ db: db.url, role: 'api', serverId: 'front-2', models: [{ name: 'broken', dir }] });
     try {
       const [entry] = other.server.models.list();
       expect(entry?.state).toBe('FAILED');
@@ -91,6 +91,10 @@ describe('a front server (role api)', () => {
       await other.close();
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('is refused on a SQLite file, which no worker shares', async () => {
+    await expect(startTestServer({ role: 'api' })).rejects.toThrow(/^role api runs no jobs, and the SQLite file \S+ is not shared/);
   });
 
   it('refuses Decode, Score and SampleReachableTargets, which run the model, with FailedPrecondition naming the role', async () => {
