@@ -41,7 +41,7 @@ function alpnOf(protocols: string[]): Promise<string | false> {
   return new Promise((resolve, reject) => {
     const socket = tls.connect({ host: '127.0.0.1', port: Number(port), ca: fs.readFileSync(cert), ALPNProtocols: protocols,
       servername: 'localhost' }, () => {
-      resolve(socket.alpnProtocol);
+      resolve(socket.alpnProtocol ?? false);
       socket.destroy();
     });
     socket.on('error', reject);

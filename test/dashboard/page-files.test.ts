@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStaticRoutes, defaultStaticRoots } from '../../server/dashboard/static-routes.js';
 import { writeSafetensors } from '../../server/model/safetensors.js';
-// @ts-expect-error a plain browser module without type declarations
+// A plain browser module: its types are inferred from the JavaScript (allowJs).
 import { encodeSafetensors, resultSafetensors } from '../../server/dashboard/static/safetensors.js';
 
 describe('the page files', () => {

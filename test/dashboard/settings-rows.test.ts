@@ -1,7 +1,7 @@
 // The job page's settings table (server/dashboard/static/format.js): the repetition penalty shows when it is on, and
 // neither 1 nor 0 (a job stored before the setting existed) shows a row.
 import { describe, expect, it } from 'vitest';
-// @ts-expect-error a plain browser module without type declarations
+// A plain browser module: its types are inferred from the JavaScript (allowJs).
 import { settingsRows } from '../../server/dashboard/static/format.js';
 
 const rows = (settings: object) => settingsRows(settings, 2) as [string, string][];

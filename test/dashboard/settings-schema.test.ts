@@ -7,10 +7,10 @@ import { lrScheduleKinds } from '../../server/engine/lr-schedule.js';
 import { optimizerKinds } from '../../server/engine/optimizers.js';
 import { inversionDefaults, inversionLimits } from '../../server/engine/settings.js';
 import { OptimizerSchema, ScheduleSchema } from '../../sdk/gen/recite/v1/recite_pb.js';
-// @ts-expect-error a plain browser module without type declarations
+// A plain browser module: its types are inferred from the JavaScript (allowJs).
 import { settingsRows } from '../../server/dashboard/static/format.js';
 
-const rowOf = (rows: [string, string][], label: string) => rows.find(([l]) => l === label)?.[1];
+const rowOf = (rows: string[][], label: string) => rows.find(([l]) => l === label)?.[1];
 
 describe('the settings schema the dashboard serves', () => {
   const schema = settingsSchemaJson({ ...inversionLimits, maxIterations: 777 });

@@ -49,8 +49,8 @@ function anchorsOf(file: string): Set<string> {
 /** The link targets of a document: hrefs of links and srcs of images, as written. */
 function linksOf(file: string): string[] {
   return tokensOf(file).flatMap((token) => {
-    if (token.type === 'link_open') return [token.attrGet('href') ?? ''];
-    if (token.type === 'image') return [token.attrGet('src') ?? ''];
+    if (token.type === 'link_open') return [String(token.attrGet('href') ?? '')];
+    if (token.type === 'image') return [String(token.attrGet('src') ?? '')];
     return [];
   });
 }

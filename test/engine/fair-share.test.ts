@@ -77,7 +77,7 @@ describe('FairShare', () => {
     const a = Array.from({ length: 100 }, (_, i) => item('a', 'job', `a${i}`, 1));
     const selected = share.select(a);
     expect(selected).toHaveLength(50);
-    for (const s of selected) share.charge('a', 500); // far more than estimated
+    for (let i = 0; i < selected.length; i++) share.charge('a', 500); // far more than estimated
     expect(share.deficit('a')).toBe(0);
     // A newcomer is served at once, and a keeps its turn too: nothing from its solo rounds is held against it.
     const b = item('b', 'job', 'b', 1);

@@ -26,7 +26,7 @@ describe('the engine keeps one job\'s failure to that job', () => {
 
     const engine = new InversionEngine(model);
     const poisoned = submitRecorded(engine, { targetIds: target, settings: { maxIterations: 20, parameterization: { kind: 'flat' },
-      init: { kind: 'embedding', values: new Float32Array(C).fill(1e38) } } });
+      init: { kind: 'embedding', values: Array.from(new Float32Array(C).fill(1e38)) } } });
     const healthy = submitRecorded(engine, { targetIds: target, settings: { maxIterations: 20, seed: 3 } });
     const [bad, good] = await Promise.all([(await poisoned).result, (await healthy).result]);
     await engine.close();

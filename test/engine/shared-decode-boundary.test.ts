@@ -36,7 +36,7 @@ afterAll(async () => {
   await model.release();
 });
 
-const poisonedInit = { kind: 'embedding', values: new Float32Array(C).fill(marker) } as const;
+const poisonedInit = { kind: 'embedding', values: Array.from(new Float32Array(C).fill(marker)) } as const;
 
 describe('a decode shared between jobs keeps a failure to its own job', () => {
   it('fails only the job whose beam check throws; its neighbour keeps its solo history', async () => {

@@ -71,7 +71,7 @@ describe('a front server (role api)', () => {
     const n = models[0]!.nPositions;
     const T = Math.floor((n + 1) / 2) + 1;
     const before = (await c.listJobs({ pageSize: 1000 }, alice)).jobs.length;
-    const refused = await errorOf(c.submitJob({ spec: { ...helloSpec,
+    const refused = await errorOf(c.submitJob({ spec: { settings: helloSpec.settings,
       target: { case: 'targetIds', value: { ids: new Array<number>(T).fill(15496) } } } }, alice));
     expect(refused.code).toBe(Code.InvalidArgument);
     expect(refused.rawMessage).toBe(`spec.target: ${T} tokens with P = ${T} prompt vectors need ${2 * T - 1} positions; ` +

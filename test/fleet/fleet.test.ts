@@ -80,7 +80,7 @@ async function watchAll(url: string, jobId: string): Promise<JobEvent[]> {
 function progressOf(events: readonly JobEvent[]): Map<string, number> {
   const out = new Map<string, number>();
   for (const event of events) {
-    if (event.kind.case === 'progress') out.set(`${event.kind.value.restart}:${event.kind.value.iteration}`, event.kind.value.nll);
+    if (event.kind.case === 'progress') out.set(`${event.kind.value.restart}:${event.kind.value.iteration}`, event.kind.value.nllSum);
   }
   return out;
 }

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { fromBinary } from '@bufbuild/protobuf';
+import type { MessageInitShape } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import { createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
@@ -82,7 +83,7 @@ describe('the reflection protocol', () => {
   const transport = () => createGrpcTransport({ baseUrl: server.url });
 
   /** Send `requests` on one v1 reflection stream; return the answers in order. */
-  async function reflect(requests: v1.ServerReflectionRequest['messageRequest'][]) {
+  async function reflect(requests: MessageInitShape<typeof v1.ServerReflectionRequestSchema>['messageRequest'][]) {
     const client = createClient(v1.ServerReflection, transport());
     const answers = [];
     async function* send() {

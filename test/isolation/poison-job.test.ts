@@ -6,11 +6,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { create, toJson } from '@bufbuild/protobuf';
+import type { MessageInitShape } from '@bufbuild/protobuf';
 import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DatasetService, DatasetState } from '../../sdk/gen/recite/v1/dataset_pb.js';
-import { JobSpecSchema, Status } from '../../sdk/gen/recite/v1/recite_pb.js';
+import { JobSettingsSchema, JobSpecSchema, Status } from '../../sdk/gen/recite/v1/recite_pb.js';
 import type { JobEvent } from '../../sdk/gen/recite/v1/recite_pb.js';
 import { authHeaders, reciteClient, serveToken, spawnServe, stopServe } from '../crash/serve-process.js';
 import { openStream } from '../dashboard/ws-client.js';
@@ -27,7 +28,7 @@ function tempDb(): string {
 
 const C = 32; // the tiny model's n_embd
 
-function poisonSpec(value: number) {
+function poisonSpec(value: number): MessageInitShape<typeof JobSpecSchema> & { settings: MessageInitShape<typeof JobSettingsSchema> } {
   return {
     target: { case: 'text', value: 'Hello world' },
     settings: {
@@ -35,7 +36,7 @@ function poisonSpec(value: number) {
       init: { kind: { case: 'embedding', value: { shape: [1, C], values: new Array<number>(C).fill(value) } } },
       maxIterations: 20,
     },
-  } as const;
+  };
 }
 
 async function resultOf(url: string, jobId: string): Promise<JobEvent[]> {

@@ -169,6 +169,10 @@ export function createFakeRecite(): FakeRecite {
       }
       return create(TokenizeResponseSchema, { ids: [15496, 995], tokens: ['Hello', ' world'] });
     },
+    async score(request, ctx) {
+      see('score', request, ctx);
+      throw new ConnectError('the fake scores nothing', Code.Unimplemented);
+    },
     async listModels(request, ctx) {
       see('listModels', request, ctx);
       return { models: [create(ModelSchema, { name: 'tiny', state: ModelState.READY, nEmbd: 32, isDefault: true })] };

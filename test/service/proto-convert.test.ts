@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { create } from '@bufbuild/protobuf';
+import type { MessageInitShape } from '@bufbuild/protobuf';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { restartResultFromProto, restartResultToProto, settingsFromProto, settingsToProto } from '../../server/service/proto-convert.js';
@@ -68,20 +69,22 @@ describe('settingsFromProto and settingsToProto', () => {
       expect(back).toEqual({ case: 'projected', value: expect.objectContaining({
         dims: 8, basis: number === Parameterization_Basis.UNSPECIFIED ? Parameterization_Basis.RANDOM : number }) });
     }
-    for (const kind of [{ case: 'full', value: { promptVectors: 3 } }, { case: 'flat', value: {} }] as const) {
+    const kinds: NonNullable<MessageInitShape<typeof ParameterizationSchema>['kind']>[] = [
+      { case: 'full', value: { promptVectors: 3 } }, { case: 'flat', value: {} }];
+    for (const kind of kinds) {
       expect(roundTrip(create(JobSettingsSchema, { parameterization: { kind } })).parameterization!.kind.case).toBe(kind.case);
     }
     const inits = InitializationSchema.oneofs[0]!.fields.map((f) => f.localName);
     expect(inits).toEqual(['random', 'zeros', 'mean', 'text', 'embedding']);
-    const examples = {
+    const examples: Record<string, NonNullable<MessageInitShape<typeof InitializationSchema>['kind']>> = {
       random: { case: 'random', value: { std: 0.5 } },
       zeros: { case: 'zeros', value: {} },
       mean: { case: 'mean', value: {} },
       text: { case: 'text', value: 'Hello' },
       embedding: { case: 'embedding', value: { shape: [2], values: [0.25, -0.5] } },
-    } as const;
+    };
     for (const name of inits) {
-      const kind = examples[name as keyof typeof examples];
+      const kind = examples[name]!;
       const back = roundTrip(create(JobSettingsSchema, { init: { kind } })).init!.kind;
       expect(back.case, name).toBe(name);
       expect(back.value).toEqual(create(InitializationSchema, { kind }).kind.value);

@@ -9,7 +9,6 @@ import { Code } from '@connectrpc/connect';
 import { afterAll, describe, expect, it } from 'vitest';
 import { inversionLimits } from '../../server/engine/settings.js';
 import { JobState, Status } from '../../sdk/gen/recite/v1/recite_pb.js';
-import type { TestServer } from '../helpers/test-server.js';
 import { startTestServer } from '../helpers/test-server.js';
 import type { ReciteClient, Spec } from './service-fixtures.js';
 import { aliceToken, bearer, errorOf, networkTransport, reciteClient, waitFor } from './service-fixtures.js';
