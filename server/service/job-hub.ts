@@ -39,7 +39,6 @@ import { JobFeed } from './job-feed.js';
 import { JobLog } from './job-log.js';
 import type { StoreFault } from './job-log.js';
 import { JobScheduler } from './job-scheduler.js';
-import { tokenIdProblem } from '../util/numbers.js';
 
 export interface JobHubOptions {
   /**
@@ -236,9 +235,10 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
     if (this.jobLog.fault) throw storeUnavailable(this.jobLog.fault);
     const limits = this.limitsOf(clientId);
     const entry = this.registry.require(spec.model, 'spec.model');
-    const targetIds = this.targetIdsOf(spec, entry.tokenizer.encode, entry.config.vocabSize);
+    const targetIds = spec.target.case === 'text' ? entry.tokenizer.encode(spec.target.value) : [...spec.target.value?.ids ?? []];
     const settings = this.checkSettings(spec);
-    // Checked here as well as by the engine: the job may be stored for another server to run.
+    // Checked here as well as by the engine: the job may be stored for another server to run. (Token ids outside the
+    // vocabulary are among what it refuses.)
     checkJobFitsModel(targetIds, settings, entry.config, this.options.memoryBudgetBytes);
     const cost = jobBytes(settings, targetIds.length, entry.config);
     const record: JobRecord = {
@@ -621,8 +621,7 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
       await this.failStored(record, epoch, reason);
       return;
     }
-    const entry = this.registry.require(record.model);
-    const { engine } = this.registry.requireRunner(record.model);
+    const { model, engine } = this.registry.requireRunner(record.model);
     const spec = fromBinary(JobSpecSchema, record.spec);
     const settings = this.storedSettings(spec);
     const snapshots: Map<number, RunSnapshot> = checkpoint ? decodeSnapshots(checkpoint.payload) : new Map();
@@ -630,7 +629,7 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
     const stored = emptyStoredProgress();
     for (const event of fresh ? [] : await this.store.events(record.id, 0)) noteStored(stored, event, completed);
     const resumedFrom = new Map([...snapshots].map(([restart, s]) => [restart, s.iteration]));
-    const cost = jobBytes(settings, record.targetIds.length, entry.config);
+    const cost = jobBytes(settings, record.targetIds.length, model.checkpoint.config);
     const live = this.addLive(record, epoch, stored, cost);
     if (record.lastSequence > 0) live.resumedAtCheckpoint = keep;
     live.handle = await engine.submit({
@@ -844,16 +843,6 @@ export class JobHub implements JobSubmission, JobQueries, JobStreams, JobChanges
       ...(stored.summary ? { lastProgress: fromBinary(ProgressSchema, stored.summary) } : {}),
       ...(result ? { result } : {}),
     });
-  }
-
-  private targetIdsOf(spec: JobSpec, encode: (text: string) => number[], vocabSize: number): number[] {
-    if (spec.target.case === 'text') return encode(spec.target.value);
-    const ids = spec.target.value?.ids ?? [];
-    ids.forEach((id, i) => {
-      const problem = tokenIdProblem(id, vocabSize);
-      if (problem) throw new JobError('invalid', `spec.target_ids.ids[${i}]: ${problem}`);
-    });
-    return [...ids];
   }
 
   /** A new job's settings, checked once, here, against the server's limits (a SettingsError names the field). */
