@@ -4,8 +4,8 @@
 import { chromium } from 'playwright-core';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createTestDatabase } from '../helpers/postgres.js';
-import { authHeaders, reciteClient, serveToken, spawnServe, stopServe } from '../crash/serve-process.js';
+import { authHeaders, reciteClient, serveToken } from '../crash/serve-process.js';
+import { startFrontAndWorker } from './front-and-worker.js';
 import { JobState } from '../../sdk/gen/recite/v1/recite_pb.js';
 
 const chromiumPath = process.env.RECITE_CHROMIUM ?? '/usr/bin/chromium';
@@ -23,14 +23,8 @@ interface Seen { row?: string; rowIteration?: string; points?: number; status?: 
 
 describe('the dashboard page of one server of a fleet, in Chromium', () => {
   it('lists, follows live and finishes a job that another server accepted and runs', async () => {
-    const db = await createTestDatabase();
-    cleanups.push(() => db.drop());
-    const front = await spawnServe(db.url, ['--server-id', 'front', '--role', 'api']);
-    const worker = await spawnServe(db.url, ['--server-id', 'worker', '--role', 'worker']);
-    cleanups.push(async () => {
-      await stopServe(worker);
-      await stopServe(front);
-    });
+    const { front, worker, close } = await startFrontAndWorker();
+    cleanups.push(close);
     const browser: Browser = await chromium.launch({
       executablePath: chromiumPath,
       headless: true,

@@ -1,8 +1,8 @@
 // The dashboard of any server shows the whole fleet: its /ws stream (what the page draws from) lists a job submitted
 // on another server as it arrives, runs and finishes, and streams that job's events, numbered 1..n, to the result.
 import { describe, expect, it, afterAll } from 'vitest';
-import { createTestDatabase } from '../helpers/postgres.js';
-import { reciteClient, serveToken, spawnServe, stopServe, authHeaders } from '../crash/serve-process.js';
+import { reciteClient, serveToken, authHeaders } from '../crash/serve-process.js';
+import { startFrontAndWorker } from './front-and-worker.js';
 import { openStream } from '../dashboard/ws-client.js';
 import type { ServerMessage } from '../dashboard/ws-client.js';
 
@@ -16,14 +16,8 @@ const isEventOf = (jobId: string, kind?: string) => (m: ServerMessage) =>
 
 describe('the dashboard of one server of a fleet', () => {
   it('lists and streams a job that another server accepted and runs', async () => {
-    const db = await createTestDatabase();
-    cleanups.push(() => db.drop());
-    const front = await spawnServe(db.url, ['--server-id', 'front', '--role', 'api']);
-    const worker = await spawnServe(db.url, ['--server-id', 'worker', '--role', 'worker']);
-    cleanups.push(async () => {
-      await stopServe(worker);
-      await stopServe(front);
-    });
+    const { front, worker, close } = await startFrontAndWorker();
+    cleanups.push(close);
     const page = await openStream(front.url, serveToken);
     cleanups.push(() => page.close());
     page.send({ type: 'subscribe_jobs' });
